@@ -1,0 +1,73 @@
+# Tollgate: every target sets up what it needs itself (a fresh clone needs Python 3.11+ and Node 20).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := .tools/bin/uv
+UV_VERSION := 0.13.8
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+
+.PHONY: help setup test check lint typecheck pytest format demo local synth lint-templates bench bundle clean
+
+help:
+	@echo "make demo   run the whole billing cycle offline (local DynamoDB + Stripe double)"
+	@echo "make test   lint, type-check and run the whole test suite"
+	@echo "make synth  synthesize the CDK app into cdk.out/ (offline)"
+	@echo "make bench  run the benchmarks under benchmarks/"
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python $(PYTHON) --quiet
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.synced
+
+test: check pytest
+
+check: lint typecheck
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.synced
+	$(BIN)/mypy
+
+pytest: $(VENV)/.synced
+	$(BIN)/pytest -q
+
+format: $(VENV)/.synced
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: $(VENV)/.synced
+	$(BIN)/tollgate demo
+
+local: $(VENV)/.synced
+	$(BIN)/tollgate local up
+
+bundle: $(VENV)/.synced
+	$(BIN)/python -m infra.bundling
+
+synth: $(VENV)/.synced node_modules/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx cdk synth --quiet
+
+lint-templates: synth
+	$(BIN)/cfn-lint cdk.out/*.template.json
+
+bench: $(VENV)/.synced
+	$(BIN)/python benchmarks/authorizer.py
+	$(BIN)/python benchmarks/period_close.py
+
+clean:
+	rm -rf $(VENV) .tools cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

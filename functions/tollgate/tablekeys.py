@@ -1,0 +1,58 @@
+"""The single-table key design. Standard library only: the authorizer builds its keys from here.
+
+See docs/data-model.md for the access patterns. Every item has ``pk`` and ``sk``; customer profiles and API
+keys are also in ``gsi1`` (``gsi1pk``/``gsi1sk``) so they can be listed.
+"""
+
+from __future__ import annotations
+
+PK = "pk"
+SK = "sk"
+GSI1 = "gsi1"
+GSI1_PK = "gsi1pk"
+GSI1_SK = "gsi1sk"
+TTL_ATTRIBUTE = "expires_at"
+
+COUNTER_SK = "COUNTER"
+CREDITS = "credits"
+REQUESTS = "requests"
+ROUTE_CREDITS_PREFIX = "route_credits#"
+ROUTE_REQUESTS_PREFIX = "route_requests#"
+CUSTOMERS_INDEX_PK = "CUSTOMERS"
+
+
+def plan_key(plan_id: str, version: int) -> dict[str, str]:
+    return {PK: f"PLAN#{plan_id}", SK: f"VERSION#{version:06d}"}
+
+
+def customer_key(customer_id: str) -> dict[str, str]:
+    return {PK: f"CUSTOMER#{customer_id}", SK: "PROFILE"}
+
+
+def api_key_key(key_hash: str) -> dict[str, str]:
+    return {PK: f"KEY#{key_hash}", SK: "KEY"}
+
+
+def counter_key(customer_id: str, period: str, shard: int) -> dict[str, str]:
+    """One usage counter item: its own partition per (customer, period, shard), so shards spread the load."""
+    return {PK: f"USAGE#{customer_id}#{period}#{shard}", SK: COUNTER_SK}
+
+
+def close_key(customer_id: str, period: str) -> dict[str, str]:
+    return {PK: f"CUSTOMER#{customer_id}", SK: f"CLOSE#{period}"}
+
+
+def audit_key(customer_id: str, at_iso: str, event_id: str) -> dict[str, str]:
+    return {PK: f"CUSTOMER#{customer_id}", SK: f"AUDIT#{at_iso}#{event_id}"}
+
+
+def webhook_event_key(event_id: str) -> dict[str, str]:
+    return {PK: f"WEBHOOK#{event_id}", SK: "EVENT"}
+
+
+def route_credits_attribute(route: str) -> str:
+    return ROUTE_CREDITS_PREFIX + route
+
+
+def route_requests_attribute(route: str) -> str:
+    return ROUTE_REQUESTS_PREFIX + route

@@ -1,0 +1,76 @@
+"""Shared fixtures: an in-process DynamoDB (moto ``mock_aws``) with the Tollgate table, and domain factories."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tollgate.models import Customer, Plan
+from tollgate.schema import create_table
+from tollgate.store import TollgateStore
+
+TABLE = "tollgate-test"
+NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach AWS: fake credentials, a fixed region, the test table's name."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("TABLE_NAME", TABLE)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Tollgate")
+    monkeypatch.setenv("POWERTOOLS_DEV", "false")
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        create_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
+        yield
+
+
+@pytest.fixture
+def store(aws: None) -> TollgateStore:
+    return TollgateStore(TABLE)
+
+
+def make_plan(**overrides: Any) -> Plan:
+    fields: dict[str, Any] = {
+        "id": "payg",
+        "name": "Pay as you go",
+        "currency": "usd",
+        "price_per_credit": Decimal("0.00042"),
+        "route_costs": {"GET /v1/search": 1, "POST /v1/generate": 25, "GET /usage": 0},
+    }
+    fields.update(overrides)
+    return Plan(**fields)
+
+
+def make_customer(plan: Plan, **overrides: Any) -> Customer:
+    fields: dict[str, Any] = {
+        "id": "acme",
+        "name": "Acme Corp",
+        "email": "billing@acme.test",
+        "plan_id": plan.id,
+        "plan_version": plan.version,
+        "created_at": NOW,
+    }
+    fields.update(overrides)
+    return Customer(**fields)
+
+
+@pytest.fixture
+def env_table_name() -> str:
+    return os.environ["TABLE_NAME"]
