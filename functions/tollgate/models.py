@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tollgate.money import minor_unit_exponent
+
 ROUTE_RE = re.compile(r"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) /\S*|\$default")
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -33,7 +35,8 @@ class CustomerStatus(StrEnum):
 
 
 class Tier(BaseModel):
-    """One band of a graduated price: credits up to ``up_to`` (inclusive; ``None``: no end) cost ``price``."""
+    """One band of a graduated price: credits up to ``up_to`` (inclusive; ``None``: no end) cost
+    ``price_per_credit`` each."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -69,6 +72,12 @@ class Plan(BaseModel):
     @classmethod
     def _lower_currency(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("currency")
+    @classmethod
+    def _supported_currency(cls, currency: str) -> str:
+        minor_unit_exponent(currency)  # raises for currencies Stripe needs special rounding for
+        return currency
 
     @field_validator("route_costs")
     @classmethod

@@ -34,7 +34,7 @@ def _is_conditional_failure(error: ClientError) -> bool:
     )
 
 
-def _strip(item: Mapping[str, Any]) -> dict[str, Any]:
+def item_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _plain(value) for name, value in item.items() if name not in _KEY_FIELDS}
 
 
@@ -81,7 +81,7 @@ class TollgateStore:
             item = self.table.get_item(Key=tk.plan_key(plan_id, version), ConsistentRead=True).get("Item")
             if item is None:
                 raise NotFoundError("plan", f"{plan_id} v{version}")
-            return Plan.model_validate(_strip(item))
+            return Plan.model_validate(item_fields(item))
         versions = self.table.query(
             KeyConditionExpression=Key(tk.PK).eq(f"PLAN#{plan_id}") & Key(tk.SK).begins_with("VERSION#"),
             ScanIndexForward=False,
@@ -90,11 +90,11 @@ class TollgateStore:
         )["Items"]
         if not versions:
             raise NotFoundError("plan", plan_id)
-        return Plan.model_validate(_strip(versions[0]))
+        return Plan.model_validate(item_fields(versions[0]))
 
     def list_plans(self) -> list[Plan]:
         items = self._query_index(PLANS_INDEX_PK)
-        return [Plan.model_validate(_strip(item)) for item in items]
+        return [Plan.model_validate(item_fields(item)) for item in items]
 
     # -- customers -----------------------------------------------------------------------------------
     def _customer_item(self, customer: Customer) -> dict[str, Any]:
@@ -121,10 +121,12 @@ class TollgateStore:
         item = self.table.get_item(Key=tk.customer_key(customer_id), ConsistentRead=True).get("Item")
         if item is None:
             raise NotFoundError("customer", customer_id)
-        return Customer.model_validate(_strip(item))
+        return Customer.model_validate(item_fields(item))
 
     def list_customers(self) -> list[Customer]:
-        return [Customer.model_validate(_strip(item)) for item in self._query_index(tk.CUSTOMERS_INDEX_PK)]
+        return [
+            Customer.model_validate(item_fields(item)) for item in self._query_index(tk.CUSTOMERS_INDEX_PK)
+        ]
 
     def update_customer(self, before: Customer, after: Customer) -> Customer:
         """Replace a customer only if it is still exactly ``before`` (optimistic concurrency)."""
@@ -211,7 +213,7 @@ class TollgateStore:
             & Key(tk.SK).begins_with("AUDIT#"),
             ConsistentRead=True,
         )["Items"]
-        return [_strip(item) for item in items]
+        return [item_fields(item) for item in items]
 
     # -- API keys ------------------------------------------------------------------------------------
     def put_api_key(self, key: ApiKey) -> ApiKey:
@@ -234,11 +236,11 @@ class TollgateStore:
         item = self.table.get_item(Key=tk.api_key_key(key_hash), ConsistentRead=True).get("Item")
         if item is None:
             raise NotFoundError("api key", key_hash[:8])
-        return ApiKey.model_validate(_strip(item))
+        return ApiKey.model_validate(item_fields(item))
 
     def list_api_keys(self, customer_id: str) -> list[ApiKey]:
         items = self._query_index(f"CUSTOMER#{customer_id}", sk_prefix="KEY#")
-        return [ApiKey.model_validate(_strip(item)) for item in items]
+        return [ApiKey.model_validate(item_fields(item)) for item in items]
 
     def find_api_key(self, customer_id: str, key_id: str) -> ApiKey:
         for key in self.list_api_keys(customer_id):
