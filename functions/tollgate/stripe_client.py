@@ -1,0 +1,40 @@
+"""The one way Tollgate reaches Stripe: the official library's ``StripeClient``.
+
+Where the key comes from, in order: ``STRIPE_API_KEY`` (local use and the CLI), else the Secrets Manager
+secret named by ``STRIPE_API_KEY_SECRET_ARN`` (Lambda: Powertools Parameters, cached 5 minutes).
+``STRIPE_API_BASE`` points the client at another address (the offline Stripe double); unset, it is Stripe.
+Only the base address and the key differ between the double and real Stripe test mode: the code path is one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import stripe
+
+SECRET_MAX_AGE_SECONDS = 300
+
+
+class StripeNotConfiguredError(RuntimeError):
+    pass
+
+
+def stripe_api_key() -> str:
+    key = os.environ.get("STRIPE_API_KEY")
+    if key:
+        return key
+    arn = os.environ.get("STRIPE_API_KEY_SECRET_ARN")
+    if not arn:
+        raise StripeNotConfiguredError("set STRIPE_API_KEY or STRIPE_API_KEY_SECRET_ARN")
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)).strip()
+
+
+def make_stripe_client(api_key: str | None = None, base_url: str | None = None) -> stripe.StripeClient:
+    key = api_key or stripe_api_key()
+    base = base_url or os.environ.get("STRIPE_API_BASE")
+    options: dict[str, object] = {"max_network_retries": 2}
+    if base:
+        options["base_addresses"] = {"api": base}
+    return stripe.StripeClient(key, **options)  # type: ignore[arg-type]
