@@ -23,15 +23,14 @@ from authorizer.metering import MeteringSettings, MeteringUnavailableError, auth
 logger = Logger(service="tollgate-authorizer")
 metrics = Metrics(namespace="Tollgate", service="tollgate-authorizer")
 KEY_CACHE = TtlCache()
+# One attempt per call: retries are decided in authorizer.dynamo, where it is known whether a write applied.
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=2)
 
 
 @cache
 def _services() -> tuple[DynamoKeyDirectory, DynamoUsageCounter, MeteringSettings]:
     table = os.environ["TABLE_NAME"]
-    client = boto3.client(
-        "dynamodb",
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=2),
-    )
+    client = boto3.client("dynamodb", config=CLIENT_CONFIG)
     keys = DynamoKeyDirectory(
         client,
         table,

@@ -1,0 +1,150 @@
+"""Authorizer benchmark: what metering adds on top of the DynamoDB write it cannot avoid.
+
+Two ratios, each against a baseline measured in the same run on the same machine:
+  request ratio = warm authorizer call / bare boto3 UpdateItem, same moto DynamoDB    target <= 1.15
+  import ratio  = `import authorizer.handler` / `import boto3`, fresh interpreters   target <= 1.3
+
+The bare UpdateItem is the same write (same expression, same client configuration): the ratio is what the
+authorizer's own work (event parsing, key hashing, cache lookup, decision, policy) adds to the write.
+
+Run: .venv/bin/python benchmarks/authorizer.py [--requests 2000] [--rounds 7] [--imports 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
+
+os.environ.update(
+    AWS_ACCESS_KEY_ID="bench",
+    AWS_SECRET_ACCESS_KEY="bench",
+    AWS_DEFAULT_REGION="us-east-1",
+    TABLE_NAME="tollgate-bench",
+    POWERTOOLS_METRICS_NAMESPACE="Tollgate",
+)
+for leaking in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
+    os.environ.pop(leaking, None)
+
+
+def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
+    import boto3
+    from moto import mock_aws
+
+    from authorizer import handler as authorizer
+    from tests.events import rest_event
+    from tollgate import tablekeys as tk
+    from tollgate.keys import issue_key
+    from tollgate.models import Customer, Plan
+    from tollgate.schema import create_table
+    from tollgate.store import TollgateStore
+
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_table(client, "tollgate-bench")
+        store = TollgateStore("tollgate-bench")
+        now = datetime.now(UTC)
+        plan = store.put_plan(
+            Plan(id="bench", name="Bench", price_per_credit="0.001", route_costs={"GET /v1/search": 1})
+        )
+        store.put_customer(
+            Customer(
+                id="bench",
+                name="Bench",
+                email="b@bench.test",
+                plan_id=plan.id,
+                plan_version=1,
+                created_at=now,
+            )
+        )
+        key = issue_key(store, "bench", now=now - timedelta(days=1)).key
+        event = rest_event(headers={"x-api-key": key}, epoch_ms=int(now.timestamp() * 1000))
+        assert authorizer.handler(event, None)["policyDocument"]["Statement"][0]["Effect"] == "Allow"  # warm
+
+        bare_request = {
+            "TableName": "tollgate-bench",
+            "Key": {name: {"S": value} for name, value in tk.counter_key("baseline", "2026-11", 0).items()},
+            "UpdateExpression": "ADD #c :c, #n :one, #rc :c, #rn :one",
+            "ExpressionAttributeNames": {
+                "#c": "credits",
+                "#n": "requests",
+                "#rc": "route_credits#GET /v1/search",
+                "#rn": "route_requests#GET /v1/search",
+            },
+            "ExpressionAttributeValues": {":c": {"N": "1"}, ":one": {"N": "1"}},
+            "ReturnValues": "UPDATED_NEW",
+        }
+        bare_client = boto3.client("dynamodb", config=authorizer.CLIENT_CONFIG)
+        bare_client.update_item(**bare_request)
+
+        warm, bare = [], []
+        for _ in range(rounds):  # interleave so drift on a busy machine hits both sides alike
+            start = time.perf_counter()
+            for _ in range(requests):
+                authorizer.handler(event, None)
+            warm.append((time.perf_counter() - start) / requests)
+            start = time.perf_counter()
+            for _ in range(requests):
+                bare_client.update_item(**bare_request)
+            bare.append((time.perf_counter() - start) / requests)
+        counted = store.read_usage("bench", event_period(now)).requests
+        assert counted == rounds * requests + 1, counted
+        return statistics.median(warm), statistics.median(bare)
+
+
+def event_period(now: datetime) -> str:
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def import_seconds(statement: str, runs: int) -> float:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'functions'}", "PYTHONDONTWRITEBYTECODE": "0"}
+    code = f"import time; s = time.perf_counter(); {statement}; print(time.perf_counter() - s)"
+    samples = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        samples.append(float(done.stdout.strip()))
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--imports", type=int, default=15)
+    args = parser.parse_args()
+
+    warm, bare = per_request_seconds(args.requests, args.rounds)
+    import_seconds("import authorizer.handler", 2)  # warm the bytecode caches of both sides first
+    import_seconds("import boto3", 2)
+    imports_authorizer, imports_boto3 = [], []
+    for _ in range(3):
+        imports_authorizer.append(import_seconds("import authorizer.handler", args.imports // 3 or 1))
+        imports_boto3.append(import_seconds("import boto3", args.imports // 3 or 1))
+    auth_import, boto3_import = statistics.median(imports_authorizer), statistics.median(imports_boto3)
+
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores;",
+        f"{args.rounds} rounds x {args.requests} requests, interleaved",
+    )
+    print(f"warm authorizer request      {warm * 1e6:9.1f} us")
+    print(f"bare boto3 UpdateItem        {bare * 1e6:9.1f} us")
+    print(f"request ratio                {warm / bare:9.3f}   (target <= 1.15)")
+    print(f"import authorizer.handler    {auth_import * 1e3:9.1f} ms")
+    print(f"import boto3                 {boto3_import * 1e3:9.1f} ms")
+    print(f"import ratio                 {auth_import / boto3_import:9.3f}   (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()
