@@ -1,4 +1,4 @@
-"""Shared fixtures: an in-process DynamoDB (moto ``mock_aws``) with the Tollgate table, and domain factories."""
+"""Shared fixtures: an in-process DynamoDB (moto ``mock_aws``) with the table, and domain factories."""
 
 from __future__ import annotations
 

@@ -28,7 +28,11 @@ def rest_event(
         "resource": resource,
         "path": concrete,
         "httpMethod": method,
-        "headers": {"Host": f"{API_ID}.execute-api.us-east-1.amazonaws.com", "User-Agent": "curl/8.5", **headers},
+        "headers": {
+            "Host": f"{API_ID}.execute-api.us-east-1.amazonaws.com",
+            "User-Agent": "curl/8.5",
+            **headers,
+        },
         "multiValueHeaders": {
             "Host": [f"{API_ID}.execute-api.us-east-1.amazonaws.com"],
             "User-Agent": ["curl/8.5"],
@@ -72,7 +76,11 @@ def http_event(
         "routeKey": route_key,
         "rawPath": concrete,
         "rawQueryString": "",
-        "headers": {"host": f"{API_ID}.execute-api.us-east-1.amazonaws.com", "user-agent": "curl/8.5", **lowered},
+        "headers": {
+            "host": f"{API_ID}.execute-api.us-east-1.amazonaws.com",
+            "user-agent": "curl/8.5",
+            **lowered,
+        },
         "requestContext": {
             "accountId": ACCOUNT,
             "apiId": API_ID,

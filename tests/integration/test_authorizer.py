@@ -115,7 +115,9 @@ def test_key_only_in_multi_value_headers_is_found(world: dict[str, Any]) -> None
 def test_route_costs_come_from_the_plan_by_template(world: dict[str, Any]) -> None:
     store = world["store"]
     rest(world["key"], "POST", "/v1/generate")
-    rest(world["key"], "GET", "/v1/items/{id}", path="/v1/items/42", path_parameters={"id": "42"})  # unlisted: 1
+    rest(
+        world["key"], "GET", "/v1/items/{id}", path="/v1/items/42", path_parameters={"id": "42"}
+    )  # unlisted: 1
     free = rest(world["key"], "GET", "/usage")
 
     assert free["context"]["credits"] == 0
@@ -230,7 +232,11 @@ def _bad_header_cases(key: str) -> list[tuple[str, dict[str, str], str]]:
         ("non-ASCII", {"x-api-key": key[:-1] + "é"}, "malformed_api_key"),
         ("bearer with nothing", {"Authorization": "Bearer"}, "malformed_api_key"),
         ("bearer with spaces", {"Authorization": "Bearer   "}, "malformed_api_key"),
-        ("two different keys", {"x-api-key": key, "Authorization": "Bearer tg_live_" + "B" * 43}, "malformed_api_key"),
+        (
+            "two different keys",
+            {"x-api-key": key, "Authorization": "Bearer tg_live_" + "B" * 43},
+            "malformed_api_key",
+        ),
         ("unknown well-formed key", {"x-api-key": "tg_live_" + "C" * 43}, "invalid_api_key"),
         ("basic auth only", {"Authorization": "Basic dXNlcjpwYXNz"}, "missing_api_key"),
     ]
@@ -295,7 +301,11 @@ def test_revoked_key_is_denied_once_the_cache_entry_expires(
 
 def test_rotated_key_keeps_working_for_the_overlap_only(world: dict[str, Any]) -> None:
     issued, old = rotate_key(
-        world["store"], "acme", world["record"].key_id, now=NOW - timedelta(hours=1), overlap=timedelta(hours=2)
+        world["store"],
+        "acme",
+        world["record"].key_id,
+        now=NOW - timedelta(hours=1),
+        overlap=timedelta(hours=2),
     )
     assert effect(rest(world["key"])) == "Allow"
     assert effect(rest(issued.key)) == "Allow"
@@ -372,7 +382,9 @@ def _client_error(code: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": code}}, "UpdateItem")
 
 
-def test_dynamodb_failure_denies_by_default(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_dynamodb_failure_denies_by_default(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     _fail_updates(world, _client_error("InternalServerError"))
     answer = rest(world["key"])
 
@@ -412,7 +424,9 @@ def test_throttled_write_is_retried_once_because_it_was_not_applied(world: dict[
     assert usage(world["store"]) == (2, 2)
 
 
-def test_failed_key_lookup_denies_even_with_fail_open(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_key_lookup_denies_even_with_fail_open(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAIL_OPEN", "true")
     authorizer._services.cache_clear()
     client = authorizer._services()[1]._client
