@@ -7,13 +7,17 @@ rounds. The statement total is therefore the invoice total, to the cent (or yen)
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from tollgate.models import Plan
-from tollgate.money import line_amount, to_minor_units
+from tollgate.money import MAX_UNIT_DECIMALS, line_amount, to_minor_units
+
+# Enough digits that no product or sum of the amounts Stripe accepts is ever rounded by the Decimal context
+# (the default 28 digits would silently round a 12-decimal unit price times a very large quantity).
+EXACT_DIGITS = 80
 
 
 class LineKind(StrEnum):
@@ -53,14 +57,36 @@ class Statement(BaseModel):
         return sum(line.amount for line in self.lines)
 
 
+def unit_amount_decimal(price: Decimal, currency: str) -> Decimal:
+    """A price in major units -> Stripe's ``unit_amount_decimal``: exact minor units, written plainly.
+
+    ``Decimal("5").scaleb(2)`` is ``5E+2``, which is not how Stripe wants a decimal string, so the value is
+    normalised to plain digits (``500``, ``0.042``). Stripe accepts at most 12 decimal places; a price finer
+    than that cannot be invoiced exactly, so it is refused here rather than rounded.
+    """
+    with localcontext() as context:
+        context.prec = EXACT_DIGITS
+        minor = to_minor_units(price, currency).normalize()
+    exponent = minor.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_UNIT_DECIMALS:
+        raise ValueError(
+            f"price {price} {currency.upper()} is {minor} in the minor unit: Stripe's unit_amount_decimal "
+            f"takes at most {MAX_UNIT_DECIMALS} decimal places"
+        )
+    return Decimal(format(minor, "f"))
+
+
 def _line(kind: LineKind, description: str, period: str, quantity: int, unit_minor: Decimal) -> StatementLine:
+    with localcontext() as context:
+        context.prec = EXACT_DIGITS
+        amount = line_amount(unit_minor, quantity)
     return StatementLine(
         kind=kind,
         description=description,
         period=period,
         quantity=quantity,
         unit_amount=unit_minor,
-        amount=line_amount(unit_minor, quantity),
+        amount=amount,
     )
 
 
@@ -73,14 +99,14 @@ def usage_lines(plan: Plan, credits: int, period: str) -> list[StatementLine]:
         return []
     suffix = f" above {plan.included_credits:,} included" if plan.included_credits else ""
     if not plan.tiers:
-        unit = to_minor_units(plan.price_per_credit, plan.currency)
+        unit = unit_amount_decimal(plan.price_per_credit, plan.currency)
         return [_line(LineKind.USAGE, f"API usage: {billable:,} credits{suffix}", period, billable, unit)]
     lines, floor = [], 0
     for tier in plan.tiers:
         ceiling = tier.up_to if tier.up_to is not None else billable
         in_band = min(billable, ceiling) - floor
         if in_band > 0:
-            unit = to_minor_units(tier.price_per_credit, plan.currency)
+            unit = unit_amount_decimal(tier.price_per_credit, plan.currency)
             band = f"{floor + 1:,}-{ceiling:,}" if tier.up_to is not None else f"{floor + 1:,}+"
             lines.append(
                 _line(
@@ -110,9 +136,9 @@ def late_usage_line(plan: Plan, period: str, billed_credits: int, late_credits: 
     """
     if late_credits < 0:
         raise ValueError("late credits cannot be negative")
-    extra = usage_charge(plan, billed_credits + late_credits) - usage_charge(plan, billed_credits)
     if late_credits == 0:
         return None
+    extra = usage_charge(plan, billed_credits + late_credits) - usage_charge(plan, billed_credits)
     return _line(
         LineKind.ADJUSTMENT,
         f"Late usage for {period}: {late_credits:,} credits counted after that period closed",
@@ -137,7 +163,7 @@ def rate_period(
                 f"{plan.name}: base fee",
                 period,
                 1,
-                to_minor_units(plan.base_fee, plan.currency),
+                unit_amount_decimal(plan.base_fee, plan.currency),
             )
         )
     lines.extend(usage_lines(plan, credits, period))
