@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -101,6 +102,7 @@ def local_stack(
     from tollgate.schema import create_table
 
     make_moto_writes_atomic()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     dynamodb = ThreadedMotoServer(ip_address="127.0.0.1", port=dynamodb_port, verbose=False)
     dynamodb.start()
     double = None
@@ -115,6 +117,7 @@ def local_stack(
             create_table(boto3.client("dynamodb"), LOCAL_TABLE)
             authorizer._services.cache_clear()  # pick up the local endpoint
             authorizer.KEY_CACHE.clear()
+            authorizer.logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             gateway = LocalGateway(sample_routes(), authorizer.handler, clock=clock).serve(gateway_port)
             try:
                 yield LocalStack(
