@@ -1,0 +1,1 @@
+"""The ``tollgate`` command line: plans, customers, keys, usage, invoices, closes."""
