@@ -1,0 +1,157 @@
+"""``SampleApi``: the example provider API, a REST API whose routes are all metered through ``MeteredApi``.
+
+- ``GET /v1/search`` and ``POST /v1/generate``: the sample backend (their prices, 1 and 25 credits in the
+  example plan, live in the plan, not here);
+- ``GET /usage``: the customer's own usage, behind the same authorizer (0 credits in the plan).
+
+This is what a provider writes in their own app; Tollgate's stack includes it so a fresh deploy has
+something to call.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constants import (
+    ENV_TABLE_NAME,
+    HANDLER_SAMPLE_API,
+    HANDLER_USAGE_API,
+    ID_METERED_API,
+    ID_SAMPLE_FUNCTION,
+    ID_SAMPLE_REST_API,
+    ID_USAGE_FUNCTION,
+    ROUTE_GENERATE,
+    ROUTE_SEARCH,
+    ROUTE_USAGE,
+    SAMPLE_API_STAGE,
+    SERVICE_SAMPLE_API,
+    SERVICE_USAGE_API,
+)
+from infra.functions import TollgateFunction
+from infra.metering import MeteredApi
+from infra.nag import acknowledge
+
+USAGE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
+
+# One JSON line per request; the authorizer's principal is the customer id, its reason the deny reason.
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTimeEpoch",
+    "ip": "$context.identity.sourceIp",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "customerId": "$context.authorizer.principalId",
+    "denyReason": "$context.authorizer.reason",
+    "authorizerStatus": "$context.authorizer.status",
+    "authorizerLatency": "$context.authorizer.latency",
+    "authorizerError": "$context.authorizer.error",
+    "integrationLatency": "$context.integration.latency",
+}
+
+
+class SampleApi(Construct):
+    """The example REST API: stage ``live`` with access logs, execution logs (errors) and X-Ray tracing."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        authorizer_function: lambda_.IFunction,
+        table: dynamodb.ITable,
+        code: lambda_.Code | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            ID_SAMPLE_REST_API,
+            rest_api_name=f"{cdk.Stack.of(self).stack_name}-sample-api",
+            description="Tollgate sample API: every route is metered by the Tollgate authorizer",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # REST API logging needs the regional API Gateway account's CloudWatch role; kept on stack delete
+            # because other APIs in the account rely on the same account setting.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
+            deploy_options=apigw.StageOptions(
+                stage_name=SAMPLE_API_STAGE,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                tracing_enabled=True,
+            ),
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level CloudWatch role uses the AWS managed policy made for exactly this "
+            "purpose (log group creation and log delivery for every API in the account and region).",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG3",
+            "The sample API is a demo; a provider attaches the WAFv2 web ACL of their choice to their own "
+            "API. Per-customer abuse is bounded by the metering authorizer (credit limits, suspended keys).",
+        )
+        validator = self.rest_api.add_request_validator(
+            "RequestValidator",
+            validate_request_body=True,
+            validate_request_parameters=True,
+        )
+        self.metered = MeteredApi.for_rest_api(
+            self,
+            ID_METERED_API,
+            api=self.rest_api,
+            authorizer_function=authorizer_function,
+            request_validator=validator,
+        )
+
+        self.sample_backend = TollgateFunction(
+            self,
+            ID_SAMPLE_FUNCTION,
+            handler=HANDLER_SAMPLE_API,
+            description="Tollgate sample API backend (search, generate)",
+            service_name=SERVICE_SAMPLE_API,
+            code=code,
+        )
+        self.usage = TollgateFunction(
+            self,
+            ID_USAGE_FUNCTION,
+            handler=HANDLER_USAGE_API,
+            description="Tollgate GET /usage: the calling customer's usage this period",
+            service_name=SERVICE_USAGE_API,
+            code=code,
+            environment={ENV_TABLE_NAME: table.table_name},
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadUsage",
+                    actions=list(USAGE_TABLE_ACTIONS),
+                    resources=[table.table_arn],
+                )
+            ],
+        )
+        for method, path in (ROUTE_SEARCH, ROUTE_GENERATE):
+            self.metered.add_function_route(method, path, self.sample_backend.function)
+        self.metered.add_function_route(*ROUTE_USAGE, self.usage.function)
+
+    @property
+    def url(self) -> str:
+        return self.rest_api.url

@@ -1,0 +1,205 @@
+"""Billing: the monthly close schedule, the close queue and worker, the secrets, webhooks and dunning."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra import constants
+from infra.billing import close_schedule_expression, dunning_schedule_expression
+from tests.infra.cfn import (
+    cdk_json_context,
+    function_by_handler,
+    get_att,
+    only,
+    props,
+    ref,
+    referenced_ids,
+    resources,
+)
+
+
+def schedule_targeting(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    function_id, _ = function_by_handler(template, handler)
+    _, schedule = only(
+        {
+            lid: s
+            for lid, s in resources(template, "AWS::Scheduler::Schedule").items()
+            if props(s)["Target"]["Arn"] == get_att(function_id)
+        }
+    )
+    return props(schedule)
+
+
+def queues(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return resources(template, "AWS::SQS::Queue")
+
+
+def close_queue(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return only({lid: q for lid, q in queues(template).items() if "RedrivePolicy" in props(q)})
+
+
+def test_close_runs_on_the_first_of_the_month_after_the_grace_hours(template: dict[str, Any]) -> None:
+    schedule = schedule_targeting(template, constants.HANDLER_CLOSE_STARTER)
+    grace_hours = cdk_json_context()["closeGraceHours"]
+    assert schedule["ScheduleExpression"] == f"cron(0 {grace_hours} 1 * ? *)"
+    assert schedule["ScheduleExpressionTimezone"] == "UTC"
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert schedule["State"] == "ENABLED"
+
+
+def test_close_schedule_retries_then_dead_letters(template: dict[str, Any]) -> None:
+    target = schedule_targeting(template, constants.HANDLER_CLOSE_STARTER)["Target"]
+    assert target["RetryPolicy"] == {
+        "MaximumRetryAttempts": constants.SCHEDULE_RETRY_ATTEMPTS,
+        "MaximumEventAgeInSeconds": constants.SCHEDULE_MAX_EVENT_AGE_HOURS * 3600,
+    }
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    (dlq_id,) = referenced_ids(target["DeadLetterConfig"]["Arn"])
+    assert dlq_id in queues(template)
+    assert dlq_id != close_queue(template)[0]
+
+
+def test_schedule_passes_its_own_time_to_the_starter(template: dict[str, Any]) -> None:
+    target = schedule_targeting(template, constants.HANDLER_CLOSE_STARTER)["Target"]
+    assert json.loads(target["Input"]) == {
+        "trigger": "schedule",
+        "scheduledTime": "<aws.scheduler.scheduled-time>",
+    }
+
+
+def test_dunning_sweep_runs_daily_with_the_same_dead_letter_queue(template: dict[str, Any]) -> None:
+    close = schedule_targeting(template, constants.HANDLER_CLOSE_STARTER)
+    sweep = schedule_targeting(template, constants.HANDLER_DUNNING_SWEEPER)
+    assert sweep["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    assert sweep["ScheduleExpressionTimezone"] == "UTC"
+    assert sweep["Target"]["DeadLetterConfig"] == close["Target"]["DeadLetterConfig"]
+    assert sweep["Target"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+@pytest.mark.parametrize(("hours", "expected"), [(0, "cron(0 0 1 * ? *)"), (23, "cron(0 23 1 * ? *)")])
+def test_close_schedule_expression(hours: int, expected: str) -> None:
+    assert close_schedule_expression(hours) == expected
+
+
+@pytest.mark.parametrize("hours", [-1, 24])
+def test_close_schedule_expression_rejects_a_grace_outside_the_day(hours: int) -> None:
+    with pytest.raises(ValueError, match=r"0\.\.23"):
+        close_schedule_expression(hours)
+
+
+def test_dunning_schedule_expression_default_hour() -> None:
+    assert dunning_schedule_expression() == f"cron(0 {constants.DUNNING_SWEEP_HOUR_UTC} * * ? *)"
+
+
+def test_worker_consumes_the_close_queue_with_partial_failures_and_bounded_concurrency(
+    template: dict[str, Any],
+) -> None:
+    worker_id, _ = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
+    queue_id, _ = close_queue(template)
+    _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
+    assert props(mapping)["FunctionName"] == ref(worker_id)
+    assert props(mapping)["EventSourceArn"] == get_att(queue_id)
+    assert props(mapping)["BatchSize"] == 10
+    assert props(mapping)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 2 <= props(mapping)["ScalingConfig"]["MaximumConcurrency"] <= 10
+
+
+def test_close_queue_dead_letters_after_five_receives(template: dict[str, Any]) -> None:
+    _, queue = close_queue(template)
+    redrive = props(queue)["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == 5
+    (dlq_id,) = referenced_ids(redrive["deadLetterTargetArn"])
+    assert props(queues(template)[dlq_id])["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_close_queue_visibility_covers_six_worker_timeouts(template: dict[str, Any]) -> None:
+    _, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
+    _, queue = close_queue(template)
+    assert props(queue)["VisibilityTimeout"] >= 6 * props(worker)["Timeout"]
+
+
+def test_every_queue_is_encrypted_and_refuses_plain_http(template: dict[str, Any]) -> None:
+    assert len(queues(template)) == 3
+    policies = resources(template, "AWS::SQS::QueuePolicy").values()
+    for queue_id, queue in queues(template).items():
+        assert props(queue)["SqsManagedSseEnabled"] is True, queue_id
+        denies_insecure = [
+            s
+            for policy in policies
+            if ref(queue_id) in props(policy)["Queues"]
+            for s in props(policy)["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert denies_insecure, queue_id
+
+
+def test_secrets_are_created_without_a_value_in_the_template(template: dict[str, Any]) -> None:
+    secrets = resources(template, "AWS::SecretsManager::Secret")
+    assert len(secrets) == 2
+    for logical_id, secret in secrets.items():
+        assert "SecretString" not in props(secret), logical_id
+        assert props(secret)["GenerateSecretString"] == {}, logical_id  # a random placeholder
+
+
+def test_function_environments(template: dict[str, Any]) -> None:
+    table = {"Ref": only(resources(template, "AWS::DynamoDB::Table"))[0]}
+    secrets = {
+        "webhook" if "webhook" in props(s)["Description"].lower() else "api": ref(lid)
+        for lid, s in resources(template, "AWS::SecretsManager::Secret").items()
+    }
+    dunning_days = str(cdk_json_context()["dunningGraceDays"])
+
+    def env(handler: str) -> dict[str, Any]:
+        _, function = function_by_handler(template, handler)
+        variables: dict[str, Any] = props(function)["Environment"]["Variables"]
+        return {k: v for k, v in variables.items() if not k.startswith("POWERTOOLS_")}
+
+    assert env(constants.HANDLER_CLOSE_STARTER) == {
+        "TABLE_NAME": table,
+        "CLOSE_QUEUE_URL": ref(close_queue(template)[0]),
+    }
+    assert env(constants.HANDLER_CLOSE_WORKER) == {
+        "TABLE_NAME": table,
+        "STRIPE_API_KEY_SECRET_ARN": secrets["api"],
+    }
+    assert env(constants.HANDLER_WEBHOOK) == {
+        "TABLE_NAME": table,
+        "STRIPE_WEBHOOK_SECRET_ARN": secrets["webhook"],
+        "DUNNING_GRACE_DAYS": dunning_days,
+    }
+    assert env(constants.HANDLER_DUNNING_SWEEPER) == {"TABLE_NAME": table, "DUNNING_GRACE_DAYS": dunning_days}
+    assert env(constants.HANDLER_USAGE_API) == {"TABLE_NAME": table}
+
+
+def test_every_function_is_python312_on_arm64_with_tracing(template: dict[str, Any]) -> None:
+    functions = resources(template, "AWS::Lambda::Function")
+    handlers = {props(f)["Handler"] for f in functions.values()}
+    assert handlers == {
+        constants.HANDLER_AUTHORIZER,
+        constants.HANDLER_CLOSE_STARTER,
+        constants.HANDLER_CLOSE_WORKER,
+        constants.HANDLER_WEBHOOK,
+        constants.HANDLER_DUNNING_SWEEPER,
+        constants.HANDLER_USAGE_API,
+        constants.HANDLER_SAMPLE_API,
+    }
+    for logical_id, function in functions.items():
+        assert props(function)["Runtime"] == "python3.12", logical_id
+        assert props(function)["Architectures"] == ["arm64"], logical_id
+        assert props(function)["TracingConfig"] == {"Mode": "Active"}, logical_id
+
+
+def test_every_log_group_has_a_retention(template: dict[str, Any]) -> None:
+    for logical_id, log_group in resources(template, "AWS::Logs::LogGroup").items():
+        assert props(log_group)["RetentionInDays"] > 0, logical_id
+
+
+def test_webhook_is_a_public_function_url(template: dict[str, Any]) -> None:
+    webhook_id, _ = function_by_handler(template, constants.HANDLER_WEBHOOK)
+    _, url = only(resources(template, "AWS::Lambda::Url"))
+    assert props(url)["TargetFunctionArn"] == get_att(webhook_id)
+    # Stripe cannot sign AWS requests; the handler verifies the Stripe-Signature header instead.
+    assert props(url)["AuthType"] == "NONE"

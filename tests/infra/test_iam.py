@@ -1,0 +1,178 @@
+"""Least privilege, read from the template: what each function's role may actually do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra import constants
+from tests.infra.cfn import (
+    allowed,
+    function_by_handler,
+    get_att,
+    only,
+    props,
+    ref,
+    resources,
+    role_of,
+    role_statements,
+)
+
+XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+WRITE_ACTIONS = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+}
+
+
+def grants(template: dict[str, Any], handler: str) -> list[tuple[str, Any]]:
+    _, function = function_by_handler(template, handler)
+    return list(allowed(role_statements(template, role_of(function))))
+
+
+def table_id(template: dict[str, Any]) -> str:
+    logical_id, _ = only(resources(template, "AWS::DynamoDB::Table"))
+    return logical_id
+
+
+def secret_ids(template: dict[str, Any]) -> dict[str, str]:
+    """'api' / 'webhook' -> logical id of the Stripe secret."""
+    found = {}
+    for logical_id, secret in resources(template, "AWS::SecretsManager::Secret").items():
+        key = "webhook" if "webhook" in props(secret)["Description"].lower() else "api"
+        found[key] = logical_id
+    assert set(found) == {"api", "webhook"}
+    return found
+
+
+def gsi1_arn(template: dict[str, Any]) -> dict[str, Any]:
+    return {"Fn::Join": ["", [get_att(table_id(template)), "/index/gsi1"]]}
+
+
+def test_authorizer_reads_and_increments_only_on_the_table(template: dict[str, Any]) -> None:
+    granted = grants(template, constants.HANDLER_AUTHORIZER)
+    dynamodb = {(action, str(resource)) for action, resource in granted if action.startswith("dynamodb:")}
+    table = str(get_att(table_id(template)))
+    assert dynamodb == {
+        ("dynamodb:GetItem", table),
+        ("dynamodb:UpdateItem", table),
+    }
+    assert {action for action, _ in granted if action in WRITE_ACTIONS} == {"dynamodb:UpdateItem"}
+
+
+def test_authorizer_cannot_read_any_secret(template: dict[str, Any]) -> None:
+    granted = grants(template, constants.HANDLER_AUTHORIZER)
+    assert not [action for action, _ in granted if action.startswith(("secretsmanager:", "kms:"))]
+    assert {action.split(":")[0] for action, _ in granted} == {"dynamodb", "logs", "xray"}
+
+
+def test_wildcard_resources_only_for_xray(template: dict[str, Any]) -> None:
+    for function_id, function in resources(template, "AWS::Lambda::Function").items():
+        for action, resource in allowed(role_statements(template, role_of(function))):
+            assert "*" not in action, (function_id, action)
+            if resource == "*":
+                assert action in XRAY_ACTIONS, (function_id, action)
+
+
+def test_functions_write_only_their_own_log_group(template: dict[str, Any]) -> None:
+    for function_id, function in resources(template, "AWS::Lambda::Function").items():
+        log_group = props(function)["LoggingConfig"]["LogGroup"]
+        logs = {
+            (a, str(r))
+            for a, r in allowed(role_statements(template, role_of(function)))
+            if a.startswith("logs:")
+        }
+        assert logs == {(a, str(get_att(log_group["Ref"]))) for a in LOG_ACTIONS}, function_id
+
+
+def test_no_function_role_uses_managed_policies(template: dict[str, Any]) -> None:
+    for function_id, function in resources(template, "AWS::Lambda::Function").items():
+        role = template["Resources"][role_of(function)]
+        assert not props(role).get("ManagedPolicyArns"), function_id
+
+
+def test_worker_reads_only_the_stripe_api_key_secret(template: dict[str, Any]) -> None:
+    secrets = secret_ids(template)
+    granted = grants(template, constants.HANDLER_CLOSE_WORKER)
+    secret_grants = {
+        (action, str(resource)) for action, resource in granted if action.startswith("secretsmanager:")
+    }
+    assert secret_grants == {("secretsmanager:GetSecretValue", str(ref(secrets["api"])))}
+
+
+def test_only_the_worker_and_the_webhook_read_secrets_each_its_own(template: dict[str, Any]) -> None:
+    secrets = secret_ids(template)
+    expected = {
+        constants.HANDLER_CLOSE_WORKER: {str(ref(secrets["api"]))},
+        constants.HANDLER_WEBHOOK: {str(ref(secrets["webhook"]))},
+    }
+    for function in resources(template, "AWS::Lambda::Function").values():
+        handler = props(function)["Handler"]
+        readable = {
+            str(resource)
+            for action, resource in allowed(role_statements(template, role_of(function)))
+            if action.startswith("secretsmanager:")
+        }
+        assert readable == expected.get(handler, set()), handler
+
+
+def test_worker_table_access(template: dict[str, Any]) -> None:
+    granted = grants(template, constants.HANDLER_CLOSE_WORKER)
+    table = str(get_att(table_id(template)))
+    on_table = {action for action, resource in granted if str(resource) == table}
+    assert on_table == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Query",
+    }
+    assert "dynamodb:DeleteItem" not in {action for action, _ in granted}
+
+
+def test_starter_lists_customers_and_queues_closes_only(template: dict[str, Any]) -> None:
+    granted = {
+        (action, str(resource)) for action, resource in grants(template, constants.HANDLER_CLOSE_STARTER)
+    }
+    close_queue, _ = only(
+        {lid: q for lid, q in resources(template, "AWS::SQS::Queue").items() if "RedrivePolicy" in props(q)}
+    )
+    business = {(a, r) for a, r in granted if not a.startswith(("logs:", "xray:"))}
+    assert business == {
+        ("dynamodb:Query", str(gsi1_arn(template))),
+        ("sqs:SendMessage", str(get_att(close_queue))),
+    }
+
+
+def test_read_only_routes_cannot_write(template: dict[str, Any]) -> None:
+    usage = {action for action, _ in grants(template, constants.HANDLER_USAGE_API)}
+    assert not usage & WRITE_ACTIONS
+    sample = {action for action, _ in grants(template, constants.HANDLER_SAMPLE_API)}
+    assert not [action for action in sample if action.startswith("dynamodb:")]
+
+
+@pytest.mark.parametrize("schedule_index", [0, 1])
+def test_scheduler_roles_invoke_exactly_their_target(template: dict[str, Any], schedule_index: int) -> None:
+    schedules = sorted(resources(template, "AWS::Scheduler::Schedule").items())
+    _, schedule = schedules[schedule_index]
+    target = props(schedule)["Target"]
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    role = template["Resources"][role_id]
+    trust = props(role)["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "scheduler.amazonaws.com"}]
+    assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    granted = {(action, str(resource)) for action, resource in allowed(role_statements(template, role_id))}
+    assert granted == {
+        ("lambda:InvokeFunction", str(target["Arn"])),
+        ("sqs:SendMessage", str(target["DeadLetterConfig"]["Arn"])),
+    }
