@@ -32,7 +32,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra import gateway_responses
+from authorizer import gateway_responses
 from infra.constants import (
     AUTHORIZER_KEY_CACHE_TTL_SECONDS,
     AUTHORIZER_NEGATIVE_CACHE_TTL_SECONDS,

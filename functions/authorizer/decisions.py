@@ -2,8 +2,8 @@
 
 The deployed REST API turns every deny into its ACCESS_DENIED gateway response (HTTP 403) whose JSON body
 carries ``error`` (one of the reasons below), ``message`` and, for ``payment_required``, ``payUrl``. An
-authorizer crash or timeout becomes AUTHORIZER_FAILURE, answered as 503 ``metering_unavailable``. The local
-gateway answers exactly the same; ``infra`` builds the gateway responses from :data:`GATEWAY_RESPONSES`.
+authorizer crash or timeout becomes AUTHORIZER_FAILURE, answered as 503 ``metering_unavailable``. Both the
+deployed API (``infra``) and the local gateway take these answers from :mod:`authorizer.gateway_responses`.
 """
 
 from __future__ import annotations
@@ -34,31 +34,6 @@ MESSAGES: dict[Reason, str] = {
     Reason.UNKNOWN_ROUTE: "This route is not part of your plan.",
     Reason.CREDIT_LIMIT: "The credit limit of your plan for this billing period is reached.",
     Reason.UNAVAILABLE: "Metering is unavailable; the request was not served. Retry shortly.",
-}
-
-# Gateway responses, as data: API Gateway response type -> (status, body template). The templates are not
-# VTL: API Gateway substitutes $context variables (the authorizer's deny context included) as text.
-DENY_BODY_TEMPLATE = (
-    '{"error":"$context.authorizer.reason","message":"$context.authorizer.message",'
-    '"payUrl":"$context.authorizer.payUrl","requestId":"$context.requestId"}'
-)
-GATEWAY_RESPONSES: dict[str, tuple[int, str]] = {
-    "ACCESS_DENIED": (403, DENY_BODY_TEMPLATE),
-    "UNAUTHORIZED": (
-        401,
-        '{"error":"invalid_api_key","message":"' + MESSAGES[Reason.INVALID_KEY] + '",'
-        '"payUrl":"","requestId":"$context.requestId"}',
-    ),
-    "AUTHORIZER_FAILURE": (
-        503,
-        '{"error":"metering_unavailable","message":"' + MESSAGES[Reason.UNAVAILABLE] + '",'
-        '"payUrl":"","requestId":"$context.requestId"}',
-    ),
-    "AUTHORIZER_CONFIGURATION_ERROR": (
-        503,
-        '{"error":"metering_unavailable","message":"' + MESSAGES[Reason.UNAVAILABLE] + '",'
-        '"payUrl":"","requestId":"$context.requestId"}',
-    ),
 }
 
 

@@ -12,7 +12,7 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_lambda as lambda_
 
-from infra import gateway_responses
+from authorizer import gateway_responses
 from infra.metering import MeteredApi
 from tests.infra.cfn import get_att, only, props, ref, referenced_ids, resources
 from tests.infra.conftest import IMPORTED_AUTHORIZER_ARN, ProviderApps

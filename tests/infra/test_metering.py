@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra import constants, gateway_responses
+from authorizer import gateway_responses
+from infra import constants
 from tests.infra.cfn import function_by_handler, get_att, only, props, referenced_ids, resources
 
 

@@ -2,7 +2,7 @@
 
 Each HTTP request becomes the real-shaped ``REQUEST`` authorizer event; the real authorizer handler decides;
 an Allow runs the backend handler with the authorizer's context, a Deny answers with the same status and body
-the deployed gateway responses give (``authorizer.decisions.GATEWAY_RESPONSES``).
+the deployed gateway responses give (``authorizer.gateway_responses``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from authorizer.decisions import GATEWAY_RESPONSES
+from authorizer.gateway_responses import BY_TYPE
 from tollgate.local.apigw import rest_event, rest_proxy_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -47,14 +47,11 @@ class GatewayAnswer:
     headers: dict[str, str]
 
 
-def fill_template(template: str, context: dict[str, Any], request_id: str) -> str:
-    """What API Gateway does to a gateway response template: plain substitution of $context variables."""
-
-    def value(match: re.Match[str]) -> str:
-        text = str(context.get(match.group(1), ""))
-        return json.dumps(text)[1:-1]
-
-    return re.sub(r"\$context\.authorizer\.(\w+)", value, template).replace("$context.requestId", request_id)
+def gateway_answer(response_type: str, authorizer_context: dict[str, Any], request_id: str) -> GatewayAnswer:
+    """What API Gateway answers for a gateway response of ``response_type``."""
+    context = {f"authorizer.{name}": str(value) for name, value in authorizer_context.items()}
+    status, body = BY_TYPE[response_type].render({**context, "requestId": request_id})
+    return GatewayAnswer(status, json.dumps(body), {"content-type": "application/json"})
 
 
 class LocalGateway:
@@ -88,16 +85,10 @@ class LocalGateway:
             verdict = self.authorizer(event, None)
             allowed = verdict["policyDocument"]["Statement"][0]["Effect"] == "Allow"
         except Exception:  # API Gateway: AUTHORIZER_FAILURE
-            status, template = GATEWAY_RESPONSES["AUTHORIZER_FAILURE"]
-            return GatewayAnswer(
-                status, fill_template(template, {}, request_id), {"content-type": "application/json"}
-            )
+            return gateway_answer("AUTHORIZER_FAILURE", {}, request_id)
         context = verdict.get("context") or {}
         if not allowed:
-            status, template = GATEWAY_RESPONSES["ACCESS_DENIED"]
-            return GatewayAnswer(
-                status, fill_template(template, context, request_id), {"content-type": "application/json"}
-            )
+            return gateway_answer("ACCESS_DENIED", context, request_id)
         answer = route.backend(rest_proxy_event(event, verdict["principalId"], context, body), None)
         return GatewayAnswer(
             int(answer.get("statusCode", 200)),
