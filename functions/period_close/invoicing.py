@@ -151,9 +151,20 @@ def search_query(customer_id: str, period: str) -> str:
     return f"metadata['{METADATA_CUSTOMER}']:'{customer_id}' AND metadata['{METADATA_PERIOD}']:'{period}'"
 
 
-def _plain_decimal(value: Decimal) -> Decimal:
-    """``5E+2`` -> ``500``: stripe-python sends ``str(value)``, and Stripe wants plain digits."""
-    return Decimal(format(value, "f"))
+class PlainDecimal(Decimal):
+    """A ``Decimal`` that prints as plain digits.
+
+    stripe-python form-encodes a ``Decimal`` parameter as ``str(value)``, which is ``1E-7`` for 0.0000001 and
+    ``5E+2`` for a ``Decimal("5").scaleb(2)``; Stripe documents ``unit_amount_decimal`` as a decimal string
+    with at most 12 decimal places, so send ``0.0000001`` and ``500``.
+    """
+
+    def __str__(self) -> str:
+        return format(self, "f")
+
+
+def plain_decimal(value: Decimal) -> PlainDecimal:
+    return PlainDecimal(format(value, "f"))
 
 
 class StripeClientInvoicing:
@@ -248,7 +259,7 @@ def _line_params(line: InvoiceLine) -> InvoiceAddLinesParamsLine:
         "price_data": {
             "currency": line.currency,
             "product_data": {"name": line.product_name},
-            "unit_amount_decimal": _plain_decimal(line.unit_amount_decimal),
+            "unit_amount_decimal": plain_decimal(line.unit_amount_decimal),
         },
         "quantity": line.quantity,
         "period": {"start": line.period_start, "end": line.period_end},

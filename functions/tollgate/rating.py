@@ -58,11 +58,12 @@ class Statement(BaseModel):
 
 
 def unit_amount_decimal(price: Decimal, currency: str) -> Decimal:
-    """A price in major units -> Stripe's ``unit_amount_decimal``: exact minor units, written plainly.
+    """A price in major units -> Stripe's ``unit_amount_decimal``: exact minor units, normalised.
 
-    ``Decimal("5").scaleb(2)`` is ``5E+2``, which is not how Stripe wants a decimal string, so the value is
-    normalised to plain digits (``500``, ``0.042``). Stripe accepts at most 12 decimal places; a price finer
-    than that cannot be invoiced exactly, so it is refused here rather than rounded.
+    ``Decimal("5").scaleb(2)`` is ``5E+2`` and ``Decimal("0.000420").scaleb(2)`` keeps a trailing zero; the
+    value is normalised to ``500`` and ``0.042`` (the Stripe edge writes every amount as plain digits, see
+    ``period_close.invoicing``). Stripe accepts at most 12 decimal places; a price finer than that cannot be
+    invoiced exactly, so it is refused here rather than rounded.
     """
     with localcontext() as context:
         context.prec = EXACT_DIGITS
