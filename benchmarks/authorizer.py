@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -85,16 +86,27 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
         bare_client = boto3.client("dynamodb", config=authorizer.CLIENT_CONFIG)
         bare_client.update_item(**bare_request)
 
+        def timed(call: Callable[[], object]) -> float:
+            start = time.perf_counter()
+            for _ in range(requests):
+                call()
+            return (time.perf_counter() - start) / requests
+
+        def authorize() -> object:
+            return authorizer.handler(event, None)
+
+        def write() -> object:
+            return bare_client.update_item(**bare_request)
+
         warm, bare = [], []
-        for _ in range(rounds):  # interleave so drift on a busy machine hits both sides alike
-            start = time.perf_counter()
-            for _ in range(requests):
-                authorizer.handler(event, None)
-            warm.append((time.perf_counter() - start) / requests)
-            start = time.perf_counter()
-            for _ in range(requests):
-                bare_client.update_item(**bare_request)
-            bare.append((time.perf_counter() - start) / requests)
+        for round_ in range(rounds):  # interleaved, alternating order (ABBA): drift hits both sides alike
+            if round_ % 2 == 0:
+                warm.append(timed(authorize))
+                bare.append(timed(write))
+            else:
+                bare.append(timed(write))
+                warm.append(timed(authorize))
+        print("per round (us): warm", [round(w * 1e6) for w in warm], "bare", [round(b * 1e6) for b in bare])
         counted = store.read_usage("bench", event_period(now)).requests
         assert counted == rounds * requests + 1, counted
         return statistics.median(warm), statistics.median(bare)
