@@ -4,7 +4,7 @@ authorizer's context, as API Gateway calls it (REST proxy event and HTTP API v2 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,13 @@ def world(store: TollgateStore) -> Iterator[dict[str, Any]]:
     authorizer.KEY_CACHE.clear()
 
 
-usage = make_handler(clock=lambda: NOW)
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@pytest.fixture
+def usage(store: TollgateStore) -> Handler:
+    """The usage Lambda's handler on the test's table and clock."""
+    return make_handler(clock=lambda: NOW, store=lambda: store)
 
 
 def metered(key: str, method: str, resource: str) -> dict[str, Any]:
@@ -118,7 +124,7 @@ def put_close(store: TollgateStore, plan: Plan, period: str, credits: int, **fie
     store.table.put_item(Item=close_item(record))
 
 
-def test_rest_usage_equals_the_counters_and_the_close_estimate(world: dict[str, Any]) -> None:
+def test_rest_usage_equals_the_counters_and_the_close_estimate(world: dict[str, Any], usage: Handler) -> None:
     key, plan, store = world["key"], world["plan"], world["store"]
     for _ in range(3):
         metered(key, "GET", "/v1/search")
@@ -158,7 +164,7 @@ def test_rest_usage_equals_the_counters_and_the_close_estimate(world: dict[str, 
     assert invoice["total"]["amount"] == rate_period(plan, "acme", "2026-10", 100).total
 
 
-def test_http_api_event_gets_the_same_report(world: dict[str, Any]) -> None:
+def test_http_api_event_gets_the_same_report(world: dict[str, Any], usage: Handler) -> None:
     metered(world["key"], "POST", "/v1/generate")
     answer = authorizer.handler(
         http_event("GET /usage", headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS), None
@@ -173,7 +179,7 @@ def test_http_api_event_gets_the_same_report(world: dict[str, Any]) -> None:
     assert body(via_http)["creditsUsed"] == 25
 
 
-def test_another_period_can_be_asked_for(world: dict[str, Any]) -> None:
+def test_another_period_can_be_asked_for(world: dict[str, Any], usage: Handler) -> None:
     october = NOW_MS - 20 * 24 * 3600 * 1000
     authorizer.handler(
         rest_event("GET", "/v1/search", headers={"x-api-key": world["key"]}, epoch_ms=october), None
@@ -189,7 +195,7 @@ def test_another_period_can_be_asked_for(world: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("period", ["2026-13", "2026-1", "november", "2026-11-01"])
-def test_a_bad_period_is_400_with_a_clear_message(world: dict[str, Any], period: str) -> None:
+def test_a_bad_period_is_400_with_a_clear_message(world: dict[str, Any], usage: Handler, period: str) -> None:
     context = metered(world["key"], "GET", "/usage")["context"]
 
     answer = usage(rest_usage_event(context, {"period": period}), None)
@@ -198,7 +204,7 @@ def test_a_bad_period_is_400_with_a_clear_message(world: dict[str, Any], period:
     assert body(answer)["message"] == f"a period is written YYYY-MM, e.g. 2026-11, not {period!r}"
 
 
-def test_without_the_authorizer_context_nobody_is_answered(world: dict[str, Any]) -> None:
+def test_without_the_authorizer_context_nobody_is_answered(world: dict[str, Any], usage: Handler) -> None:
     answer = usage(rest_usage_event({}), None)
     assert answer["statusCode"] == 401
     assert "creditsUsed" not in answer["body"]
