@@ -17,12 +17,16 @@ from typing import Any
 import stripe
 
 from tollgate.dunning import waive_failures
-from tollgate.errors import AlreadyExistsError
+from tollgate.errors import AlreadyExistsError, TollgateError
 from tollgate.models import Customer, CustomerStatus
 from tollgate.store import TollgateStore
 
 MANUAL = "manual"  # status_reason of a suspension by the provider: only the provider lifts it
 CLI_CAUSE = "cli"
+
+
+class StripeLinkError(TollgateError):
+    """The profile exists but its Stripe customer does not yet: creating it again finishes the job."""
 
 
 def stripe_idempotency_key(customer_id: str) -> str:
@@ -66,14 +70,21 @@ def create_customer(
         if existing.stripe_customer_id is not None:
             raise
         profile, resumed = existing, True  # an earlier attempt stopped before Stripe: finish it
-    stripe_customer = stripe_client.v1.customers.create(
-        params={
-            "name": profile.name,
-            "email": profile.email,
-            "metadata": {"tollgate_customer_id": profile.id},
-        },
-        options={"idempotency_key": stripe_idempotency_key(profile.id)},
-    )
+    try:
+        stripe_customer = stripe_client.v1.customers.create(
+            params={
+                "name": profile.name,
+                "email": profile.email,
+                "metadata": {"tollgate_customer_id": profile.id},
+            },
+            options={"idempotency_key": stripe_idempotency_key(profile.id)},
+        )
+    except stripe.StripeError as error:
+        detail = " ".join((error.user_message or str(error) or type(error).__name__).split())
+        raise StripeLinkError(
+            f"customer {profile.id!r} is stored but its Stripe customer could not be created ({detail}); "
+            "run the same command again to finish"
+        ) from error
     linked = store.update_customer(
         profile, profile.model_copy(update={"stripe_customer_id": stripe_customer.id})
     )

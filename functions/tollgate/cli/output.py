@@ -67,20 +67,25 @@ def error_lines(error: BaseException) -> list[str] | None:
     """The lines to print for an error a user can act on; None for anything else (a bug: let it raise)."""
     if isinstance(error, PlanFileError):
         return list(error.problems)
-    if isinstance(error, TollgateError):
+    if isinstance(error, InvalidInputError):  # one line per bad field
         return str(error).splitlines() or [type(error).__name__]
+    if isinstance(error, TollgateError):
+        return [_one_line(str(error)) or type(error).__name__]
     if isinstance(error, ValidationError):
         return validation_problems(error)
     if isinstance(error, StripeNotConfiguredError):
         return [f"Stripe is not configured: {error}"]
     if isinstance(error, stripe.StripeError):
-        detail = error.user_message or str(error) or type(error).__name__
-        return [f"Stripe: {detail}"]
+        return [f"Stripe: {_one_line(error.user_message or str(error)) or type(error).__name__}"]
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "Error")
         message = error.response.get("Error", {}).get("Message", "")
         hint = " (check --stack or TABLE_NAME)" if code == "ResourceNotFoundException" else ""
         return [f"AWS {error.operation_name}: {code}: {message}{hint}"]
     if isinstance(error, BotoCoreError):
-        return [f"AWS: {error}"]
+        return [f"AWS: {_one_line(str(error))}"]
     return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

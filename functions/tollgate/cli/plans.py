@@ -96,7 +96,10 @@ def create(
         Path | None, typer.Argument(help="A YAML or TOML plan file (one plan, or a 'plans' list).")
     ] = None,
     new_version: Annotated[
-        bool, typer.Option("--new-version", help="If the id exists, store the next version of it.")
+        bool,
+        typer.Option(
+            "--new-version", help="If the id exists with other terms, store them as its next version."
+        ),
     ] = False,
     plan_id: Annotated[str | None, typer.Option("--id", help="Plan id (flags mode).")] = None,
     name: Annotated[str | None, typer.Option(help="Display name, on invoices.")] = None,
