@@ -470,3 +470,20 @@ def test_put_close_is_atomic_with_the_billed_credits_it_raises(world: World) -> 
     with pytest.raises(AlreadyExistsError):
         closes.put_close(world.store.table, november, {})
     assert world.record(period=PERIOD).billed_credits == 1_005
+
+
+def test_late_usage_in_another_currency_is_left_for_a_person(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    customer = world.customer(credits=1_000)
+    world.close()
+    world.store.put_plan(YEN)
+    world.store.update_customer(customer, customer.model_copy(update={"plan_id": "yen", "plan_version": 1}))
+    world.count("acme", 5_000, PERIOD)
+
+    november = world.close(period="2026-11")
+
+    assert [line.kind for line in november.statement.lines] == [LineKind.BASE_FEE]
+    assert november.adjusted_periods == {}
+    assert world.record(period=PERIOD).billed_credits == 1_000  # still visible as unbilled
+    assert "cannot go on a jpy invoice" in caplog.text

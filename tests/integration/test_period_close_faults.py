@@ -129,6 +129,7 @@ def test_a_stripe_fault_on_any_write_then_a_rerun_bills_exactly_once(
 
 CRASH_POINTS = {
     # where the process dies: (ledger method that never writes, gateway method after whose success it dies)
+    "after-rating-before-any-stripe-call": (None, "create_invoice-before"),
     "after-create-before-saving-the-invoice-id": ("mark_invoice_created", None),
     "after-add-lines": (None, "add_lines"),
     "after-finalize-before-saving-it": ("mark_finalized", None),
@@ -142,7 +143,10 @@ def test_a_crash_between_a_stripe_write_and_its_record_never_bills_twice(
 ) -> None:
     ledger_method, gateway_method = CRASH_POINTS[point]
     ledger = CrashingLedger(world.ledger, ledger_method) if ledger_method else world.ledger
-    gateway = CrashingGateway(world.gateway, gateway_method) if gateway_method else world.gateway
+    gateway = world.gateway
+    if gateway_method:
+        method, _, when = gateway_method.partition("-")
+        gateway = CrashingGateway(world.gateway, method, before=when == "before")
 
     with pytest.raises(ProcessDied):
         world.close(ledger=ledger, gateway=gateway)
