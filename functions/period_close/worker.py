@@ -21,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from period_close.invoicing import StripeCallError, StripeClientInvoicing, StripeInvoicing
 from period_close.ledger import DynamoLedger
@@ -55,7 +56,11 @@ def services() -> Services:
 
 
 def close_record(record: SQSRecord) -> None:
-    request = CloseRequest.model_validate_json(record.body)
+    try:
+        request = CloseRequest.model_validate_json(record.body)
+    except ValidationError:
+        logger.exception("malformed close message", extra={"message_id": record.message_id})
+        raise
     deps = services()
     context = {"customer_id": request.customer_id, "period": request.period, "message_id": record.message_id}
     try:
