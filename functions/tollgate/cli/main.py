@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from tollgate.cli import close, customers, invoices, keys, plans, usage
 from tollgate.cli.config import ENV_STACK, AppContext
 from tollgate.cli.output import err, error_lines
+from tollgate.local import cli as local_cli
 
 
 class TollgateGroup(TyperGroup):
@@ -73,7 +74,6 @@ app.add_typer(invoices.app, name="invoices")
 app.command("usage")(usage.usage)
 app.command("close")(close.close)
 
-# --- registered by the local-mode work (not defined here) --------------------------------------------------
-# A `local` sub-app (local DynamoDB + Stripe double + local gateway) and a `demo` command are added here:
-#     app.add_typer(local.app, name="local")
-#     app.command("demo")(demo.demo)
+# Local mode: moto's DynamoDB server, the Stripe double and a local API gateway, on 127.0.0.1 only.
+app.add_typer(local_cli.app, name="local")
+app.command("demo")(local_cli.demo)

@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tollgate.keys import issue_key, revoke_key
+from tollgate.keys import IssuedKey, issue_key, revoke_key
 from tollgate.models import Plan
 from tollgate.money import format_amount
 from tollgate.periods import period_of, period_start, previous_period
@@ -140,7 +140,6 @@ def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4)
                 title="Tollgate local mode: everything on 127.0.0.1",
             )
         )
-        from tollgate.customers import create_customer
         from tollgate.stripe_client import make_stripe_client
 
         store, stripe = TollgateStore(), make_stripe_client()
@@ -150,22 +149,11 @@ def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4)
         console.print(plans_table(list(plans.values())))
 
         console.rule("2. Customers and their API keys")
-        keys: dict[str, str] = {}
-        for customer_id, plan in plans.items():
-            create_customer(
-                store,
-                stripe,
-                customer_id=customer_id,
-                name=customer_id.title() + " Inc.",
-                email=f"billing@{customer_id}.example",
-                plan_id=plan.id,
-                now=business_time - timedelta(days=14),
-            )
-            issued = issue_key(store, customer_id, now=business_time - timedelta(days=14))
-            keys[customer_id] = issued.key
-            console.print(
-                f"  {customer_id:7} on {plan.id:8} key {issued.record.display_prefix}… (shown once)"
-            )
+        issued = create_customers(store, stripe, plans, now=business_time - timedelta(days=14))
+        keys = {cid: key.key for cid, key in issued.items()}
+        for customer_id, key in issued.items():
+            plan_id = plans[customer_id].id
+            console.print(f"  {customer_id:7} on {plan_id:8} key {key.record.display_prefix}… (shown once)")
 
         console.rule("3. Traffic: real HTTP requests through the gateway")
         jobs = {cid: [call for call, n in calls.items() for _ in range(n)] for cid, calls in traffic.items()}
@@ -219,6 +207,27 @@ def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4)
         invoices = close_and_check(store, stripe, period, plans, expected, console)
         console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
         return invoices
+
+
+def create_customers(
+    store: TollgateStore, stripe: StripeClient, plans: dict[str, Plan], *, now: datetime
+) -> dict[str, IssuedKey]:
+    """One customer per plan (with its Stripe customer) and a key each."""
+    from tollgate.customers import create_customer
+
+    keys = {}
+    for customer_id, plan in plans.items():
+        create_customer(
+            store,
+            stripe,
+            customer_id=customer_id,
+            name=customer_id.title() + " Inc.",
+            email=f"billing@{customer_id}.example",
+            plan_id=plan.id,
+            now=now,
+        )
+        keys[customer_id] = issue_key(store, customer_id, now=now)
+    return keys
 
 
 def template_of(path: str) -> str:

@@ -70,6 +70,14 @@ def sample_routes() -> list[Any]:
     ]
 
 
+def _forget_clients(authorizer: Any) -> None:
+    from usage_api import handler as usage
+
+    authorizer._services.cache_clear()
+    authorizer.KEY_CACHE.clear()
+    usage._store.cache_clear()
+
+
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
@@ -115,8 +123,9 @@ def local_stack(
             env.update(STRIPE_API_KEY="sk_test_tollgate_local", STRIPE_API_BASE=double.base_url)
         with _environment(env):
             create_table(boto3.client("dynamodb"), LOCAL_TABLE)
-            authorizer._services.cache_clear()  # pick up the local endpoint
-            authorizer.KEY_CACHE.clear()
+            _forget_clients(
+                authorizer
+            )  # the handlers keep their clients: make them pick up the local endpoint
             authorizer.logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             gateway = LocalGateway(sample_routes(), authorizer.handler, clock=clock).serve(gateway_port)
             try:
@@ -129,8 +138,7 @@ def local_stack(
                 )
             finally:
                 gateway.stop()
-                authorizer._services.cache_clear()
-                authorizer.KEY_CACHE.clear()
+                _forget_clients(authorizer)
     finally:
         if double is not None:
             double.stop()
