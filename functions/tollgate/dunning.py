@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict
 from tollgate import tablekeys as tk
 from tollgate.errors import NotFoundError
 from tollgate.models import Customer, CustomerStatus
-from tollgate.store import TollgateStore, item_fields
+from tollgate.store import TollgateStore, item_fields, status_change_actions
 
 PAYMENT_FAILED = "payment_failed"  # status_reason set by the sweep; the only one a payment lifts
 SWEEP_CAUSE = "dunning_sweep"
@@ -169,45 +169,18 @@ def status_change_items(
     event_id: str,
 ) -> list[dict[str, Any]]:
     """Move ``customer`` to ``status`` only if it is still in the status (and reason) it was read with, and
-    record the change in the audit trail (the same item shape as ``TollgateStore.set_customer_status``)."""
-    audit = {
-        **tk.audit_key(customer.id, at.isoformat(), event_id),
-        "kind": "audit",
-        "status": status.value,
-        "reason": reason,
-        "cause": cause,
-        "at": at.isoformat(),
-        "event_id": event_id,
-        "pay_url": pay_url,
-    }
-    return [
-        {
-            "Update": {
-                "TableName": table.name,
-                "Key": tk.customer_key(customer.id),
-                "UpdateExpression": "SET #s = :s, status_reason = :r, pay_url = :u",
-                "ConditionExpression": "attribute_exists(pk) AND #s = :was AND "
-                + ("status_reason = :was_reason" if customer.status_reason else _is_null("status_reason")),
-                "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": {
-                    ":s": status.value,
-                    ":r": reason,
-                    ":u": pay_url,
-                    ":was": customer.status.value,
-                    **(
-                        {":was_reason": customer.status_reason}
-                        if customer.status_reason
-                        else {":null": "NULL"}
-                    ),
-                },
-            }
-        },
-        {"Put": {"TableName": table.name, "Item": audit, "ConditionExpression": "attribute_not_exists(pk)"}},
-    ]
-
-
-def _is_null(attribute: str) -> str:
-    return f"(attribute_not_exists({attribute}) OR attribute_type({attribute}, :null))"
+    record the change in the audit trail (``TollgateStore.status_change_actions``)."""
+    return status_change_actions(
+        table.name,
+        customer.id,
+        status,
+        reason=reason,
+        cause=cause,
+        at=at,
+        event_id=event_id,
+        pay_url=pay_url,
+        expected=customer,
+    )
 
 
 def record_failure_item(table: Any, invoice: InvoiceRef, *, at: datetime) -> dict[str, Any]:

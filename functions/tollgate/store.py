@@ -49,6 +49,57 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def status_change_actions(
+    table_name: str,
+    customer_id: str,
+    status: CustomerStatus,
+    *,
+    reason: str | None,
+    cause: str,
+    at: datetime,
+    event_id: str,
+    pay_url: str | None = None,
+    expected: Customer | None = None,
+) -> list[dict[str, Any]]:
+    """The two ``TransactWriteItems`` actions of a status change: update the customer and add its audit
+    item (once per ``event_id``). With ``expected``, the update applies only while the customer still has
+    the status and reason it was read with. Callers may add more actions to the same transaction."""
+    condition = "attribute_exists(pk)"
+    values: dict[str, Any] = {":s": status.value, ":r": reason, ":u": pay_url}
+    if expected is not None:
+        condition += " AND #s = :was"
+        values[":was"] = expected.status.value
+        if expected.status_reason is None:
+            condition += " AND (attribute_not_exists(status_reason) OR attribute_type(status_reason, :null))"
+            values[":null"] = "NULL"
+        else:
+            condition += " AND status_reason = :was_reason"
+            values[":was_reason"] = expected.status_reason
+    audit = {
+        **tk.audit_key(customer_id, at.isoformat(), event_id),
+        "kind": "audit",
+        "status": status.value,
+        "reason": reason,
+        "cause": cause,
+        "at": at.isoformat(),
+        "event_id": event_id,
+        "pay_url": pay_url,
+    }
+    return [
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": tk.customer_key(customer_id),
+                "UpdateExpression": "SET #s = :s, status_reason = :r, pay_url = :u",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": values,
+            }
+        },
+        {"Put": {"TableName": table_name, "Item": audit, "ConditionExpression": "attribute_not_exists(pk)"}},
+    ]
+
+
 class TollgateStore:
     """Plans, customers, keys and usage counters in the Tollgate table."""
 
@@ -162,42 +213,18 @@ class TollgateStore:
         Idempotent per ``event_id``: the audit item is written only once, so a replayed event changes nothing.
         Returns False when this event was already applied.
         """
-        audit = {
-            **tk.audit_key(customer_id, at.isoformat(), event_id),
-            "kind": "audit",
-            "status": status.value,
-            "reason": reason,
-            "cause": cause,
-            "at": at.isoformat(),
-            "event_id": event_id,
-        }
-        client = self.table.meta.client
+        actions = status_change_actions(
+            self.table_name,
+            customer_id,
+            status,
+            reason=reason,
+            cause=cause,
+            at=at,
+            event_id=event_id,
+            pay_url=pay_url,
+        )
         try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": tk.customer_key(customer_id),
-                            "UpdateExpression": "SET #s = :s, status_reason = :r, pay_url = :u",
-                            "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": {
-                                ":s": (status.value),
-                                ":r": (reason),
-                                ":u": (pay_url),
-                            },
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": audit,
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                ]
-            )
+            self.table.meta.client.transact_write_items(TransactItems=actions)
         except ClientError as error:
             reasons = error.response.get("CancellationReasons") or []
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
