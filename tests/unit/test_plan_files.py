@@ -94,3 +94,9 @@ def test_unusable_files_are_one_line(tmp_path: Path, name: str, text: str, expec
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     (line,) = problems(tmp_path / "nowhere.yaml")
     assert line.startswith("nowhere.yaml: cannot read the file")
+
+
+def test_the_documented_example_plan_file_loads() -> None:
+    plans = load_plan_file(Path(__file__).parents[2] / "docs" / "examples" / "plans.yaml")
+    assert [(p.id, p.is_hybrid) for p in plans] == [("payg", False), ("pro", True)]
+    assert str(plans[0].price_per_credit) == "0.00042"
