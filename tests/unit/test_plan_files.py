@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tollgate.plan_files import PlanFileError, load_plan_file
+from tollgate.rating import rate_period
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -100,3 +101,8 @@ def test_the_documented_example_plan_file_loads() -> None:
     plans = load_plan_file(Path(__file__).parents[2] / "docs" / "examples" / "plans.yaml")
     assert [(p.id, p.is_hybrid) for p in plans] == [("payg", False), ("pro", True)]
     assert str(plans[0].price_per_credit) == "0.00042"
+    # The README's worked examples
+    pro = rate_period(plans[1], "acme", "2026-11", 142_000)
+    assert [(line.quantity, line.amount) for line in pro.lines] == [(1, 4900), (42_000, 1260)]
+    assert pro.total == 6160
+    assert rate_period(plans[0], "acme", "2026-11", 1_234_567).total == 51_852
