@@ -7,6 +7,7 @@ handlers: ``test_period_close_handlers.py``. The helpers here are shared with bo
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,7 +106,12 @@ class World:
 
     def stripe_customer(self, customer_id: str) -> str:
         created = self.double.client().v1.customers.create(
-            params={"name": customer_id, "email": f"billing@{customer_id}.test"}
+            params={
+                "name": customer_id,
+                "email": f"billing@{customer_id}.test",
+                # explicit: the double's random prefix is refused by its own check when it is all digits
+                "invoice_prefix": "TG" + uuid.uuid4().hex[:8].upper(),
+            }
         )
         return str(created.id)
 

@@ -111,7 +111,7 @@ def test_late_usage_billed_in_instalments_sums_to_the_whole(plan: Plan, parts: l
 def stripe_account() -> Iterator[tuple[StripeClientInvoicing, str]]:
     with StripeDouble() as double:
         client = double.client()
-        customer = client.v1.customers.create(params={"name": "Property"})
+        customer = client.v1.customers.create(params={"name": "Property", "invoice_prefix": "PROP"})
         yield StripeClientInvoicing(client), customer.id
 
 
