@@ -119,12 +119,7 @@ class TollgateStore:
             tk.GSI1_SK: f"{plan.id}#{plan.version:06d}",
             "kind": "plan",
         }
-        try:
-            self.table.put_item(Item=item, ConditionExpression=Attr(tk.PK).not_exists())
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                raise AlreadyExistsError("plan", f"{plan.id} v{plan.version}") from error
-            raise
+        self._create(item, "plan", f"{plan.id} v{plan.version}")
         return plan
 
     def get_plan(self, plan_id: str, version: int | None = None) -> Plan:
@@ -158,14 +153,7 @@ class TollgateStore:
         }
 
     def put_customer(self, customer: Customer) -> Customer:
-        try:
-            self.table.put_item(
-                Item=self._customer_item(customer), ConditionExpression=Attr(tk.PK).not_exists()
-            )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                raise AlreadyExistsError("customer", customer.id) from error
-            raise
+        self._create(self._customer_item(customer), "customer", customer.id)
         return customer
 
     def get_customer(self, customer_id: str) -> Customer:
@@ -251,12 +239,7 @@ class TollgateStore:
             tk.GSI1_SK: f"KEY#{key.created_at.isoformat()}#{key.key_id}",
             "kind": "api_key",
         }
-        try:
-            self.table.put_item(Item=item, ConditionExpression=Attr(tk.PK).not_exists())
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                raise AlreadyExistsError("api key", key.key_id) from error
-            raise
+        self._create(item, "api key", key.key_id)
         return key
 
     def get_api_key(self, key_hash: str) -> ApiKey:
@@ -327,6 +310,15 @@ class TollgateStore:
         )
 
     # -- helpers -------------------------------------------------------------------------------------
+    def _create(self, item: dict[str, Any], kind: str, ident: str) -> None:
+        """Put a new item; one that exists already is never overwritten (AlreadyExistsError)."""
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr(tk.PK).not_exists())
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise AlreadyExistsError(kind, ident) from error
+            raise
+
     def _query_index(self, pk: str, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
         condition = Key(tk.GSI1_PK).eq(pk)
         if sk_prefix:

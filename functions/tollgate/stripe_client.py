@@ -12,23 +12,11 @@ import os
 
 import stripe
 
-SECRET_MAX_AGE_SECONDS = 300
-
-
-class StripeNotConfiguredError(RuntimeError):
-    pass
+from tollgate.secrets import read_secret
 
 
 def stripe_api_key() -> str:
-    key = os.environ.get("STRIPE_API_KEY")
-    if key:
-        return key
-    arn = os.environ.get("STRIPE_API_KEY_SECRET_ARN")
-    if not arn:
-        raise StripeNotConfiguredError("set STRIPE_API_KEY or STRIPE_API_KEY_SECRET_ARN")
-    from aws_lambda_powertools.utilities import parameters
-
-    return str(parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)).strip()
+    return read_secret("STRIPE_API_KEY", "STRIPE_API_KEY_SECRET_ARN")
 
 
 def make_stripe_client(api_key: str | None = None, base_url: str | None = None) -> stripe.StripeClient:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
@@ -24,6 +23,7 @@ import stripe
 from aws_lambda_powertools import Logger
 
 from tollgate.dunning import grace_from_env
+from tollgate.secrets import read_secret
 from tollgate.store import TollgateStore
 from webhooks.processing import RetryLaterError, process_event
 
@@ -31,25 +31,12 @@ logger = Logger(service="tollgate-webhooks")
 
 SIGNATURE_HEADER = "stripe-signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
-SECRET_MAX_AGE_SECONDS = 300
 
 Clock = Callable[[], datetime]
 
 
-class WebhookNotConfiguredError(RuntimeError):
-    pass
-
-
 def webhook_secret() -> str:
-    secret = os.environ.get("STRIPE_WEBHOOK_SECRET")
-    if secret:
-        return secret
-    arn = os.environ.get("STRIPE_WEBHOOK_SECRET_ARN")
-    if not arn:
-        raise WebhookNotConfiguredError("set STRIPE_WEBHOOK_SECRET or STRIPE_WEBHOOK_SECRET_ARN")
-    from aws_lambda_powertools.utilities import parameters
-
-    return str(parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)).strip()
+    return read_secret("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_ARN")
 
 
 @cache

@@ -23,8 +23,9 @@ import typer
 from stripe import StripeClient
 
 from tollgate.errors import TollgateError
+from tollgate.secrets import SecretNotConfiguredError
 from tollgate.store import TollgateStore
-from tollgate.stripe_client import StripeNotConfiguredError, make_stripe_client
+from tollgate.stripe_client import make_stripe_client
 
 # The stack's output keys (infra/constants.py OUTPUT_*; a test keeps the two equal: infra is not packaged).
 OUTPUT_TABLE_NAME = "TableName"
@@ -118,7 +119,7 @@ class AppContext:
         secret = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
         try:
             return make_stripe_client(str(secret).strip(), base)
-        except StripeNotConfiguredError as error:  # pragma: no cover - a key was passed
+        except SecretNotConfiguredError as error:  # pragma: no cover - a key was passed
             raise ConfigError(str(error)) from error
 
 

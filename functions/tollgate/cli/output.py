@@ -14,7 +14,7 @@ from rich.table import Table
 from tollgate.errors import InvalidInputError, TollgateError
 from tollgate.periods import parse_period
 from tollgate.plan_files import PlanFileError, validation_problems
-from tollgate.stripe_client import StripeNotConfiguredError
+from tollgate.secrets import SecretNotConfiguredError
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -73,7 +73,7 @@ def error_lines(error: BaseException) -> list[str] | None:
         return [_one_line(str(error)) or type(error).__name__]
     if isinstance(error, ValidationError):
         return validation_problems(error)
-    if isinstance(error, StripeNotConfiguredError):
+    if isinstance(error, SecretNotConfiguredError):
         return [f"Stripe is not configured: {error}"]
     if isinstance(error, stripe.StripeError):
         return [f"Stripe: {_one_line(error.user_message or str(error)) or type(error).__name__}"]

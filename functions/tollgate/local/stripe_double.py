@@ -89,6 +89,8 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 12111
 TEST_KEY = "sk_test_double"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Stripe's currency rules, stated here again on purpose: the double models Stripe independently of the code
+# it tests (tollgate.money), so a mistake there shows up as a disagreement instead of being shared.
 ZERO_DECIMAL = frozenset(
     (
         "bif",
