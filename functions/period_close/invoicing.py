@@ -181,8 +181,9 @@ class StripeClientInvoicing:
             try:
                 found = self._invoices.search(params=params).auto_paging_iter()
                 return [_invoice(invoice) for invoice in found]
-            except (stripe.InvalidRequestError, stripe.PermissionError):
+            except (stripe.InvalidRequestError, stripe.PermissionError) as error:
                 # Search is not offered to every account (e.g. not in India): list from now on.
+                LOG.warning("invoice search refused (%s); listing customers' invoices from now on", error)
                 self.search_unavailable = True
             except stripe.StripeError as error:  # down for a moment: the listing answers the same question
                 LOG.warning("invoice search failed (%s); listing the customer's invoices instead", error)
