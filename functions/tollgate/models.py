@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tollgate.money import minor_unit_exponent
+from tollgate.money import MAX_UNIT_DECIMALS, minor_unit_exponent, to_minor_units
 
 ROUTE_RE = re.compile(r"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) /\S*|\$default")
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -78,6 +78,21 @@ class Plan(BaseModel):
     def _supported_currency(cls, currency: str) -> str:
         minor_unit_exponent(currency)  # raises for currencies Stripe needs special rounding for
         return currency
+
+    @model_validator(mode="after")
+    def _prices_fit_stripe(self) -> Plan:
+        """Stripe takes unit amounts in the minor unit with at most 12 decimal places: refuse finer prices
+        now, not at the close."""
+        prices = [("price_per_credit", self.price_per_credit), ("base_fee", self.base_fee)]
+        prices += [(f"tiers[{i}].price_per_credit", t.price_per_credit) for i, t in enumerate(self.tiers)]
+        for name, price in prices:
+            exponent = to_minor_units(price, self.currency).normalize().as_tuple().exponent
+            if isinstance(exponent, int) and -exponent > MAX_UNIT_DECIMALS:
+                raise ValueError(
+                    f"{name}: {price} {self.currency.upper()} is finer than Stripe accepts "
+                    f"({MAX_UNIT_DECIMALS} decimal places of the minor unit)"
+                )
+        return self
 
     @field_validator("route_costs")
     @classmethod

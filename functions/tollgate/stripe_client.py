@@ -14,6 +14,8 @@ import stripe
 
 from tollgate.secrets import read_secret
 
+REQUEST_TIMEOUT_SECONDS = 20
+
 
 def stripe_api_key() -> str:
     return read_secret("STRIPE_API_KEY", "STRIPE_API_KEY_SECRET_ARN")
@@ -22,7 +24,12 @@ def stripe_api_key() -> str:
 def make_stripe_client(api_key: str | None = None, base_url: str | None = None) -> stripe.StripeClient:
     key = api_key or stripe_api_key()
     base = base_url or os.environ.get("STRIPE_API_BASE")
-    options: dict[str, object] = {"max_network_retries": 2}
+    options: dict[str, object] = {
+        "max_network_retries": 2,
+        # Below the close worker's 60 s Lambda timeout (stripe-python's default is 80 s), so a hung call
+        # fails inside the function and the message is retried, instead of the function being killed.
+        "http_client": stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
+    }
     if base:
         options["base_addresses"] = {"api": base}
     return stripe.StripeClient(key, **options)  # type: ignore[arg-type]

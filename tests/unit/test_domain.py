@@ -103,6 +103,14 @@ def test_bad_plans_are_refused_naming_the_field(field: str, value: object, messa
     assert message in str(caught.value)
 
 
+def test_prices_finer_than_stripe_accepts_are_refused_when_the_plan_is_made() -> None:
+    assert make_plan(price_per_credit="0.00000000000001").price_per_credit  # 1e-12 cents: the finest allowed
+    with pytest.raises(ValidationError, match="finer than Stripe accepts"):
+        make_plan(price_per_credit="0.000000000000001")
+    with pytest.raises(ValidationError, match="finer than Stripe accepts"):
+        make_plan(currency="jpy", price_per_credit="0.0000000000001")
+
+
 def test_send_invoice_needs_days_until_due() -> None:
     with pytest.raises(ValidationError, match="days_until_due is required"):
         make_plan(collection_method=CollectionMethod.SEND_INVOICE)

@@ -25,9 +25,9 @@ def problems(path: Path) -> list[str]:
 
 def test_yaml_prices_are_exact_decimals_even_past_float_precision(tmp_path: Path) -> None:
     (plan,) = load_plan_file(
-        write(tmp_path, "p.yml", "id: fine\nname: Fine\nprice_per_credit: 0.000000123456789012345678\n")
+        write(tmp_path, "p.yml", "id: fine\nname: Fine\nprice_per_credit: 1234.56789012345678\n")
     )
-    assert plan.price_per_credit == Decimal("0.000000123456789012345678")
+    assert plan.price_per_credit == Decimal("1234.56789012345678")  # 18 digits: a float keeps about 16
 
 
 def test_toml_prices_are_exact_and_a_tier_without_up_to_is_the_open_ended_one(tmp_path: Path) -> None:

@@ -490,7 +490,9 @@ class StripeState:
         )
         _check_expand(params, CUSTOMER_EXPANSIONS)
         prefix = params.get("invoice_prefix") or "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(8))
-        if not (3 <= len(prefix) <= 12 and prefix.isalnum() and prefix.isupper()):
+        if not (
+            3 <= len(prefix) <= 12 and prefix.isalnum() and prefix.isascii() and prefix == prefix.upper()
+        ):
             raise invalid_request(
                 "Invalid invoice_prefix: use 3-12 uppercase letters or digits.", "invoice_prefix"
             )
