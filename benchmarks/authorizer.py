@@ -20,20 +20,10 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
+from offline import ROOT, go_offline
 
-os.environ.update(
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    AWS_DEFAULT_REGION="us-east-1",
-    TABLE_NAME="tollgate-bench",
-    POWERTOOLS_METRICS_NAMESPACE="Tollgate",
-)
-for leaking in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
-    os.environ.pop(leaking, None)
+go_offline()
 
 
 def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:

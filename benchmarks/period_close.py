@@ -23,34 +23,16 @@ Run: .venv/bin/python benchmarks/period_close.py [--customers 2000] [--table-siz
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
+from offline import go_offline
 
-os.environ.update(
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    AWS_DEFAULT_REGION="us-east-1",
-    TABLE_NAME="tollgate-bench",
-    POWERTOOLS_METRICS_NAMESPACE="Tollgate",
-)
-for leaking in (
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_DYNAMODB",
-    "AWS_PROFILE",
-    "STRIPE_API_KEY",
-    "STRIPE_API_BASE",
-):
-    os.environ.pop(leaking, None)
+go_offline()
 
 PERIOD = "2026-10"
 CLOSE_AT = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
