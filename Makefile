@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: help setup test check lint typecheck pytest format demo local synth lint-templates bench bundle clean
+.PHONY: help setup test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean
 
 help:
 	@echo "make demo   run the whole billing cycle offline (local DynamoDB + Stripe double)"
@@ -46,6 +46,12 @@ typecheck: $(VENV)/.synced
 pytest: $(VENV)/.synced
 	$(BIN)/pytest -q
 
+# The Lambda runtime is python3.12: the same suite (less the CDK synth) on a 3.12 interpreter.
+PY312 ?= python3.12
+test-py312: | $(UV)
+	UV_PROJECT_ENVIRONMENT=.venv312 $(UV) sync --locked --python $(PY312) --quiet
+	.venv312/bin/pytest -q -p no:cacheprovider tests --ignore=tests/infra
+
 format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -70,4 +76,4 @@ bench: $(VENV)/.synced
 	$(BIN)/python benchmarks/period_close.py
 
 clean:
-	rm -rf $(VENV) .tools cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv312 .tools cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache
