@@ -17,7 +17,7 @@ from typing import Any
 import stripe
 
 from tollgate.dunning import waive_failures
-from tollgate.errors import AlreadyExistsError, TollgateError
+from tollgate.errors import AlreadyExistsError, InvalidInputError, TollgateError
 from tollgate.models import Customer, CustomerStatus
 from tollgate.store import TollgateStore
 
@@ -53,6 +53,11 @@ def create_customer(
 ) -> CreatedCustomer:
     """Create a customer on a plan (its latest version unless ``plan_version``) and its Stripe customer."""
     plan = store.get_plan(plan_id, plan_version)  # NotFoundError for an unknown plan or version
+    if counter_shards > 1 and plan.credit_limit is not None:
+        raise InvalidInputError(
+            f"plan {plan.id!r} has a credit_limit, which only an unsharded counter can enforce: "
+            "use counter_shards=1, or a plan without a cap for a customer that needs sharding"
+        )
     profile = Customer(
         id=customer_id,
         name=name,

@@ -90,3 +90,23 @@ def test_rotation_overlap_is_bounded(store: TollgateStore) -> None:
 def test_usage_of_a_customer_with_no_requests_is_zero(store: TollgateStore) -> None:
     usage = store.read_usage("acme", "2026-11", shards=8)
     assert (usage.credits, usage.requests, usage.routes) == (0, 0, {})
+
+
+def test_a_capped_plan_cannot_go_to_a_sharded_customer(store: TollgateStore) -> None:
+    from tollgate.customers import create_customer
+    from tollgate.local.stripe_double import StripeDouble
+
+    store.put_plan(make_plan(credit_limit=1000))
+    with StripeDouble() as double, pytest.raises(InvalidInputError, match="only an unsharded counter"):
+        create_customer(
+            store,
+            double.client(),
+            customer_id="hot",
+            name="Hot",
+            email="ops@hot.test",
+            plan_id="payg",
+            counter_shards=4,
+            now=NOW,
+        )
+    with pytest.raises(NotFoundError):
+        store.get_customer("hot")  # nothing was stored
