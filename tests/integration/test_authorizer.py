@@ -16,6 +16,7 @@ from tests.conftest import NOW, TABLE, make_customer, make_plan
 from tests.events import http_event, rest_event
 from tollgate import tablekeys as tk
 from tollgate.keys import issue_key, revoke_key, rotate_key
+from tollgate.local.services import atomic
 from tollgate.models import CustomerStatus
 from tollgate.store import TollgateStore
 
@@ -193,14 +194,7 @@ def atomic_moto_updates(monkeypatch: pytest.MonkeyPatch) -> None:
     test checks *our* code under concurrency (shared client, shared key cache), not moto's."""
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+    monkeypatch.setattr(DynamoDBBackend, "update_item", atomic(DynamoDBBackend.update_item))
 
 
 @pytest.mark.usefixtures("atomic_moto_updates")

@@ -38,22 +38,25 @@ class LocalStack:
     stripe_double: Any  # the StripeDouble, or None
 
 
-def make_moto_writes_atomic() -> None:
+def atomic(update_item: Callable[..., Any]) -> Callable[..., Any]:
     """DynamoDB applies the updates of one item one at a time; moto's emulation does not lock, so concurrent
-    ``ADD``s can interleave inside moto. Give it the item-level atomicity the real service has."""
+    ``ADD``s can interleave inside moto. Wrap its ``update_item`` to give it the real service's atomicity."""
+    if getattr(update_item, "_tollgate_atomic", False):
+        return update_item
+    lock = threading.Lock()
+
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return update_item(self, *args, **kwargs)
+
+    locked._tollgate_atomic = True  # type: ignore[attr-defined]
+    return locked
+
+
+def make_moto_writes_atomic() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
-    if getattr(DynamoDBBackend.update_item, "_tollgate_atomic", False):
-        return
-    lock = threading.Lock()
-    original = DynamoDBBackend.update_item
-
-    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    update_item._tollgate_atomic = True  # type: ignore[attr-defined]
-    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = atomic(DynamoDBBackend.update_item)  # type: ignore[method-assign]
 
 
 def sample_routes() -> list[Any]:
