@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from rich.console import Console, Group
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tollgate.keys import IssuedKey, issue_key, revoke_key
@@ -52,6 +52,12 @@ def credits_of(plan: Plan, calls: dict[tuple[str, str], int]) -> int:
     return sum(
         (plan.cost_of(f"{method} {template_of(path)}") or 0) * n for (method, path), n in calls.items()
     )
+
+
+def billable_credits(plan: Plan, calls: dict[tuple[str, str], int]) -> int:
+    """The credits the traffic should be billed for: requests past the plan's cap are refused, not counted."""
+    credits = credits_of(plan, calls)
+    return credits if plan.credit_limit is None else min(credits, plan.credit_limit)
 
 
 def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan]:
@@ -103,14 +109,14 @@ class Client:
 
 
 def send(
-    base_url: str, key: str, calls: list[tuple[str, str]], progress: Progress, task: object
+    base_url: str, key: str, calls: list[tuple[str, str]], progress: Progress, task: TaskID
 ) -> Counter[int]:
     client, statuses = Client(base_url), Counter[int]()
     try:
         for method, path in calls:
             status, _ = client.call(method, path, key)
             statuses[status] += 1
-            progress.advance(task)  # type: ignore[arg-type]
+            progress.advance(task)
     finally:
         client.close()
     return statuses
@@ -199,9 +205,7 @@ def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4)
 
         console.rule(f"6. Closing period {period}")
         expected = {
-            cid: rate_period(
-                plan, cid, period, min(credits_of(plan, traffic[cid]), plan.credit_limit or 10**18)
-            ).total
+            cid: rate_period(plan, cid, period, billable_credits(plan, traffic[cid])).total
             for cid, plan in plans.items()
         }
         invoices = close_and_check(store, stripe, period, plans, expected, console)
