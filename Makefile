@@ -57,13 +57,13 @@ format: $(VENV)/.synced
 	$(BIN)/ruff check --fix .
 
 demo: $(VENV)/.synced
-	$(BIN)/tollgate demo
+	$(BIN)/tollgate-local demo
 
 local: $(VENV)/.synced
-	$(BIN)/tollgate local up
+	$(BIN)/tollgate-local up
 
 bundle: $(VENV)/.synced
-	$(BIN)/python -m infra.bundling
+	$(BIN)/python -m tollgate.cdk.bundling
 
 synth: $(VENV)/.synced node_modules/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" npx cdk synth --quiet

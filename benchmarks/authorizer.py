@@ -2,7 +2,7 @@
 
 Two ratios, each against a baseline measured in the same run on the same machine:
   request ratio = warm authorizer call / bare boto3 UpdateItem, same moto DynamoDB    target <= 1.15
-  import ratio  = `import authorizer.handler` / `import boto3`, fresh interpreters   target <= 1.3
+  import ratio  = `import tollgate.metering.handler` / `import boto3`, fresh interpreters   target <= 1.3
 
 The bare UpdateItem is the same write (same expression, same client configuration): the ratio is what the
 authorizer's own work (event parsing, key hashing, cache lookup, decision, policy) adds to the write.
@@ -30,13 +30,13 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
     import boto3
     from moto import mock_aws
 
-    from authorizer import handler as authorizer
     from tests.events import rest_event
-    from tollgate import tablekeys as tk
-    from tollgate.keys import issue_key
-    from tollgate.models import Customer, Plan
-    from tollgate.schema import create_table
-    from tollgate.store import TollgateStore
+    from tollgate.accounts.keys import issue_key
+    from tollgate.dal import tablekeys as tk
+    from tollgate.dal.schema import create_table
+    from tollgate.dal.store import TollgateStore
+    from tollgate.domain.models import Customer, Plan
+    from tollgate.metering import handler as authorizer
 
     with mock_aws():
         client = boto3.client("dynamodb")
@@ -128,11 +128,11 @@ def main() -> None:
     args = parser.parse_args()
 
     warm, bare = per_request_seconds(args.requests, args.rounds)
-    import_seconds("import authorizer.handler", 2)  # warm the bytecode caches of both sides first
+    import_seconds("import tollgate.metering.handler", 2)  # warm the bytecode caches of both sides first
     import_seconds("import boto3", 2)
     imports_authorizer, imports_boto3 = [], []
     for _ in range(3):
-        imports_authorizer.append(import_seconds("import authorizer.handler", args.imports // 3 or 1))
+        imports_authorizer.append(import_seconds("import tollgate.metering.handler", args.imports // 3 or 1))
         imports_boto3.append(import_seconds("import boto3", args.imports // 3 or 1))
     auth_import, boto3_import = statistics.median(imports_authorizer), statistics.median(imports_boto3)
 
@@ -143,7 +143,7 @@ def main() -> None:
     print(f"warm authorizer request      {warm * 1e6:9.1f} us")
     print(f"bare boto3 UpdateItem        {bare * 1e6:9.1f} us")
     print(f"request ratio                {warm / bare:9.3f}   (target <= 1.15)")
-    print(f"import authorizer.handler    {auth_import * 1e3:9.1f} ms")
+    print(f"import tollgate.metering.handler    {auth_import * 1e3:9.1f} ms")
     print(f"import boto3                 {boto3_import * 1e3:9.1f} ms")
     print(f"import ratio                 {auth_import / boto3_import:9.3f}   (target <= 1.3)")
 

@@ -1,6 +1,7 @@
 """Period close benchmark: N customers closed in-process against moto DynamoDB and the Stripe double.
 
-Prints, for one whole-period close (``period_close.service.close_period``) and then for a re-run of it:
+Prints, for one whole-period close (``tollgate.billing.close.service.close_period``) and then for a re-run
+of it:
   - Stripe calls per invoice (writes: create, add_lines, finalize; at most 3), and reads (searches apart);
   - DynamoDB requests per customer, by operation (counted with botocore's before-call event hook);
   - wall time per customer, and how it splits between DynamoDB (moto), Stripe (the double, over local
@@ -80,7 +81,7 @@ class TimedGateway:
 
 
 def plans() -> list[Any]:
-    from tollgate.models import Plan, Tier
+    from tollgate.domain.models import Plan, Tier
 
     return [
         Plan(id="payg", name="Pay as you go", price_per_credit=Decimal("0.00042")),
@@ -126,14 +127,14 @@ def run(customers: int, table_size: int) -> None:
     import boto3
     from moto import mock_aws
 
-    from period_close.invoicing import StripeClientInvoicing
-    from period_close.ledger import DynamoLedger
-    from period_close.service import close_period
-    from tollgate import tablekeys as tk
-    from tollgate.local.stripe_double import StripeDouble
-    from tollgate.models import Customer
-    from tollgate.schema import create_table
-    from tollgate.store import TollgateStore
+    from tollgate.billing.close.ledger import DynamoLedger
+    from tollgate.billing.close.service import close_period
+    from tollgate.billing.invoicing import StripeClientInvoicing
+    from tollgate.dal import tablekeys as tk
+    from tollgate.dal.schema import create_table
+    from tollgate.dal.store import TollgateStore
+    from tollgate.domain.models import Customer
+    from tollgate_local.stripe_double import StripeDouble
 
     counter = DynamoCounter()
     tallies = [Tally("close"), Tally("re-run (every customer already closed)")]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 
-from infra.constants import ID_STACK
-from infra.nag import add_checks
-from infra.stack import TollgateSettings, TollgateStack
+from tollgate.cdk.constants import ID_STACK
+from tollgate.cdk.nag import add_checks
+from tollgate.cdk.stack import TollgateSettings, TollgateStack
 
 
 def build_app(app: cdk.App, *, nag: bool = True) -> TollgateStack:

@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.constants import (
+from tollgate.cdk.constants import (
     ENV_TABLE_NAME,
     HANDLER_SAMPLE_API,
     HANDLER_USAGE_API,
@@ -35,9 +35,9 @@ from infra.constants import (
     SERVICE_SAMPLE_API,
     SERVICE_USAGE_API,
 )
-from infra.functions import TollgateFunction
-from infra.metering import MeteredApi
-from infra.nag import acknowledge
+from tollgate.cdk.functions import TollgateFunction
+from tollgate.cdk.metering import MeteredApi
+from tollgate.cdk.nag import acknowledge
 
 USAGE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 

@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tollgate.models import Customer, Plan
-from tollgate.schema import create_table
-from tollgate.store import TollgateStore
+from tollgate.dal.schema import create_table
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import Customer, Plan
 
 TABLE = "tollgate-test"
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """The tests build API Gateway events with the same code the local gateway uses."""
 
-from tollgate.local.apigw import EPOCH_MS, http_event, rest_event
+from tollgate_local.apigw import EPOCH_MS, http_event, rest_event
 
 __all__ = ["EPOCH_MS", "http_event", "rest_event"]

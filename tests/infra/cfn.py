@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from infra.constants import PROJECT_ROOT
+from tollgate.cdk.constants import PROJECT_ROOT
 
 Template = dict[str, Any]
 CDK_JSON = PROJECT_ROOT / "cdk.json"

@@ -25,9 +25,9 @@ from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_lambda as lambda_
 
 from infra.app import build_app
-from infra.metering import MeteredApi
-from infra.stack import TollgateStack
 from tests.infra.cfn import cdk_json_context
+from tollgate.cdk.metering import MeteredApi
+from tollgate.cdk.stack import TollgateStack
 
 INFRA_TESTS = Path(__file__).resolve().parent
 SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}

@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from infra import constants
-from infra.billing import close_schedule_expression, dunning_schedule_expression
 from tests.infra.cfn import (
     cdk_json_context,
     function_by_handler,
@@ -19,6 +17,8 @@ from tests.infra.cfn import (
     referenced_ids,
     resources,
 )
+from tollgate.cdk import constants
+from tollgate.cdk.billing import close_schedule_expression, dunning_schedule_expression
 
 
 def schedule_targeting(template: dict[str, Any], handler: str) -> dict[str, Any]:

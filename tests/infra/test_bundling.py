@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import bundling
-from infra.constants import ASSET_EXCLUDES, UV_LOCK
+from tollgate.cdk import bundling
+from tollgate.cdk.constants import ASSET_EXCLUDES, UV_LOCK
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +85,14 @@ version = "9"
 @pytest.mark.parametrize(
     ("path", "excluded"),
     [
-        ("authorizer/handler.py", False),
-        ("tollgate/tablekeys.py", False),
+        ("tollgate/metering/handler.py", False),
+        ("tollgate/dal/tablekeys.py", False),
         ("tollgate/cli", True),
         ("tollgate/cli/main.py", True),
-        ("tollgate/local/server.py", True),
-        ("tollgate/localization.py", False),
-        ("authorizer/__pycache__", True),
-        ("authorizer/__pycache__/handler.cpython-312.pyc", True),
+        ("tollgate/cdk/metering.py", True),
+        ("tollgate/cdkish.py", False),
+        ("tollgate/metering/__pycache__", True),
+        ("tollgate/metering/__pycache__/handler.cpython-312.pyc", True),
     ],
 )
 def test_asset_excludes(path: str, excluded: bool) -> None:
@@ -102,23 +102,23 @@ def test_asset_excludes(path: str, excluded: bool) -> None:
 def test_copy_functions_applies_the_excludes(tmp_path: Path) -> None:
     source = tmp_path / "functions"
     for relative in (
-        "authorizer/handler.py",
+        "tollgate/metering/handler.py",
         "tollgate/cli/main.py",
-        "tollgate/local/x.py",
-        "tollgate/keys.py",
+        "tollgate/cdk/x.py",
+        "tollgate/accounts/keys.py",
     ):
         (source / relative).parent.mkdir(parents=True, exist_ok=True)
         (source / relative).write_text("# code\n")
-    (source / "tollgate" / "__pycache__").mkdir()
-    (source / "tollgate" / "__pycache__" / "keys.cpython-312.pyc").write_bytes(b"")
+    (source / "tollgate" / "accounts" / "__pycache__").mkdir()
+    (source / "tollgate" / "accounts" / "__pycache__" / "keys.cpython-312.pyc").write_bytes(b"")
     output = tmp_path / "out"
     bundling.copy_functions(output, source)
     copied = sorted(p.relative_to(output).as_posix() for p in output.rglob("*") if p.is_file())
-    assert copied == ["authorizer/handler.py", "tollgate/keys.py"]
+    assert copied == ["tollgate/accounts/keys.py", "tollgate/metering/handler.py"]
 
 
 def test_excludes_match_the_documented_set() -> None:
-    assert set(ASSET_EXCLUDES) == {"**/__pycache__", "tollgate/local/**", "tollgate/cli/**"}
+    assert set(ASSET_EXCLUDES) == {"**/__pycache__", "tollgate/cli/**", "tollgate/cdk/**"}
 
 
 def test_install_command_targets_lambda_arm64_python312(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 from cfnlint.api import lint_file
 
-from infra.nag import NAG_PACK_NAME, acknowledge, add_checks
 from tests.infra.conftest import REPORT_INSTEAD_OF_FAILING, SKIP_BUNDLING, ProviderApps, Synthesized
+from tollgate.cdk.nag import NAG_PACK_NAME, acknowledge, add_checks
 
 ACKNOWLEDGED_RULES_METADATA = "aws:cdk:acknowledged-rules"
 # Every finding the Tollgate stack acknowledges. A new acknowledgement must be added here, deliberately.

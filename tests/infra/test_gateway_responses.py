@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from authorizer import gateway_responses as gr
+from tollgate.metering import gateway_responses as gr
 
 
 def test_templates_are_json_objects_with_a_request_id() -> None:

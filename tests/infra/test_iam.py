@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from infra import constants
 from tests.infra.cfn import (
     allowed,
     function_by_handler,
@@ -18,6 +17,7 @@ from tests.infra.cfn import (
     role_of,
     role_statements,
 )
+from tollgate.cdk import constants
 
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}

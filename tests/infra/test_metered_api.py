@@ -12,10 +12,10 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_lambda as lambda_
 
-from authorizer import gateway_responses
-from infra.metering import MeteredApi
 from tests.infra.cfn import get_att, only, props, ref, referenced_ids, resources
 from tests.infra.conftest import IMPORTED_AUTHORIZER_ARN, ProviderApps
+from tollgate.cdk.metering import MeteredApi
+from tollgate.metering import gateway_responses
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from authorizer import gateway_responses
-from infra import constants
 from tests.infra.cfn import function_by_handler, get_att, only, props, referenced_ids, resources
+from tollgate.cdk import constants
+from tollgate.metering import gateway_responses
 
 
 @pytest.fixture(scope="module")

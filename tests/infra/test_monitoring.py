@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from infra import constants
 from tests.infra.cfn import function_by_handler, get_att, only, props, ref, referenced_ids, resources
+from tollgate.cdk import constants
 
 
 @pytest.fixture(scope="module")

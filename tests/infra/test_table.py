@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.infra.cfn import only, props, resources
-from tollgate import tablekeys
-from tollgate.schema import table_definition
+from tollgate.dal import tablekeys
+from tollgate.dal.schema import table_definition
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def _sorted_definitions(definitions: list[dict[str, str]]) -> list[dict[str, str
 
 
 def test_keys_and_gsi1_match_the_schema_the_code_uses(table: dict[str, Any]) -> None:
-    """The deployed table and ``tollgate.schema`` (moto tests, local mode) must be the same table."""
+    """The deployed table and ``tollgate.dal.schema`` (moto tests, local mode) must be the same table."""
     expected = table_definition("ignored")
     deployed = props(table)
     assert deployed["KeySchema"] == expected["KeySchema"]

@@ -11,14 +11,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from authorizer import handler as authorizer
 from tests.conftest import NOW, TABLE, make_customer, make_plan
 from tests.events import http_event, rest_event
-from tollgate import tablekeys as tk
-from tollgate.keys import issue_key, revoke_key, rotate_key
-from tollgate.local.services import atomic
-from tollgate.models import CustomerStatus
-from tollgate.store import TollgateStore
+from tollgate.accounts.keys import issue_key, revoke_key, rotate_key
+from tollgate.dal import tablekeys as tk
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import CustomerStatus
+from tollgate.metering import handler as authorizer
+from tollgate_local.services import atomic
 
 NOW_MS = int(NOW.timestamp() * 1000)
 PERIOD = "2026-11"

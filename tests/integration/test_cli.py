@@ -14,12 +14,12 @@ from typer.testing import CliRunner, Result
 from tests.conftest import NOW, TABLE, make_customer, make_plan
 from tollgate.cli.config import AppContext
 from tollgate.cli.main import app
-from tollgate.closes import CloseStatus, PeriodClose, close_item
-from tollgate.keyformat import hash_key
-from tollgate.local.stripe_double import StripeDouble
-from tollgate.models import CustomerStatus, Plan
-from tollgate.rating import rate_period
-from tollgate.store import TollgateStore
+from tollgate.dal.closes import CloseStatus, PeriodClose, close_item
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.keyformat import hash_key
+from tollgate.domain.models import CustomerStatus, Plan
+from tollgate.domain.rating import rate_period
+from tollgate_local.stripe_double import StripeDouble
 
 Invoke = Callable[..., Result]
 KEY_RE = re.compile(r"tg_(?:live|test)_[A-Za-z0-9_-]{43}")
@@ -399,7 +399,7 @@ def add_usage(
     store: TollgateStore, customer_id: str, period: str, shard: int, routes: dict[str, tuple[int, int]]
 ) -> None:
     """Counter items exactly as the authorizer writes them (credits, requests per route)."""
-    from tollgate import tablekeys as tk
+    from tollgate.dal import tablekeys as tk
 
     item: dict[str, Any] = {**tk.counter_key(customer_id, period, shard), "credits": 0, "requests": 0}
     for route, (credits, requests) in routes.items():
@@ -613,7 +613,7 @@ def test_stack_outputs_name_the_table(store: TollgateStore, monkeypatch: pytest.
 
 
 def test_output_keys_match_the_stack() -> None:
-    from infra import constants
+    from tollgate.cdk import constants
     from tollgate.cli import config
 
     assert config.OUTPUT_TABLE_NAME == constants.OUTPUT_TABLE_NAME

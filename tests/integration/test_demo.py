@@ -9,7 +9,7 @@ import socket
 import pytest
 from rich.console import Console
 
-from tollgate.local import demo
+from tollgate_local import demo
 
 
 @pytest.fixture

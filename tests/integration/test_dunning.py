@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from authorizer import handler as authorizer
 from tests.conftest import NOW, TABLE
 from tests.events import rest_event
 from tests.integration.test_webhooks import World, invoiced_world, stripe_event
-from tollgate.customers import resume_customer, suspend_customer
-from tollgate.keys import issue_key
-from tollgate.local.stripe_double import StripeDouble
-from tollgate.models import CustomerStatus
-from tollgate.store import TollgateStore
-from webhooks.sweeper import make_handler as make_sweeper
+from tollgate.accounts.customers import resume_customer, suspend_customer
+from tollgate.accounts.keys import issue_key
+from tollgate.billing.dunning.sweeper import make_handler as make_sweeper
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import CustomerStatus
+from tollgate.metering import handler as authorizer
+from tollgate_local.stripe_double import StripeDouble
 
 FAILED_AT = NOW  # the first failed payment
 DAY = timedelta(days=1)
@@ -226,7 +226,7 @@ def test_paying_one_of_two_overdue_invoices_keeps_access_blocked_on_the_other(wo
 
 def test_a_payment_racing_the_sweep_wins(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep read the failure as open; the payment lands before the sweep writes: no suspension."""
-    from tollgate import dunning
+    from tollgate.billing.dunning import rules as dunning
 
     deliver(world, "invoice.payment_failed", world.invoice, FAILED_AT)
     original = dunning.run_transaction

@@ -17,25 +17,25 @@ from typing import Any
 
 import pytest
 
-from period_close.invoicing import METADATA_CUSTOMER, METADATA_PERIOD, StripeClientInvoicing
-from period_close.ledger import DynamoLedger
-from period_close.service import (
+from tests.conftest import NOW, make_customer, make_plan
+from tollgate.billing.close.ledger import DynamoLedger
+from tollgate.billing.close.service import (
     CustomerClose,
     MissingStripeCustomerError,
     PeriodNotEndedError,
     close_customer,
     close_period,
 )
-from tests.conftest import NOW, make_customer, make_plan
-from tollgate import closes
-from tollgate import tablekeys as tk
-from tollgate.closes import CloseStatus, PeriodClose, get_close
+from tollgate.billing.invoicing import METADATA_CUSTOMER, METADATA_PERIOD, StripeClientInvoicing
+from tollgate.dal import closes
+from tollgate.dal import tablekeys as tk
+from tollgate.dal.closes import CloseStatus, PeriodClose, get_close
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import CollectionMethod, Customer, Plan, Tier
+from tollgate.domain.periods import period_end, period_start
+from tollgate.domain.rating import LineKind
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
-from tollgate.local.stripe_double import StripeDouble
-from tollgate.models import CollectionMethod, Customer, Plan, Tier
-from tollgate.periods import period_end, period_start
-from tollgate.rating import LineKind
-from tollgate.store import TollgateStore
+from tollgate_local.stripe_double import StripeDouble
 
 PERIOD = "2026-10"
 CLOSE_AT = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)  # the schedule: 06:00 UTC on the 1st

@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from period_close.invoicing import InvoiceLine, StripeCallError, StripeInvoice
-from period_close.service import InvoiceConflictError, close_customer
 from tests.integration.test_period_close import (
     PERIOD,
     WRITES,
@@ -27,9 +25,11 @@ from tests.integration.test_period_close import (
     make_world,
     running_double,  # noqa: F401 - the module-scoped Stripe double fixture
 )
-from tollgate.closes import CloseStatus, PeriodClose
-from tollgate.local.stripe_double import StripeDouble
-from tollgate.store import TollgateStore
+from tollgate.billing.close.service import InvoiceConflictError, close_customer
+from tollgate.billing.invoicing import InvoiceLine, StripeCallError, StripeInvoice
+from tollgate.dal.closes import CloseStatus, PeriodClose
+from tollgate.dal.store import TollgateStore
+from tollgate_local.stripe_double import StripeDouble
 
 TOTAL = 51_852  # 1,234,567 credits at $0.00042
 FAULTS = ("fail_before_write", "lose_response_after_write", "timeout")

@@ -16,8 +16,6 @@ from typing import Any
 import boto3
 import pytest
 
-from period_close import starter, worker
-from period_close.service import PeriodNotEndedError
 from tests.integration.test_period_close import (
     CLOSE_AT,
     PERIOD,
@@ -25,9 +23,11 @@ from tests.integration.test_period_close import (
     make_world,
     running_double,  # noqa: F401 - the module-scoped Stripe double fixture
 )
-from tollgate.closes import CloseStatus
-from tollgate.local.stripe_double import StripeDouble
-from tollgate.store import TollgateStore
+from tollgate.billing.close import starter, worker
+from tollgate.billing.close.service import PeriodNotEndedError
+from tollgate.dal.closes import CloseStatus
+from tollgate.dal.store import TollgateStore
+from tollgate_local.stripe_double import StripeDouble
 
 REAL_SERVICES = worker.services
 SCHEDULE_EVENT = {"trigger": "schedule", "scheduledTime": "2026-11-01T06:00:00Z"}

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import NOW, make_customer, make_plan
+from tollgate.accounts.keys import issue_key, revoke_key, rotate_key
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import CustomerStatus
 from tollgate.errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from tollgate.keys import issue_key, revoke_key, rotate_key
-from tollgate.models import CustomerStatus
-from tollgate.store import TollgateStore
 
 
 def test_plans_are_versioned_never_overwritten(store: TollgateStore) -> None:
@@ -93,8 +93,8 @@ def test_usage_of_a_customer_with_no_requests_is_zero(store: TollgateStore) -> N
 
 
 def test_a_capped_plan_cannot_go_to_a_sharded_customer(store: TollgateStore) -> None:
-    from tollgate.customers import create_customer
-    from tollgate.local.stripe_double import StripeDouble
+    from tollgate.accounts.customers import create_customer
+    from tollgate_local.stripe_double import StripeDouble
 
     store.put_plan(make_plan(credit_limit=1000))
     with StripeDouble() as double, pytest.raises(InvalidInputError, match="only an unsharded counter"):

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from authorizer import handler as authorizer
 from tests.conftest import NOW, make_customer, make_plan
 from tests.events import http_event, rest_event
-from tollgate.closes import CloseStatus, PeriodClose, close_item
-from tollgate.keys import issue_key
-from tollgate.models import Plan
-from tollgate.rating import rate_period
-from tollgate.store import TollgateStore
-from usage_api.handler import make_handler
+from tollgate.accounts.keys import issue_key
+from tollgate.dal.closes import CloseStatus, PeriodClose, close_item
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import Plan
+from tollgate.domain.rating import rate_period
+from tollgate.metering import handler as authorizer
+from tollgate.usage_api.handler import make_handler
 
 NOW_MS = int(NOW.timestamp() * 1000)
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "usage-api.openapi.yaml"
@@ -211,16 +211,16 @@ def test_without_the_authorizer_context_nobody_is_answered(world: dict[str, Any]
 
 
 def test_the_committed_openapi_description_is_the_generated_one() -> None:
-    from usage_api.openapi import openapi_yaml
+    from tollgate.usage_api.openapi import openapi_yaml
 
     assert OPENAPI.read_text(encoding="utf-8") == openapi_yaml(), (
         "docs/usage-api.openapi.yaml is stale: run "
-        "`PYTHONPATH=functions .venv/bin/python -m usage_api.openapi > docs/usage-api.openapi.yaml`"
+        "`PYTHONPATH=functions .venv/bin/python -m tollgate.usage_api.openapi > docs/usage-api.openapi.yaml`"
     )
 
 
 def test_the_openapi_description_documents_the_route_and_its_answers() -> None:
-    from usage_api.openapi import openapi_document
+    from tollgate.usage_api.openapi import openapi_document
 
     document = openapi_document()
     operation = document["paths"]["/usage"]["get"]

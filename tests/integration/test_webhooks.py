@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from period_close.invoicing import StripeClientInvoicing
-from period_close.ledger import DynamoLedger
-from period_close.service import close_customer
 from tests.conftest import NOW, make_customer, make_plan
-from tollgate import tablekeys as tk
-from tollgate.closes import get_close
-from tollgate.local.stripe_double import StripeDouble
-from tollgate.store import TollgateStore
-from webhooks.handler import make_handler
+from tollgate.billing.close.ledger import DynamoLedger
+from tollgate.billing.close.service import close_customer
+from tollgate.billing.invoicing import StripeClientInvoicing
+from tollgate.billing.webhooks.handler import make_handler
+from tollgate.dal import tablekeys as tk
+from tollgate.dal.closes import get_close
+from tollgate.dal.store import TollgateStore
+from tollgate_local.stripe_double import StripeDouble
 
 SECRET = "whsec_test_0123456789abcdef"
 PERIOD = "2026-10"
@@ -242,7 +242,7 @@ def test_a_duplicate_racing_past_the_first_read_is_still_applied_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two deliveries of one event in flight at once: both read 'not seen', only one transaction wins."""
-    import webhooks.processing as processing
+    import tollgate.billing.webhooks.processing as processing
 
     event = stripe_event("invoice.payment_failed", world.invoice)
     original = processing.run_transaction

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from period_close.invoicing import InvoiceDraft, StripeClientInvoicing, invoice_lines, plain_decimal
-from tollgate.local.stripe_double import StripeDouble
-from tollgate.models import CollectionMethod, Plan, Tier
-from tollgate.rating import Statement, late_usage_line, rate_period, usage_charge
+from tollgate.billing.invoicing import InvoiceDraft, StripeClientInvoicing, invoice_lines, plain_decimal
+from tollgate.domain.models import CollectionMethod, Plan, Tier
+from tollgate.domain.rating import Statement, late_usage_line, rate_period, usage_charge
+from tollgate_local.stripe_double import StripeDouble
 
 PERIOD = "2026-10"
 CURRENCIES = ("usd", "eur", "jpy", "krw")

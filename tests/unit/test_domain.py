@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.conftest import NOW, make_customer, make_plan
-from tollgate import keyformat, periods
-from tollgate.models import ApiKey, CollectionMethod
-from tollgate.money import format_amount, line_amount, to_minor_units
+from tollgate.domain import keyformat, periods
+from tollgate.domain.models import ApiKey, CollectionMethod
+from tollgate.domain.money import format_amount, line_amount, to_minor_units
 
 
 def test_generated_keys_are_random_prefixed_and_well_formed() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tollgate.plan_files import PlanFileError, load_plan_file
-from tollgate.rating import rate_period
+from tollgate.domain.plan_files import PlanFileError, load_plan_file
+from tollgate.domain.rating import rate_period
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

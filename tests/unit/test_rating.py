@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_plan
-from tollgate.models import Plan, Tier
-from tollgate.rating import (
+from tollgate.domain.models import Plan, Tier
+from tollgate.domain.rating import (
     LineKind,
     Statement,
     late_usage_line,

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stripe._encode import _api_encode
 
-from tollgate.local.stripe_double import OPERATIONS, ROUTES, StripeDouble
-from tollgate.local.stripe_double_params import decode_form, listify, typeddict_fields
+from tollgate_local.stripe_double import OPERATIONS, ROUTES, StripeDouble
+from tollgate_local.stripe_double_params import decode_form, listify, typeddict_fields
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_stop_releases_the_port() -> None:
 
 def test_main_serves_until_interrupted() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tollgate.local.stripe_double", "--port", "0"],
+        [sys.executable, "-m", "tollgate_local.stripe_double", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -1,4 +1,4 @@
-"""``tollgate close``: run (or re-run) the close of a period here, through ``period_close.service``.
+"""``tollgate close``: run (or re-run) the close of a period here, through ``tollgate.billing.close.service``.
 
 The same code as the deployed worker, with the CLI's table and Stripe client. Re-running is safe: a customer
 already closed is reported as it stands and Stripe is not called for it again.
@@ -11,13 +11,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from period_close.invoicing import StripeClientInvoicing
-from period_close.ledger import DynamoLedger
-from period_close.service import CloseSummary, CustomerClose, close_customer, close_period
+from tollgate.billing.close.ledger import DynamoLedger
+from tollgate.billing.close.service import CloseSummary, CustomerClose, close_customer, close_period
+from tollgate.billing.invoicing import StripeClientInvoicing
 from tollgate.cli.config import app_context
 from tollgate.cli.output import checked_period, dash, err, out, table
-from tollgate.money import format_amount
-from tollgate.periods import period_of, previous_period
+from tollgate.domain.money import format_amount
+from tollgate.domain.periods import period_of, previous_period
 
 
 def close(

@@ -22,10 +22,10 @@ import boto3
 import typer
 from stripe import StripeClient
 
+from tollgate.billing.secrets import SecretNotConfiguredError
+from tollgate.billing.stripe_client import make_stripe_client
+from tollgate.dal.store import TollgateStore
 from tollgate.errors import TollgateError
-from tollgate.secrets import SecretNotConfiguredError
-from tollgate.store import TollgateStore
-from tollgate.stripe_client import make_stripe_client
 
 # The stack's output keys (infra/constants.py OUTPUT_*; a test keeps the two equal: infra is not packaged).
 OUTPUT_TABLE_NAME = "TableName"

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
+from tollgate.accounts.customers import create_customer, resume_customer, status_history, suspend_customer
+from tollgate.billing.dunning.rules import FailureState, list_failures
 from tollgate.cli.config import app_context
 from tollgate.cli.output import dash, out, table, when
-from tollgate.customers import create_customer, resume_customer, status_history, suspend_customer
-from tollgate.dunning import FailureState, list_failures
-from tollgate.models import Customer
+from tollgate.domain.models import Customer
 
 app = typer.Typer(help="Customers: create, list, show, suspend, resume.", no_args_is_help=True)
 

@@ -8,9 +8,9 @@ import typer
 
 from tollgate.cli.config import app_context
 from tollgate.cli.output import checked_period, dash, out, table, when
-from tollgate.closes import get_close, list_closes
+from tollgate.dal.closes import get_close, list_closes
+from tollgate.domain.money import format_amount
 from tollgate.errors import NotFoundError
-from tollgate.money import format_amount
 
 app = typer.Typer(help="Invoices from the period closes: list, show.", no_args_is_help=True)
 

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
+from tollgate.accounts.keys import IssuedKey, issue_key, revoke_key, rotate_key
 from tollgate.cli.config import app_context
 from tollgate.cli.output import err, out, parse_duration, table, when
-from tollgate.keys import IssuedKey, issue_key, revoke_key, rotate_key
-from tollgate.models import ApiKey
+from tollgate.domain.models import ApiKey
 
 app = typer.Typer(help="API keys: issue (shown once), list, revoke, rotate.", no_args_is_help=True)
 

@@ -17,7 +17,6 @@ from typer.core import TyperGroup
 from tollgate.cli import close, customers, invoices, keys, plans, usage
 from tollgate.cli.config import ENV_STACK, AppContext
 from tollgate.cli.output import err, error_lines
-from tollgate.local import cli as local_cli
 
 
 class TollgateGroup(TyperGroup):
@@ -73,7 +72,3 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(invoices.app, name="invoices")
 app.command("usage")(usage.usage)
 app.command("close")(close.close)
-
-# Local mode: moto's DynamoDB server, the Stripe double and a local API gateway, on 127.0.0.1 only.
-app.add_typer(local_cli.app, name="local")
-app.command("demo")(local_cli.demo)

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from tollgate.billing.secrets import SecretNotConfiguredError
+from tollgate.domain.periods import parse_period
+from tollgate.domain.plan_files import PlanFileError, validation_problems
 from tollgate.errors import InvalidInputError, TollgateError
-from tollgate.periods import parse_period
-from tollgate.plan_files import PlanFileError, validation_problems
-from tollgate.secrets import SecretNotConfiguredError
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 

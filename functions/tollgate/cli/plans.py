@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from tollgate.cli.config import app_context
 from tollgate.cli.output import dash, out, table
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import CollectionMethod, Plan
+from tollgate.domain.money import format_amount, to_minor_units
+from tollgate.domain.plan_files import field_path, load_plan_file
 from tollgate.errors import InvalidInputError, NotFoundError
-from tollgate.models import CollectionMethod, Plan
-from tollgate.money import format_amount, to_minor_units
-from tollgate.plan_files import field_path, load_plan_file
-from tollgate.store import TollgateStore
 
 app = typer.Typer(
     help="Price plans: create (from a YAML/TOML plan file or flags), list, show.", no_args_is_help=True

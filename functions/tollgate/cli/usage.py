@@ -8,7 +8,7 @@ import typer
 
 from tollgate.cli.config import app_context
 from tollgate.cli.output import checked_period, dash, out, table
-from tollgate.usage_report import UsageReport, build_usage_report
+from tollgate.usage_api.report import UsageReport, build_usage_report
 
 
 def usage(

@@ -1,0 +1,71 @@
+"""The period close's :class:`~tollgate.billing.close.service.Ledger` over the Tollgate table.
+
+Plans, customers and usage come from ``TollgateStore``; close records are read and written through
+``tollgate.dal.closes`` (the one module that knows their item shape).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tollgate.dal import closes
+from tollgate.dal.closes import PeriodClose
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import Customer, Plan
+
+
+class DynamoLedger:
+    def __init__(self, store: TollgateStore) -> None:
+        self.store = store
+        self.table = store.table
+        self._plans: dict[tuple[str, int], Plan] = {}  # a plan version never changes: cached for good
+
+    def list_customers(self) -> list[Customer]:
+        return self.store.list_customers()
+
+    def get_customer(self, customer_id: str) -> Customer:
+        return self.store.get_customer(customer_id)
+
+    def get_plan(self, plan_id: str, version: int) -> Plan:
+        key = (plan_id, version)
+        if key not in self._plans:
+            self._plans[key] = self.store.get_plan(plan_id, version)
+        return self._plans[key]
+
+    def read_credits(self, customer_id: str, period: str, shards: int) -> int:
+        return self.store.read_usage(customer_id, period, shards=shards).credits
+
+    def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
+        return closes.list_closes_up_to(self.table, customer_id, period, limit)
+
+    def get_close(self, customer_id: str, period: str) -> PeriodClose | None:
+        return closes.get_close(self.table, customer_id, period)
+
+    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, tuple[int, int]]) -> None:
+        closes.put_close(self.table, record, raised_billed_credits)
+
+    def mark_invoice_created(self, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose:
+        return closes.mark_invoice_created(self.table, record, invoice_id, now)
+
+    def mark_finalized(
+        self,
+        record: PeriodClose,
+        *,
+        invoice_status: str,
+        hosted_invoice_url: str | None,
+        amount_due: int | None,
+        total_mismatch: bool,
+        now: datetime,
+    ) -> PeriodClose:
+        return closes.mark_finalized(
+            self.table,
+            record,
+            invoice_status=invoice_status,
+            hosted_invoice_url=hosted_invoice_url,
+            amount_due=amount_due,
+            total_mismatch=total_mismatch,
+            now=now,
+        )
+
+    def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None:
+        closes.record_failure(self.table, customer_id, period, error, now)

@@ -1,0 +1,120 @@
+"""Period close starter: queue one close per customer for the period that has just ended.
+
+Invoked by EventBridge Scheduler (monthly, a grace of some hours after midnight UTC on the 1st), or by hand.
+The event is one of::
+
+    {"period": "2026-10"}                                          # by hand: close exactly this period
+    {"trigger": "schedule", "scheduledTime": "2026-11-01T06:00:00Z"}
+                                   # the schedule's Input, with scheduledTime = <aws.scheduler.scheduled-time>
+    {"time": "2026-11-01T06:00:00Z", ...}                          # an EventBridge event (its own time)
+
+From a schedule the period closed is the one *before* the period containing the scheduled time. The
+scheduled time (not the invocation time) decides, so a retry hours later, or a duplicate delivery, closes the
+same period. A period that has not ended yet is refused.
+
+It lists the customers and sends one message per (customer, period) to ``CLOSE_QUEUE_URL`` (SendMessageBatch,
+10 per call). Sending twice is harmless: the worker's close is idempotent. On a FIFO queue the messages also
+carry a deduplication id (``customer:period``) and the customer as message group.
+
+Returns ``{"period": "2026-10", "queued": <number of customers>}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tollgate.billing.close.messages import CloseRequest
+from tollgate.billing.close.observability import logger
+from tollgate.billing.close.service import ensure_period_ended
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.periods import parse_period, period_of, previous_period
+
+BATCH_SIZE = 10  # SendMessageBatch's limit
+SEND_ATTEMPTS = 3  # per entry, for the entries SQS reports as failed
+
+clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731 - replaced in tests
+
+
+class StartError(ValueError):
+    """The event does not say which period to close (or names one that cannot be closed yet)."""
+
+
+def period_to_close(event: dict[str, Any], now: datetime) -> str:
+    """The period an invocation closes (see the module docstring for the event shapes)."""
+    if event.get("period"):
+        period = str(event["period"])
+        try:
+            parse_period(period)
+        except ValueError as error:
+            raise StartError(str(error)) from error
+    else:
+        scheduled = event.get("scheduledTime") or event.get("time")
+        if not scheduled:
+            raise StartError(
+                'the event names no period: send {"period": "YYYY-MM"}, or a schedule\'s '
+                '{"scheduledTime": "<aws.scheduler.scheduled-time>"}'
+            )
+        try:
+            moment = datetime.fromisoformat(str(scheduled).replace("Z", "+00:00"))
+        except ValueError as error:
+            raise StartError(f"scheduledTime {scheduled!r} is not an ISO-8601 time") from error
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # Scheduler's times are UTC
+        period = previous_period(period_of(moment))
+    ensure_period_ended(period, now)
+    return period
+
+
+def message_entries(customer_ids: Sequence[str], period: str, *, fifo: bool) -> list[dict[str, Any]]:
+    entries = []
+    for customer_id in customer_ids:
+        entry: dict[str, Any] = {
+            "MessageBody": CloseRequest(customer_id=customer_id, period=period).model_dump_json(),
+        }
+        if fifo:
+            entry["MessageGroupId"] = customer_id
+            entry["MessageDeduplicationId"] = f"{customer_id}:{period}"
+        entries.append(entry)
+    return entries
+
+
+def queue_closes(sqs: Any, queue_url: str, customer_ids: Sequence[str], period: str) -> int:
+    """Send one close message per customer, 10 per SendMessageBatch; entries SQS fails are sent again."""
+    entries = message_entries(customer_ids, period, fifo=queue_url.endswith(".fifo"))
+    for start in range(0, len(entries), BATCH_SIZE):
+        pending = {str(i): entry for i, entry in enumerate(entries[start : start + BATCH_SIZE])}
+        for _ in range(SEND_ATTEMPTS):
+            answer = sqs.send_message_batch(
+                QueueUrl=queue_url, Entries=[{"Id": id_, **entry} for id_, entry in pending.items()]
+            )
+            failed = {failure["Id"]: failure for failure in answer.get("Failed", [])}
+            pending = {id_: entry for id_, entry in pending.items() if id_ in failed}
+            if not pending:
+                break
+        if pending:
+            reasons = "; ".join(json.dumps(failure) for failure in failed.values())
+            raise RuntimeError(f"SQS refused {len(pending)} close messages for {period}: {reasons}")
+    return len(entries)
+
+
+@functools.cache
+def _services() -> tuple[TollgateStore, Any]:
+    return TollgateStore(), boto3.client("sqs")
+
+
+@logger.inject_lambda_context(log_event=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    period = period_to_close(event, clock())
+    store, sqs = _services()
+    customer_ids = [customer.id for customer in store.list_customers()]
+    queued = queue_closes(sqs, os.environ["CLOSE_QUEUE_URL"], customer_ids, period)
+    logger.info("period close queued", extra={"period": period, "queued": queued})
+    return {"period": period, "queued": queued}

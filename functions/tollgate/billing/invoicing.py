@@ -1,0 +1,286 @@
+"""The Stripe side of a period close, behind a small interface: :class:`StripeInvoicing`.
+
+The close logic sees plain values (:class:`InvoiceDraft`, :class:`InvoiceLine`, :class:`StripeInvoice`) and
+one error type (:class:`StripeCallError`); :class:`StripeClientInvoicing` is the real implementation over the
+official ``stripe.StripeClient`` (pointed at Stripe, or at the offline Stripe double).
+
+Per invoice there are at most three calls that write, each with an ``Idempotency-Key`` derived from the
+customer, the period and the step (:func:`idempotency_key`):
+
+1. ``POST /v1/invoices``: a draft (``auto_advance`` false, so Stripe leaves it alone while lines are added),
+   tagged with ``metadata`` ``tollgate_customer_id`` and ``tollgate_period`` so it can be found again;
+2. ``POST /v1/invoices/{id}/add_lines``: every line of the statement in one call (all or nothing);
+3. ``POST /v1/invoices/{id}/finalize``: with ``auto_advance`` true, so Stripe then collects the invoice
+   (charges the saved payment method, or emails it for ``send_invoice``).
+
+Reads: ``GET /v1/invoices/search`` on the metadata (falling back to listing the Stripe customer's invoices
+when search is unavailable) and ``GET /v1/invoices/{id}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
+
+import stripe
+from stripe.params import (
+    InvoiceAddLinesParams,
+    InvoiceAddLinesParamsLine,
+    InvoiceCreateParams,
+    InvoiceListParams,
+    InvoiceSearchParams,
+)
+
+from tollgate.domain.models import CollectionMethod
+from tollgate.domain.periods import period_end, period_start
+from tollgate.domain.rating import LineKind, Statement
+from tollgate.errors import TollgateError
+
+METADATA_CUSTOMER = "tollgate_customer_id"
+METADATA_PERIOD = "tollgate_period"
+METADATA_LINE_KIND = "tollgate_line_kind"
+PRODUCT_NAMES = {
+    LineKind.BASE_FEE: "Base fee",
+    LineKind.USAGE: "API usage",
+    LineKind.ADJUSTMENT: "Late API usage",
+}
+T = TypeVar("T")
+LOG = logging.getLogger(__name__)
+
+
+def idempotency_key(customer_id: str, period: str, step: str) -> str:
+    """``tollgate:acme:2026-10:create-invoice``: the same step of the same close always sends the same key."""
+    return f"tollgate:{customer_id}:{period}:{step}"
+
+
+class StripeCallError(TollgateError):
+    """A Stripe request failed: refused, errored, or its answer was lost (then it may have been applied)."""
+
+    def __init__(self, operation: str, cause: Exception) -> None:
+        super().__init__(f"Stripe {operation} failed: {type(cause).__name__}: {cause}")
+        self.operation = operation
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    """What ``invoices.create`` is sent."""
+
+    stripe_customer_id: str
+    currency: str
+    collection_method: CollectionMethod
+    days_until_due: int | None
+    description: str
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One line of ``invoices.add_lines``: an inline price (minor units, exact) times an integer quantity."""
+
+    product_name: str
+    description: str
+    currency: str
+    unit_amount_decimal: Decimal
+    quantity: int
+    period_start: int  # unix seconds, inclusive
+    period_end: int  # unix seconds, inclusive (Stripe's line period end is inclusive)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StripeInvoice:
+    """The parts of a Stripe invoice the close looks at."""
+
+    id: str
+    stripe_customer_id: str
+    status: str  # draft, open, paid, uncollectible, void
+    total: int
+    amount_due: int
+    hosted_invoice_url: str | None
+    has_lines: bool
+    metadata: Mapping[str, str]
+
+
+class StripeInvoicing(Protocol):
+    def find_invoices(self, *, stripe_customer_id: str, customer_id: str, period: str) -> list[StripeInvoice]:
+        """Every invoice Stripe holds for this customer-period (by metadata), whatever its status."""
+        ...
+
+    def get_invoice(self, invoice_id: str) -> StripeInvoice: ...
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> StripeInvoice: ...
+
+    def add_lines(
+        self, invoice_id: str, lines: Sequence[InvoiceLine], *, idempotency_key: str
+    ) -> StripeInvoice: ...
+
+    def finalize(self, invoice_id: str, *, idempotency_key: str) -> StripeInvoice: ...
+
+
+def invoice_metadata(customer_id: str, period: str) -> dict[str, str]:
+    return {METADATA_CUSTOMER: customer_id, METADATA_PERIOD: period}
+
+
+def invoice_lines(statement: Statement) -> list[InvoiceLine]:
+    """The statement's lines as Stripe lines; an adjustment carries the bounds of the period it bills for."""
+    lines = []
+    for line in statement.lines:
+        start = int(period_start(line.period).timestamp())
+        end = int(period_end(line.period).timestamp()) - 1  # the last second of the period
+        lines.append(
+            InvoiceLine(
+                product_name=PRODUCT_NAMES[line.kind],
+                description=line.description,
+                currency=statement.currency,
+                unit_amount_decimal=line.unit_amount,
+                quantity=line.quantity,
+                period_start=start,
+                period_end=end,
+                metadata={METADATA_LINE_KIND: line.kind.value, METADATA_PERIOD: line.period},
+            )
+        )
+    return lines
+
+
+def search_query(customer_id: str, period: str) -> str:
+    """Stripe search for the invoices of one customer-period (ids are ``[a-z0-9_-]``: no quoting issue)."""
+    return f"metadata['{METADATA_CUSTOMER}']:'{customer_id}' AND metadata['{METADATA_PERIOD}']:'{period}'"
+
+
+class PlainDecimal(Decimal):
+    """A ``Decimal`` that prints as plain digits.
+
+    stripe-python form-encodes a ``Decimal`` parameter as ``str(value)``, which is ``1E-7`` for 0.0000001 and
+    ``5E+2`` for a ``Decimal("5").scaleb(2)``; Stripe documents ``unit_amount_decimal`` as a decimal string
+    with at most 12 decimal places, so send ``0.0000001`` and ``500``.
+    """
+
+    def __str__(self) -> str:
+        return format(self, "f")
+
+
+def plain_decimal(value: Decimal) -> PlainDecimal:
+    return PlainDecimal(format(value, "f"))
+
+
+class StripeClientInvoicing:
+    """:class:`StripeInvoicing` over a ``stripe.StripeClient`` (see ``tollgate.billing.stripe_client``)."""
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._invoices = client.v1.invoices
+        self.search_unavailable = False  # set after Stripe refused a search: list from then on
+
+    def find_invoices(self, *, stripe_customer_id: str, customer_id: str, period: str) -> list[StripeInvoice]:
+        wanted = invoice_metadata(customer_id, period)
+        if not self.search_unavailable:
+            params: InvoiceSearchParams = {"query": search_query(customer_id, period), "limit": 10}
+            try:
+                found = self._invoices.search(params=params).auto_paging_iter()
+                return [_invoice(invoice) for invoice in found]
+            except (stripe.InvalidRequestError, stripe.PermissionError) as error:
+                # Search is not offered to every account (e.g. not in India): list from now on.
+                LOG.warning("invoice search refused (%s); listing customers' invoices from now on", error)
+                self.search_unavailable = True
+            except stripe.StripeError as error:  # down for a moment: the listing answers the same question
+                LOG.warning("invoice search failed (%s); listing the customer's invoices instead", error)
+        listing: InvoiceListParams = {
+            "customer": stripe_customer_id,
+            "created": {"gte": int(period_start(period).timestamp())},
+            "limit": 100,
+        }
+        invoices = self._call(
+            "invoices.list", lambda: list(self._invoices.list(params=listing).auto_paging_iter())
+        )
+        found_invoices = [_invoice(invoice) for invoice in invoices]
+        return [
+            invoice
+            for invoice in found_invoices
+            if all(invoice.metadata.get(k) == v for k, v in wanted.items())
+        ]
+
+    def get_invoice(self, invoice_id: str) -> StripeInvoice:
+        return _invoice(self._call("invoices.retrieve", lambda: self._invoices.retrieve(invoice_id)))
+
+    def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> StripeInvoice:
+        params: InvoiceCreateParams = {
+            "customer": draft.stripe_customer_id,
+            "currency": draft.currency,
+            "collection_method": draft.collection_method.value,
+            "auto_advance": False,
+            "pending_invoice_items_behavior": "exclude",
+            "description": draft.description,
+            "metadata": dict(draft.metadata),
+        }
+        if draft.days_until_due is not None:
+            params["days_until_due"] = draft.days_until_due
+        return _invoice(
+            self._call(
+                "invoices.create",
+                lambda: self._invoices.create(params=params, options={"idempotency_key": idempotency_key}),
+            )
+        )
+
+    def add_lines(
+        self, invoice_id: str, lines: Sequence[InvoiceLine], *, idempotency_key: str
+    ) -> StripeInvoice:
+        params: InvoiceAddLinesParams = {"lines": [_line_params(line) for line in lines]}
+        return _invoice(
+            self._call(
+                "invoices.add_lines",
+                lambda: self._invoices.add_lines(
+                    invoice_id, params=params, options={"idempotency_key": idempotency_key}
+                ),
+            )
+        )
+
+    def finalize(self, invoice_id: str, *, idempotency_key: str) -> StripeInvoice:
+        return _invoice(
+            self._call(
+                "invoices.finalize",
+                lambda: self._invoices.finalize_invoice(
+                    invoice_id, params={"auto_advance": True}, options={"idempotency_key": idempotency_key}
+                ),
+            )
+        )
+
+    @staticmethod
+    def _call(operation: str, request: Callable[[], T]) -> T:
+        try:
+            return request()
+        except stripe.StripeError as error:
+            raise StripeCallError(operation, error) from error
+
+
+def _line_params(line: InvoiceLine) -> InvoiceAddLinesParamsLine:
+    return {
+        "price_data": {
+            "currency": line.currency,
+            "product_data": {"name": line.product_name},
+            "unit_amount_decimal": plain_decimal(line.unit_amount_decimal),
+        },
+        "quantity": line.quantity,
+        "period": {"start": line.period_start, "end": line.period_end},
+        "description": line.description,
+        "metadata": dict(line.metadata),
+    }
+
+
+def _invoice(invoice: Any) -> StripeInvoice:
+    """A ``stripe.Invoice`` (a ``StripeObject``, not a dict) -> :class:`StripeInvoice`."""
+    customer = invoice.customer
+    lines = getattr(invoice, "lines", None)
+    metadata = getattr(invoice, "metadata", None)
+    return StripeInvoice(
+        id=invoice.id,
+        stripe_customer_id=customer if isinstance(customer, str) else customer.id,
+        status=invoice.status,
+        total=int(invoice.total),
+        amount_due=int(invoice.amount_due),
+        hosted_invoice_url=invoice.hosted_invoice_url,
+        has_lines=lines is not None and len(lines.data) > 0,
+        metadata={str(k): str(v) for k, v in (metadata.to_dict() if metadata is not None else {}).items()},
+    )

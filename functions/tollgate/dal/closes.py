@@ -1,0 +1,264 @@
+"""The record of one (customer, period) close: the state machine the period close drives.
+
+    rated -> invoice_created -> finalized        (a charge)
+    rated -> no_charge                           (nothing to bill: no Stripe call at all)
+
+A close with nothing to bill takes both steps in one write: its record is stored as ``no_charge`` directly.
+
+Each transition is a conditional write on ``status`` (and ``version``), so a replayed step finds the record
+already moved and does nothing twice. ``invoice_status`` follows Stripe's webhooks (open, paid, void,
+uncollectible) after finalization.
+
+Writes (all here, so the item shape lives in one module):
+
+* :func:`put_close` stores a new record (``rated`` or ``no_charge``), conditional on it not existing. When the
+  statement bills late usage of earlier periods, the same ``TransactWriteItems`` raises each earlier record's
+  ``billed_credits``, conditional on its old value: the late credits are recorded billed exactly once.
+* :func:`mark_invoice_created` and :func:`mark_finalized` move the record on, conditional on ``status`` and
+  ``version``; a lost race raises ``ConflictError`` (the caller re-reads and carries on from what it finds).
+* :func:`record_failure` counts a failed attempt (``attempts``, ``last_error``); it is not a transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+
+from tollgate.dal import tablekeys as tk
+from tollgate.dal.store import item_fields
+from tollgate.domain.rating import Statement
+from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
+
+CLOSE_SK_PREFIX = "CLOSE#"
+
+
+class CloseStatus(StrEnum):
+    RATED = "rated"
+    INVOICE_CREATED = "invoice_created"
+    FINALIZED = "finalized"
+    NO_CHARGE = "no_charge"
+
+
+class PeriodClose(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    period: str
+    status: CloseStatus
+    version: int = 1
+    statement: Statement
+    billed_credits: int  # this period's credits billed so far (the close, plus later adjustments)
+    adjusted_periods: dict[str, int] = {}  # earlier period -> late credits this invoice bills for it
+    stripe_invoice_id: str | None = None
+    hosted_invoice_url: str | None = None
+    amount_due: int | None = None
+    invoice_status: str | None = None
+    total_mismatch: bool = False
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def total(self) -> int:
+        return self.statement.total
+
+
+def close_from_item(item: dict[str, Any]) -> PeriodClose:
+    return PeriodClose.model_validate(item_fields(item))
+
+
+def get_close(table: Any, customer_id: str, period: str) -> PeriodClose | None:
+    """The close record of one customer-period, or None. ``table`` is a boto3 Table resource."""
+    item = table.get_item(Key=tk.close_key(customer_id, period), ConsistentRead=True).get("Item")
+    return None if item is None else close_from_item(item)
+
+
+def list_closes(table: Any, customer_id: str, limit: int = 12) -> list[PeriodClose]:
+    """A customer's most recent close records, newest period first."""
+    items = table.query(
+        KeyConditionExpression=Key(tk.PK).eq(f"CUSTOMER#{customer_id}") & Key(tk.SK).begins_with("CLOSE#"),
+        ScanIndexForward=False,
+        Limit=limit,
+    )["Items"]
+    return [close_from_item(item) for item in items]
+
+
+def list_closes_up_to(table: Any, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
+    """The customer's records for ``period`` and the periods before it, newest first, at most ``limit``.
+
+    One strongly consistent Query: the first item is ``period``'s own record when it exists.
+    """
+    items = table.query(
+        KeyConditionExpression=Key(tk.PK).eq(f"CUSTOMER#{customer_id}")
+        & Key(tk.SK).between(CLOSE_SK_PREFIX, tk.close_key(customer_id, period)[tk.SK]),
+        ScanIndexForward=False,
+        Limit=limit,
+        ConsistentRead=True,
+    )["Items"]
+    return [close_from_item(item) for item in items]
+
+
+def close_item(record: PeriodClose) -> dict[str, Any]:
+    return {
+        **record.model_dump(mode="json"),
+        **tk.close_key(record.customer_id, record.period),
+        "kind": "close",
+    }
+
+
+def put_close(table: Any, record: PeriodClose, raised_billed_credits: Mapping[str, tuple[int, int]]) -> None:
+    """Store a new close record; for each ``earlier period -> (old, new)``, raise that record's
+    ``billed_credits`` from ``old`` to ``new`` in the same transaction.
+
+    Raises ``AlreadyExistsError`` when the record exists (another run rated this period first) and
+    ``ConflictError`` when an earlier record's ``billed_credits`` is no longer ``old`` (another close billed
+    those late credits first): nothing is written in either case.
+    """
+    if record.status not in (CloseStatus.RATED, CloseStatus.NO_CHARGE):
+        raise ValueError(f"a new close record is rated or no_charge, not {record.status}")
+    item = close_item(record)
+    if not raised_billed_credits:
+        try:
+            table.put_item(Item=item, ConditionExpression=Attr(tk.PK).not_exists())
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                raise AlreadyExistsError("close", f"{record.customer_id} {record.period}") from error
+            raise
+        return
+    actions: list[dict[str, Any]] = [
+        {"Put": {"TableName": table.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+    ]
+    for period, (old, new) in sorted(raised_billed_credits.items()):
+        actions.append(
+            {
+                "Update": {
+                    "TableName": table.name,
+                    "Key": tk.close_key(record.customer_id, period),
+                    "UpdateExpression": "SET billed_credits = :new, updated_at = :at",
+                    "ConditionExpression": "billed_credits = :old",
+                    "ExpressionAttributeValues": {
+                        ":new": new,
+                        ":old": old,
+                        ":at": record.created_at.isoformat(),
+                    },
+                }
+            }
+        )
+    try:
+        table.meta.client.transact_write_items(TransactItems=actions)
+    except ClientError as error:
+        reasons = error.response.get("CancellationReasons") or []
+        failed = [i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"]
+        if failed and failed[0] == 0:
+            raise AlreadyExistsError("close", f"{record.customer_id} {record.period}") from error
+        if failed:
+            raise ConflictError(
+                f"late usage of {record.customer_id} was billed meanwhile by another close; rate again"
+            ) from error
+        raise
+
+
+def mark_invoice_created(table: Any, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose:
+    """``rated`` -> ``invoice_created``: the Stripe invoice id is stored."""
+    return _transition(
+        table,
+        record,
+        CloseStatus.RATED,
+        CloseStatus.INVOICE_CREATED,
+        {"stripe_invoice_id": invoice_id},
+        now,
+    )
+
+
+def mark_finalized(
+    table: Any,
+    record: PeriodClose,
+    *,
+    invoice_status: str,
+    hosted_invoice_url: str | None,
+    amount_due: int | None,
+    total_mismatch: bool,
+    now: datetime,
+) -> PeriodClose:
+    """``invoice_created`` -> ``finalized``: what Stripe says the customer owes and where to pay it."""
+    return _transition(
+        table,
+        record,
+        CloseStatus.INVOICE_CREATED,
+        CloseStatus.FINALIZED,
+        {
+            "invoice_status": invoice_status,
+            "hosted_invoice_url": hosted_invoice_url,
+            "amount_due": amount_due,
+            "total_mismatch": total_mismatch,
+            "last_error": None,
+        },
+        now,
+    )
+
+
+def record_failure(table: Any, customer_id: str, period: str, error: str, now: datetime) -> None:
+    """Count one failed attempt on an existing record and keep its error (not a transition: no version)."""
+    try:
+        table.update_item(
+            Key=tk.close_key(customer_id, period),
+            UpdateExpression="ADD attempts :one SET last_error = :error, updated_at = :at",
+            ConditionExpression=Attr(tk.PK).exists(),
+            ExpressionAttributeValues={":one": 1, ":error": error[:1000], ":at": now.isoformat()},
+        )
+    except ClientError as error_:
+        if _code(error_) == "ConditionalCheckFailedException":
+            raise NotFoundError("close", f"{customer_id} {period}") from error_
+        raise
+
+
+def _transition(
+    table: Any,
+    record: PeriodClose,
+    expected: CloseStatus,
+    status: CloseStatus,
+    fields: Mapping[str, Any],
+    now: datetime,
+) -> PeriodClose:
+    if record.status is not expected:
+        raise ValueError(f"a close moves to {status} from {expected}, not from {record.status}")
+    names = {"#status": "status", "#version": "version"}
+    values: dict[str, Any] = {
+        ":status": status.value,
+        ":expected": expected.value,
+        ":version": record.version,
+        ":next": record.version + 1,
+        ":at": now.isoformat(),
+    }
+    assignments = ["#status = :status", "#version = :next", "updated_at = :at"]
+    for index, (name, value) in enumerate(fields.items()):
+        names[f"#f{index}"] = name
+        values[f":f{index}"] = value
+        assignments.append(f"#f{index} = :f{index}")
+    try:
+        answer = table.update_item(
+            Key=tk.close_key(record.customer_id, record.period),
+            UpdateExpression="SET " + ", ".join(assignments),
+            ConditionExpression="#status = :expected AND #version = :version",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as error:
+        if _code(error) == "ConditionalCheckFailedException":
+            raise ConflictError(
+                f"close {record.customer_id} {record.period} is no longer {expected} v{record.version}"
+            ) from error
+        raise
+    return close_from_item(answer["Attributes"])
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,348 @@
+"""The DynamoDB repository: the one place that knows item shapes. Domain in, domain out.
+
+Items are the models' JSON form (``Decimal`` as strings, datetimes as ISO-8601 UTC) plus the keys from
+``tablekeys``. ``ClientError`` codes become domain errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from tollgate.dal import tablekeys as tk
+from tollgate.domain.models import ApiKey, Customer, CustomerStatus, Plan, RouteUsage, Usage
+from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
+
+PLANS_INDEX_PK = "PLANS"
+_KEY_FIELDS = (tk.PK, tk.SK, tk.GSI1_PK, tk.GSI1_SK, "kind")
+
+
+def _is_conditional_failure(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
+        return True
+    reasons = error.response.get("CancellationReasons") or []
+    return code == "TransactionCanceledException" and any(
+        r.get("Code") == "ConditionalCheckFailed" for r in reasons
+    )
+
+
+def item_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _plain(value) for name, value in item.items() if name not in _KEY_FIELDS}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; the models want ints where they are whole."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def status_change_actions(
+    table_name: str,
+    customer_id: str,
+    status: CustomerStatus,
+    *,
+    reason: str | None,
+    cause: str,
+    at: datetime,
+    event_id: str,
+    pay_url: str | None = None,
+    expected: Customer | None = None,
+) -> list[dict[str, Any]]:
+    """The two ``TransactWriteItems`` actions of a status change: update the customer and add its audit
+    item (once per ``event_id``). With ``expected``, the update applies only while the customer still has
+    the status and reason it was read with. Callers may add more actions to the same transaction."""
+    condition = "attribute_exists(pk)"
+    values: dict[str, Any] = {":s": status.value, ":r": reason, ":u": pay_url}
+    if expected is not None:
+        condition += " AND #s = :was"
+        values[":was"] = expected.status.value
+        if expected.status_reason is None:
+            condition += " AND (attribute_not_exists(status_reason) OR attribute_type(status_reason, :null))"
+            values[":null"] = "NULL"
+        else:
+            condition += " AND status_reason = :was_reason"
+            values[":was_reason"] = expected.status_reason
+    audit = {
+        **tk.audit_key(customer_id, at.isoformat(), event_id),
+        "kind": "audit",
+        "status": status.value,
+        "reason": reason,
+        "cause": cause,
+        "at": at.isoformat(),
+        "event_id": event_id,
+        "pay_url": pay_url,
+    }
+    return [
+        {
+            "Update": {
+                "TableName": table_name,
+                "Key": tk.customer_key(customer_id),
+                "UpdateExpression": "SET #s = :s, status_reason = :r, pay_url = :u",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": values,
+            }
+        },
+        {"Put": {"TableName": table_name, "Item": audit, "ConditionExpression": "attribute_not_exists(pk)"}},
+    ]
+
+
+class TollgateStore:
+    """Plans, customers, keys and usage counters in the Tollgate table."""
+
+    def __init__(self, table_name: str | None = None, *, dynamodb: Any = None) -> None:
+        name = table_name or os.environ["TABLE_NAME"]
+        resource = dynamodb or boto3.resource("dynamodb")
+        self.table = resource.Table(name)
+        self.table_name = name
+
+    # -- plans ---------------------------------------------------------------------------------------
+    def put_plan(self, plan: Plan) -> Plan:
+        """Store a new plan version; an existing (id, version) is never overwritten."""
+        item = {
+            **plan.model_dump(mode="json"),
+            **tk.plan_key(plan.id, plan.version),
+            tk.GSI1_PK: PLANS_INDEX_PK,
+            tk.GSI1_SK: f"{plan.id}#{plan.version:06d}",
+            "kind": "plan",
+        }
+        self._create(item, "plan", f"{plan.id} v{plan.version}")
+        return plan
+
+    def get_plan(self, plan_id: str, version: int | None = None) -> Plan:
+        if version is not None:
+            item = self.table.get_item(Key=tk.plan_key(plan_id, version), ConsistentRead=True).get("Item")
+            if item is None:
+                raise NotFoundError("plan", f"{plan_id} v{version}")
+            return Plan.model_validate(item_fields(item))
+        versions = self.table.query(
+            KeyConditionExpression=Key(tk.PK).eq(f"PLAN#{plan_id}") & Key(tk.SK).begins_with("VERSION#"),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )["Items"]
+        if not versions:
+            raise NotFoundError("plan", plan_id)
+        return Plan.model_validate(item_fields(versions[0]))
+
+    def list_plans(self) -> list[Plan]:
+        items = self._query_index(PLANS_INDEX_PK)
+        return [Plan.model_validate(item_fields(item)) for item in items]
+
+    # -- customers -----------------------------------------------------------------------------------
+    def _customer_item(self, customer: Customer) -> dict[str, Any]:
+        return {
+            **customer.model_dump(mode="json"),
+            **tk.customer_key(customer.id),
+            tk.GSI1_PK: tk.CUSTOMERS_INDEX_PK,
+            tk.GSI1_SK: f"CUSTOMER#{customer.id}",
+            "kind": "customer",
+        }
+
+    def put_customer(self, customer: Customer) -> Customer:
+        self._create(self._customer_item(customer), "customer", customer.id)
+        return customer
+
+    def get_customer(self, customer_id: str) -> Customer:
+        item = self.table.get_item(Key=tk.customer_key(customer_id), ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFoundError("customer", customer_id)
+        return Customer.model_validate(item_fields(item))
+
+    def list_customers(self) -> list[Customer]:
+        return [
+            Customer.model_validate(item_fields(item)) for item in self._query_index(tk.CUSTOMERS_INDEX_PK)
+        ]
+
+    def update_customer(self, before: Customer, after: Customer) -> Customer:
+        """Replace a customer only if it is still exactly ``before`` (optimistic concurrency)."""
+        if before.id != after.id:
+            raise ValueError("a customer's id never changes")
+        try:
+            self.table.put_item(
+                Item=self._customer_item(after),
+                ConditionExpression=Attr(tk.PK).exists()
+                & Attr("status").eq(before.status.value)
+                & Attr("stripe_customer_id").eq(before.stripe_customer_id)
+                & Attr("plan_version").eq(before.plan_version),
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise ConflictError(f"customer {before.id!r} changed meanwhile; try again") from error
+            raise
+        return after
+
+    def set_customer_status(
+        self,
+        customer_id: str,
+        status: CustomerStatus,
+        *,
+        reason: str | None,
+        cause: str,
+        at: datetime,
+        event_id: str,
+        pay_url: str | None = None,
+    ) -> bool:
+        """Move a customer to ``status`` and record why in the audit trail, in one transaction.
+
+        Idempotent per ``event_id``: the audit item is written only once, so a replayed event changes nothing.
+        Returns False when this event was already applied.
+        """
+        actions = status_change_actions(
+            self.table_name,
+            customer_id,
+            status,
+            reason=reason,
+            cause=cause,
+            at=at,
+            event_id=event_id,
+            pay_url=pay_url,
+        )
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=actions)
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise NotFoundError("customer", customer_id) from error
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def list_audit(self, customer_id: str) -> list[dict[str, Any]]:
+        items = self.table.query(
+            KeyConditionExpression=Key(tk.PK).eq(f"CUSTOMER#{customer_id}")
+            & Key(tk.SK).begins_with("AUDIT#"),
+            ConsistentRead=True,
+        )["Items"]
+        return [item_fields(item) for item in items]
+
+    # -- API keys ------------------------------------------------------------------------------------
+    def put_api_key(self, key: ApiKey) -> ApiKey:
+        item = {
+            **key.model_dump(mode="json"),
+            **tk.api_key_key(key.key_hash),
+            tk.GSI1_PK: f"CUSTOMER#{key.customer_id}",
+            tk.GSI1_SK: f"KEY#{key.created_at.isoformat()}#{key.key_id}",
+            "kind": "api_key",
+        }
+        self._create(item, "api key", key.key_id)
+        return key
+
+    def get_api_key(self, key_hash: str) -> ApiKey:
+        item = self.table.get_item(Key=tk.api_key_key(key_hash), ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFoundError("api key", key_hash[:8])
+        return ApiKey.model_validate(item_fields(item))
+
+    def list_api_keys(self, customer_id: str) -> list[ApiKey]:
+        items = self._query_index(f"CUSTOMER#{customer_id}", sk_prefix="KEY#")
+        return [ApiKey.model_validate(item_fields(item)) for item in items]
+
+    def find_api_key(self, customer_id: str, key_id: str) -> ApiKey:
+        for key in self.list_api_keys(customer_id):
+            if key.key_id == key_id:
+                return key
+        raise NotFoundError("api key", key_id)
+
+    def end_api_key(
+        self, key: ApiKey, *, revoked_at: datetime | None = None, valid_until: datetime | None = None
+    ) -> ApiKey:
+        """Revoke a key now, or let it stop working later (rotation overlap). Repeating it is safe."""
+        updated = key.model_copy(
+            update={
+                "revoked_at": revoked_at or key.revoked_at,
+                "valid_until": valid_until or key.valid_until,
+            }
+        )
+        try:
+            self.table.update_item(
+                Key=tk.api_key_key(key.key_hash),
+                UpdateExpression="SET revoked_at = :r, valid_until = :v",
+                ConditionExpression=Attr(tk.PK).exists(),
+                ExpressionAttributeValues={
+                    ":r": updated.revoked_at.isoformat() if updated.revoked_at else None,
+                    ":v": updated.valid_until.isoformat() if updated.valid_until else None,
+                },
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise NotFoundError("api key", key.key_id) from error
+            raise
+        return updated
+
+    # -- usage ---------------------------------------------------------------------------------------
+    def read_usage(self, customer_id: str, period: str, shards: int = 1) -> Usage:
+        """Sum all counter shards of a customer-period (strongly consistent)."""
+        keys = [tk.counter_key(customer_id, period, shard) for shard in range(shards)]
+        credits = requests = 0
+        routes: dict[str, dict[str, int]] = {}
+        for item in self._batch_get(keys):
+            credits += int(item.get(tk.CREDITS, 0))
+            requests += int(item.get(tk.REQUESTS, 0))
+            for name, value in item.items():
+                for prefix, field in (
+                    (tk.ROUTE_CREDITS_PREFIX, "credits"),
+                    (tk.ROUTE_REQUESTS_PREFIX, "requests"),
+                ):
+                    if name.startswith(prefix):
+                        route = routes.setdefault(name[len(prefix) :], {"credits": 0, "requests": 0})
+                        route[field] += int(value)
+        return Usage(
+            customer_id=customer_id,
+            period=period,
+            credits=credits,
+            requests=requests,
+            routes={route: RouteUsage(**counts) for route, counts in sorted(routes.items())},
+        )
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _create(self, item: dict[str, Any], kind: str, ident: str) -> None:
+        """Put a new item; one that exists already is never overwritten (AlreadyExistsError)."""
+        try:
+            self.table.put_item(Item=item, ConditionExpression=Attr(tk.PK).not_exists())
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise AlreadyExistsError(kind, ident) from error
+            raise
+
+    def _query_index(self, pk: str, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
+        condition = Key(tk.GSI1_PK).eq(pk)
+        if sk_prefix:
+            condition = condition & Key(tk.GSI1_SK).begins_with(sk_prefix)
+        kwargs: dict[str, Any] = {"IndexName": tk.GSI1, "KeyConditionExpression": condition}
+        while True:
+            page = self.table.query(**kwargs)
+            yield from page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _batch_get(self, keys: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+        resource = self.table.meta.client
+        pending: list[dict[str, str]] = list(keys)
+        while pending:
+            chunk, pending = pending[:100], pending[100:]
+            request = {
+                self.table_name: {
+                    "Keys": chunk,
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = resource.batch_get_item(RequestItems=request)
+                yield from answer["Responses"].get(self.table_name, [])
+                request = answer.get("UnprocessedKeys") or {}

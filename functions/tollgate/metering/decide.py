@@ -1,0 +1,104 @@
+"""The hot path's decision: key -> grant -> route cost -> one atomic counter write -> allow or deny.
+
+Plain logic over two small interfaces (``KeyDirectory``, ``UsageCounter``) so tests can hand in fakes and the
+handler stays thin. Order matters: everything that can be refused without I/O is refused first, and nothing is
+counted unless the request is allowed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from tollgate.domain.keyformat import hash_key, is_well_formed
+from tollgate.domain.periods import period_of_epoch_ms
+from tollgate.metering.decisions import Decision, Reason
+from tollgate.metering.events import AccessRequest
+from tollgate.metering.grants import Grant
+
+
+class MeteringUnavailableError(Exception):
+    """DynamoDB could not be reached or answered with an error; ``applied`` says whether the write may have
+    happened (``None``: unknown)."""
+
+    def __init__(self, message: str, applied: bool | None = False) -> None:
+        super().__init__(message)
+        self.applied = applied
+
+
+class CreditLimitReachedError(Exception):
+    """The conditional counter write was refused: this request would pass the plan's credit limit."""
+
+
+class KeyDirectory(Protocol):
+    def find(self, key_hash: str) -> Grant | None: ...
+
+
+class UsageCounter(Protocol):
+    def add(
+        self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None
+    ) -> int | None:
+        """Add one request of ``credits``; return the shard's credits after the write when DynamoDB says."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MeteringSettings:
+    fail_open: bool = False
+
+
+def authorize(
+    request: AccessRequest,
+    keys: KeyDirectory,
+    counter: UsageCounter,
+    settings: MeteringSettings,
+    pick_shard: Callable[[int], int] = random.randrange,
+) -> Decision:
+    if not request.candidates:
+        return Decision.deny(Reason.MISSING_KEY)
+    if len(request.candidates) > 1 or not is_well_formed(request.candidates[0]):
+        return Decision.deny(Reason.MALFORMED_KEY)
+    if request.route is None:
+        return Decision.deny(Reason.UNKNOWN_ROUTE)
+
+    grant = keys.find(hash_key(request.candidates[0]))  # MeteringUnavailableError propagates: deny
+    if grant is None:
+        return Decision.deny(Reason.INVALID_KEY)
+    if not grant.key_usable(request.epoch_ms):
+        return Decision.deny(Reason.REVOKED_KEY, grant.customer_id)
+    if grant.customer_status != "active":
+        if grant.pay_url:
+            return Decision.deny(Reason.PAYMENT_REQUIRED, grant.customer_id, grant.pay_url)
+        return Decision.deny(Reason.SUSPENDED, grant.customer_id)
+
+    cost = grant.cost_of(request.route)
+    if cost is None:
+        return Decision.deny(Reason.UNKNOWN_ROUTE, grant.customer_id)
+    limit = grant.credit_limit if grant.shards == 1 else None
+    if limit is not None and cost > limit:
+        return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
+
+    period = period_of_epoch_ms(request.epoch_ms)
+    shard = pick_shard(grant.shards) if grant.shards > 1 else 0
+    context: dict[str, str | int | bool] = {
+        "customerId": grant.customer_id,
+        "planId": grant.plan_id,
+        "planVersion": grant.plan_version,
+        "keyId": grant.key_id,
+        "period": period,
+        "credits": cost,
+        "metered": True,
+    }
+    try:
+        used = counter.add(grant.customer_id, period, shard, request.route, cost, limit)
+    except CreditLimitReachedError:
+        return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
+    except MeteringUnavailableError:
+        if not settings.fail_open:
+            return Decision.deny(Reason.UNAVAILABLE, grant.customer_id)
+        return Decision(allowed=True, principal=grant.customer_id, context={**context, "metered": False})
+    if grant.shards == 1 and used is not None:
+        context["creditsUsed"] = used  # exact only for an unsharded counter
+    return Decision(allowed=True, principal=grant.customer_id, context=context)

@@ -1,0 +1,55 @@
+"""Why a request is refused, and what the caller is told.
+
+The deployed REST API turns every deny into its ACCESS_DENIED gateway response (HTTP 403) whose JSON body
+carries ``error`` (one of the reasons below), ``message`` and, for ``payment_required``, ``payUrl``. An
+authorizer crash or timeout becomes AUTHORIZER_FAILURE, answered as 503 ``metering_unavailable``. Both the
+deployed API (``infra``) and the local gateway take these answers from
+:mod:`tollgate.metering.gateway_responses`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    MISSING_KEY = "missing_api_key"
+    MALFORMED_KEY = "malformed_api_key"
+    INVALID_KEY = "invalid_api_key"  # well-formed, but unknown
+    REVOKED_KEY = "revoked_api_key"
+    SUSPENDED = "customer_suspended"
+    PAYMENT_REQUIRED = "payment_required"
+    UNKNOWN_ROUTE = "unknown_route"
+    CREDIT_LIMIT = "credit_limit_reached"
+    UNAVAILABLE = "metering_unavailable"
+
+
+MESSAGES: dict[Reason, str] = {
+    Reason.MISSING_KEY: "Send your API key in the x-api-key header or as 'Authorization: Bearer <key>'.",
+    Reason.MALFORMED_KEY: "The API key is malformed, or the request carries two different keys.",
+    Reason.INVALID_KEY: "The API key is not valid.",
+    Reason.REVOKED_KEY: "The API key was revoked or has expired.",
+    Reason.SUSPENDED: "The account is suspended. Contact the API provider.",
+    Reason.PAYMENT_REQUIRED: "Payment is required: pay the open invoice at payUrl to restore access.",
+    Reason.UNKNOWN_ROUTE: "This route is not part of your plan.",
+    Reason.CREDIT_LIMIT: "The credit limit of your plan for this billing period is reached.",
+    Reason.UNAVAILABLE: "Metering is unavailable; the request was not served. Retry shortly.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    principal: str  # the customer id, or "anonymous"
+    reason: Reason | None = None
+    context: dict[str, str | int | bool] = field(default_factory=dict)
+
+    @classmethod
+    def deny(cls, reason: Reason, principal: str = "anonymous", pay_url: str | None = None) -> Decision:
+        return cls(
+            allowed=False,
+            principal=principal,
+            reason=reason,
+            context={"reason": reason.value, "message": MESSAGES[reason], "payUrl": pay_url or ""},
+        )

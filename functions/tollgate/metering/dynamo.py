@@ -1,0 +1,155 @@
+"""DynamoDB behind the metering interfaces, on the low-level client (no resource layer: cheaper import).
+
+Retries are ours, not botocore's: the client makes one attempt per call. Reads are retried once. The counter
+write is retried once only when DynamoDB certainly did not apply it (throttled, or no connection was made);
+after a lost response the outcome is unknown, and ``ADD`` is not idempotent, so it is never retried blindly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+
+from tollgate.dal import tablekeys as tk
+from tollgate.metering.decide import CreditLimitReachedError, MeteringUnavailableError
+from tollgate.metering.grants import Grant, grant_from_items
+
+NOT_APPLIED_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+
+
+def _wire_key(key: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {name: {"S": value} for name, value in key.items()}
+
+
+class TtlCache:
+    """A small bounded map whose entries expire: hits cost one dict lookup and a clock read."""
+
+    def __init__(self, max_entries: int = 10_000, clock: Any = time.monotonic) -> None:
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._max = max_entries
+        self._clock = clock
+
+    def get(self, key: str) -> tuple[bool, Any]:
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        if entry[0] <= self._clock():
+            del self._entries[key]
+            return False, None
+        return True, entry[1]
+
+    def put(self, key: str, value: Any, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        self._entries[key] = (self._clock() + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class DynamoKeyDirectory:
+    """Key hash -> Grant, through a cache: ``ttl`` seconds for found keys, ``negative_ttl`` for unknown ones.
+
+    Revoking a key or suspending a customer therefore takes effect within ``ttl`` seconds.
+    """
+
+    def __init__(self, client: Any, table: str, ttl: float, negative_ttl: float, cache: TtlCache) -> None:
+        self._client, self._table = client, table
+        self._ttl, self._negative_ttl = ttl, negative_ttl
+        self._cache = cache
+
+    def find(self, key_hash: str) -> Grant | None:
+        hit, grant = self._cache.get(key_hash)
+        if hit:
+            return grant
+        grant = self._load(key_hash)
+        self._cache.put(key_hash, grant, self._ttl if grant is not None else self._negative_ttl)
+        return grant
+
+    def _load(self, key_hash: str) -> Grant | None:
+        key_item = self._get(tk.api_key_key(key_hash))
+        if key_item is None:
+            return None
+        customer = self._get(tk.customer_key(key_item["customer_id"]["S"]))
+        if customer is None:
+            return None
+        plan = self._get(tk.plan_key(customer["plan_id"]["S"], int(customer["plan_version"]["N"])))
+        if plan is None:
+            return None
+        return grant_from_items(key_item, customer, plan)
+
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        answer = self._read(lambda: self._client.get_item(TableName=self._table, Key=_wire_key(key)))
+        return answer.get("Item")
+
+    @staticmethod
+    def _read(call: Any) -> dict[str, Any]:
+        for attempt in (1, 2):
+            try:
+                return call()
+            except (ClientError, BotoCoreError) as error:
+                if attempt == 2:
+                    raise MeteringUnavailableError(f"key lookup failed: {type(error).__name__}") from error
+        raise AssertionError("unreachable")
+
+
+class DynamoUsageCounter:
+    """One ``UpdateItem ... ADD`` per request; with a credit limit the same write carries the condition."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client, self._table = client, table
+
+    def add(
+        self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None
+    ) -> int | None:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _wire_key(tk.counter_key(customer_id, period, shard)),
+            "UpdateExpression": "ADD #c :c, #n :one, #rc :c, #rn :one",
+            "ExpressionAttributeNames": {
+                "#c": tk.CREDITS,
+                "#n": tk.REQUESTS,
+                "#rc": tk.route_credits_attribute(route),
+                "#rn": tk.route_requests_attribute(route),
+            },
+            "ExpressionAttributeValues": {":c": {"N": str(credits)}, ":one": {"N": "1"}},
+            "ReturnValues": "UPDATED_NEW",
+        }
+        if limit is not None:
+            request["ConditionExpression"] = "attribute_not_exists(#c) OR #c <= :headroom"
+            request["ExpressionAttributeValues"][":headroom"] = {"N": str(limit - credits)}
+        for attempt in (1, 2):
+            try:
+                answer = self._client.update_item(**request)
+                credits_after = answer.get("Attributes", {}).get(tk.CREDITS)
+                return int(credits_after["N"]) if credits_after else None
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code == "ConditionalCheckFailedException":
+                    raise CreditLimitReachedError() from error
+                if code in NOT_APPLIED_CODES and attempt == 1:
+                    continue
+                applied = False if code in NOT_APPLIED_CODES else None
+                raise MeteringUnavailableError(f"counter write failed: {code}", applied=applied) from error
+            except (ConnectTimeoutError, EndpointConnectionError) as error:
+                if attempt == 1:
+                    continue
+                raise MeteringUnavailableError("counter write: no connection", applied=False) from error
+            except BotoCoreError as error:  # read timeout, connection reset: the write may have happened
+                raise MeteringUnavailableError(
+                    f"counter write outcome unknown: {type(error).__name__}", applied=None
+                ) from error
+        raise AssertionError("unreachable")

@@ -1,0 +1,137 @@
+"""``GET /usage``: a customer's own usage, estimate and recent invoices, behind the metering authorizer.
+
+The route costs 0 credits in the plan (``"GET /usage": 0``), so it is metered (one request) but never
+billed and stays reachable at the credit cap. The customer is whoever the authorizer says: REST APIs pass its
+context as ``requestContext.authorizer.customerId``, HTTP APIs (v2) as
+``requestContext.authorizer.lambda.customerId``.
+The deployed API is a REST API; the HTTP API shape is served by the same route through its own resolver.
+
+``?period=YYYY-MM`` asks for another period; anything else is a 400 that says what a period looks like. The
+OpenAPI description in ``docs/usage-api.openapi.yaml`` is generated from this module (``python -m
+tollgate.usage_api.openapi``) and a test keeps the committed file equal to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.event_handler.exceptions import (
+    BadRequestError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, Field
+
+from tollgate import errors
+from tollgate.dal.store import TollgateStore
+from tollgate.usage_api.report import UsageReport, build_usage_report
+
+logger = Logger(service="tollgate-usage-api")
+
+Clock = Callable[[], datetime]
+PERIOD_DESCRIPTION = "Billing period, YYYY-MM (UTC calendar month). Default: the current period."
+
+
+class ErrorBody(BaseModel):
+    statusCode: int = Field(examples=[400])  # the JSON field Powertools answers with
+    message: str = Field(examples=["a period is written YYYY-MM, e.g. 2026-11, not '2026-13'"])
+
+
+class GatewayError(BaseModel):
+    """What API Gateway answers when the metering authorizer refuses (see ``tollgate.metering.decisions``)."""
+
+    error: str = Field(examples=["payment_required"])
+    message: str
+    payUrl: str = Field(description="the invoice to pay when error is payment_required, else empty")
+    requestId: str
+
+
+def _gateway(description: str) -> OpenAPIResponse:
+    return {"description": description, "content": {"application/json": {"model": GatewayError}}}
+
+
+@cache
+def _store() -> TollgateStore:
+    return TollgateStore()
+
+
+def customer_id_of(raw_event: dict[str, Any]) -> str | None:
+    """The customer the authorizer let through, from either event shape."""
+    authorizer = (raw_event.get("requestContext") or {}).get("authorizer") or {}
+    if raw_event.get("version") == "2.0":
+        authorizer = authorizer.get("lambda") or {}
+    value = authorizer.get("customerId")
+    return str(value) if value else None
+
+
+def register_routes(app: ApiGatewayResolver, clock: Clock, store: Callable[[], TollgateStore]) -> None:
+    @app.get(
+        "/usage",
+        summary="Usage so far in a billing period",
+        description=(
+            "Credits and requests counted for the calling customer in the period, per route; included "
+            "credits left; the plan's cap; the charge so far, rated exactly as the period close will rate "
+            "it; and the most recent invoices with their hosted invoice URLs. This route costs 0 credits."
+        ),
+        operation_id="getUsage",
+        tags=["usage"],
+        responses={
+            200: {"description": "The customer's usage report"},
+            400: {
+                "description": "The period is not YYYY-MM",
+                "content": {"application/json": {"model": ErrorBody}},
+            },
+            401: _gateway("No valid API key (error: missing_api_key, malformed_api_key, invalid_api_key)"),
+            403: _gateway(
+                "Refused by the authorizer: revoked_api_key, customer_suspended, payment_required (payUrl)"
+            ),
+            503: _gateway("metering_unavailable: the request could not be metered, so it was not served"),
+        },
+    )
+    def get_usage(
+        period: Annotated[str | None, Query(description=PERIOD_DESCRIPTION, examples=["2026-11"])] = None,
+    ) -> UsageReport:
+        customer_id = customer_id_of(app.current_event.raw_event)
+        if customer_id is None:
+            raise UnauthorizedError("no customer in the authorizer context")
+        try:
+            return build_usage_report(store(), customer_id, now=clock(), period=period)
+        except ValueError as error:  # the period
+            raise BadRequestError(str(error)) from error
+        except errors.NotFoundError as error:
+            raise NotFoundError(str(error)) from error
+
+
+def make_resolvers(
+    clock: Clock = lambda: datetime.now(UTC), store: Callable[[], TollgateStore] = _store
+) -> tuple[APIGatewayRestResolver, APIGatewayHttpResolver]:
+    rest, http = (
+        APIGatewayRestResolver(enable_validation=True),
+        APIGatewayHttpResolver(enable_validation=True),
+    )
+    register_routes(rest, clock, store)
+    register_routes(http, clock, store)
+    return rest, http
+
+
+def make_handler(
+    clock: Clock = lambda: datetime.now(UTC), store: Callable[[], TollgateStore] = _store
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    rest, http = make_resolvers(clock, store)
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        app = http if event.get("version") == "2.0" else rest
+        return app.resolve(event, context)
+
+    return handle
+
+
+handler = make_handler()

@@ -1,0 +1,137 @@
+"""A customer's live usage for one period and what it would cost so far: one function, two surfaces.
+
+``tollgate usage`` prints it; ``GET /usage`` returns it as JSON (camelCase, via the field aliases). The
+estimate comes from the same rating engine as the period close (``rate_period`` on the counters), so the
+number a customer sees mid-month is the number the close will bill if nothing more is used.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from tollgate.dal.closes import PeriodClose, list_closes
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.money import format_amount
+from tollgate.domain.periods import parse_period, period_of
+from tollgate.domain.rating import rate_period
+
+DEFAULT_RECENT_INVOICES = 3
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Amount(_Model):
+    """Money as Stripe counts it (integer minor units) and as people read it."""
+
+    amount: int = Field(description="in the currency's minor unit (cents; yen for JPY)")
+    formatted: str = Field(examples=["12.34 USD"])
+    currency: str = Field(examples=["usd"])
+
+    @classmethod
+    def of(cls, minor: int, currency: str) -> Amount:
+        return cls(amount=minor, formatted=format_amount(minor, currency), currency=currency)
+
+
+class RouteLine(_Model):
+    route: str = Field(examples=["GET /v1/search"])
+    credits: int
+    requests: int
+
+
+class EstimateLine(_Model):
+    description: str
+    quantity: int
+    amount: Amount
+
+
+class InvoiceSummary(_Model):
+    period: str = Field(examples=["2026-10"])
+    close_status: str = Field(description="rated, invoice_created, finalized or no_charge")
+    invoice_status: str | None = Field(description="Stripe's: open, paid, void, uncollectible")
+    invoice_id: str | None
+    hosted_invoice_url: str | None
+    total: Amount
+    amount_due: Amount | None
+
+    @classmethod
+    def of(cls, close: PeriodClose) -> InvoiceSummary:
+        currency = close.statement.currency
+        return cls(
+            period=close.period,
+            close_status=close.status.value,
+            invoice_status=close.invoice_status,
+            invoice_id=close.stripe_invoice_id,
+            hosted_invoice_url=close.hosted_invoice_url,
+            total=Amount.of(close.total, currency),
+            amount_due=None if close.amount_due is None else Amount.of(close.amount_due, currency),
+        )
+
+
+class UsageReport(_Model):
+    customer_id: str
+    period: str = Field(examples=["2026-11"])
+    as_of: datetime
+    plan_id: str
+    plan_version: int
+    credits_used: int
+    requests: int
+    included_credits: int
+    included_remaining: int
+    credit_limit: int | None = Field(description="the plan's hard cap per period; null: no cap")
+    credits_remaining: int | None = Field(description="credits left under the cap; null: no cap")
+    estimated_charge: Amount = Field(description="what the period costs so far, rated like the close")
+    estimate_lines: list[EstimateLine]
+    routes: list[RouteLine]
+    recent_invoices: list[InvoiceSummary]
+
+
+def build_usage_report(
+    store: TollgateStore,
+    customer_id: str,
+    *,
+    now: datetime,
+    period: str | None = None,
+    recent_invoices: int = DEFAULT_RECENT_INVOICES,
+) -> UsageReport:
+    """Usage of ``period`` (default: the one ``now`` is in), summed over all counter shards."""
+    if period is None:
+        period = period_of(now)
+    else:
+        parse_period(period)  # ValueError naming the bad value
+    customer = store.get_customer(customer_id)
+    plan = store.get_plan(customer.plan_id, customer.plan_version)
+    usage = store.read_usage(customer.id, period, customer.counter_shards)
+    statement = rate_period(plan, customer.id, period, usage.credits)
+    closes = list_closes(store.table, customer.id, limit=recent_invoices) if recent_invoices > 0 else []
+    return UsageReport(
+        customer_id=customer.id,
+        period=period,
+        as_of=now,
+        plan_id=plan.id,
+        plan_version=plan.version,
+        credits_used=usage.credits,
+        requests=usage.requests,
+        included_credits=plan.included_credits,
+        included_remaining=max(0, plan.included_credits - usage.credits),
+        credit_limit=plan.credit_limit,
+        credits_remaining=None if plan.credit_limit is None else max(0, plan.credit_limit - usage.credits),
+        estimated_charge=Amount.of(statement.total, plan.currency),
+        estimate_lines=[
+            EstimateLine(
+                description=line.description,
+                quantity=line.quantity,
+                amount=Amount.of(line.amount, plan.currency),
+            )
+            for line in statement.lines
+        ],
+        routes=[
+            RouteLine(route=route, credits=counts.credits, requests=counts.requests)
+            for route, counts in usage.routes.items()
+        ],
+        recent_invoices=[InvoiceSummary.of(close) for close in closes],
+    )

@@ -1,0 +1,355 @@
+"""``Billing``: the monthly period close, the Stripe secrets, the webhook endpoint and the dunning sweeper.
+
+Period close: an EventBridge Scheduler schedule fires at ``grace_hours`` past midnight UTC on the 1st and
+invokes the starter, which lists customers (Query on ``gsi1``) and sends one message per customer to the close
+queue. The worker consumes the queue (batches of 10, partial batch failures reported, bounded concurrency so
+Stripe's rate limits hold) and invoices through Stripe. Poison messages land in the close DLQ after 5
+receives; schedule invocations that fail all retries land in the schedule DLQ. Both DLQs are alarmed.
+
+The starter can also be invoked by hand with ``{"period": "2026-10"}``. From the schedule it receives
+``{"trigger": "schedule", "scheduledTime": "<ISO-8601>"}`` (the schedule's own time, stable across retries).
+"""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from tollgate.cdk.constants import (
+    CLOSE_QUEUE_MAX_RECEIVE_COUNT,
+    CLOSE_WORKER_BATCH_SIZE,
+    CLOSE_WORKER_MAX_CONCURRENCY,
+    CLOSE_WORKER_TIMEOUT_SECONDS,
+    DUNNING_SWEEP_HOUR_UTC,
+    ENV_CLOSE_QUEUE_URL,
+    ENV_DUNNING_GRACE_DAYS,
+    ENV_STRIPE_API_KEY_SECRET_ARN,
+    ENV_STRIPE_WEBHOOK_SECRET_ARN,
+    ENV_TABLE_NAME,
+    HANDLER_CLOSE_STARTER,
+    HANDLER_CLOSE_WORKER,
+    HANDLER_DUNNING_SWEEPER,
+    HANDLER_WEBHOOK,
+    ID_CLOSE_DLQ,
+    ID_CLOSE_QUEUE,
+    ID_CLOSE_SCHEDULE,
+    ID_CLOSE_STARTER_FUNCTION,
+    ID_CLOSE_WORKER_FUNCTION,
+    ID_DUNNING_SCHEDULE,
+    ID_DUNNING_SWEEPER_FUNCTION,
+    ID_SCHEDULE_DLQ,
+    ID_STRIPE_API_KEY_SECRET,
+    ID_STRIPE_WEBHOOK_SECRET,
+    ID_WEBHOOK_FUNCTION,
+    ID_WEBHOOK_URL,
+    SCHEDULE_MAX_EVENT_AGE_HOURS,
+    SCHEDULE_RETRY_ATTEMPTS,
+    SCHEDULE_TIMEZONE,
+    SERVICE_PERIOD_CLOSE,
+    SERVICE_WEBHOOKS,
+)
+from tollgate.cdk.data import TollgateData
+from tollgate.cdk.functions import TollgateFunction
+from tollgate.cdk.nag import acknowledge
+
+CLOSE_WORKER_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",  # with PutItem/UpdateItem: what a TransactWriteItems call is authorized as
+    "dynamodb:Query",
+)
+WEBHOOK_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+SWEEPER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"  # Scheduler context attribute: the schedule's own time
+
+_ROTATION_ACK_REASON = (
+    "This secret holds a credential issued by Stripe ({what}); Secrets Manager cannot rotate it. It is "
+    "rolled in the Stripe dashboard and stored with `aws secretsmanager put-secret-value`."
+)
+
+
+def close_schedule_expression(grace_hours: int) -> str:
+    """``cron(0 {grace_hours} 1 * ? *)``: on the 1st of each month, ``grace_hours`` after midnight UTC."""
+    if not 0 <= grace_hours <= 23:
+        raise ValueError(f"the close grace must be 0..23 hours, got {grace_hours}")
+    return f"cron(0 {grace_hours} 1 * ? *)"
+
+
+def dunning_schedule_expression(hour: int = DUNNING_SWEEP_HOUR_UTC) -> str:
+    return f"cron(0 {hour} * * ? *)"
+
+
+def _queue(scope: Construct, id: str, **props: object) -> sqs.Queue:
+    """An SQS queue encrypted at rest (SSE-SQS) that refuses requests not made over TLS."""
+    return sqs.Queue(
+        scope,
+        id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        **props,  # type: ignore[arg-type]
+    )
+
+
+class ScheduledInvocation(Construct):
+    """An EventBridge Scheduler schedule (UTC) invoking one function, with retries and a dead-letter queue.
+
+    Its role may invoke exactly that function (no version or alias wildcard) and send to exactly that DLQ,
+    and only Scheduler acting for this account may assume it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        description: str,
+        expression: str,
+        function: lambda_.IFunction,
+        dead_letter_queue: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, id)
+        account = cdk.Stack.of(self).account
+        self.role = iam.Role(
+            self,
+            "Role",
+            description=f"{description} (EventBridge Scheduler)",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
+            ),
+            inline_policies={
+                "Invoke": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            sid="InvokeTarget",
+                            actions=["lambda:InvokeFunction"],
+                            resources=[function.function_arn],
+                        ),
+                        iam.PolicyStatement(
+                            sid="DeadLetter",
+                            actions=["sqs:SendMessage"],
+                            resources=[dead_letter_queue.queue_arn],
+                        ),
+                    ]
+                )
+            },
+        )
+        self.schedule = scheduler.CfnSchedule(
+            self,
+            "Schedule",
+            description=description,
+            schedule_expression=expression,
+            schedule_expression_timezone=SCHEDULE_TIMEZONE,
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            state="ENABLED",
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=function.function_arn,
+                role_arn=self.role.role_arn,
+                input=json.dumps({"trigger": "schedule", "scheduledTime": SCHEDULED_TIME}),
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                    maximum_retry_attempts=SCHEDULE_RETRY_ATTEMPTS,
+                    maximum_event_age_in_seconds=SCHEDULE_MAX_EVENT_AGE_HOURS * 3600,
+                ),
+                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
+                    arn=dead_letter_queue.queue_arn
+                ),
+            ),
+        )
+
+
+class Billing(Construct):
+    """The billing side of Tollgate. See the module docstring for the flow."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        data: TollgateData,
+        close_grace_hours: int,
+        dunning_grace_days: int,
+        code: lambda_.Code | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        table = data.table
+
+        # --- secrets: created with a generated placeholder; the real values are put after deploy ---
+        self.stripe_api_key_secret = secretsmanager.Secret(
+            self,
+            ID_STRIPE_API_KEY_SECRET,
+            description="Tollgate: Stripe secret API key (placeholder until put-secret-value)",
+        )
+        self.stripe_webhook_secret = secretsmanager.Secret(
+            self,
+            ID_STRIPE_WEBHOOK_SECRET,
+            description="Tollgate: Stripe webhook signing secret (placeholder until put-secret-value)",
+        )
+        acknowledge(
+            self.stripe_api_key_secret,
+            "AwsSolutions-SMG4",
+            _ROTATION_ACK_REASON.format(what="the secret API key"),
+        )
+        acknowledge(
+            self.stripe_webhook_secret,
+            "AwsSolutions-SMG4",
+            _ROTATION_ACK_REASON.format(what="the webhook endpoint's signing secret"),
+        )
+
+        # --- queues ---
+        self.close_dead_letter_queue = _queue(self, ID_CLOSE_DLQ, retention_period=cdk.Duration.days(14))
+        self.close_queue = _queue(
+            self,
+            ID_CLOSE_QUEUE,
+            visibility_timeout=cdk.Duration.seconds(6 * CLOSE_WORKER_TIMEOUT_SECONDS),
+            retention_period=cdk.Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.close_dead_letter_queue, max_receive_count=CLOSE_QUEUE_MAX_RECEIVE_COUNT
+            ),
+        )
+        self.schedule_dead_letter_queue = _queue(
+            self, ID_SCHEDULE_DLQ, retention_period=cdk.Duration.days(14)
+        )
+        acknowledge(
+            self.schedule_dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue IS a dead-letter queue: EventBridge Scheduler sends the schedule invocations that "
+            "failed every retry here (cdk-nag only recognises SQS redrive and Lambda DLQ configurations).",
+        )
+
+        # --- period close ---
+        self.close_starter = TollgateFunction(
+            self,
+            ID_CLOSE_STARTER_FUNCTION,
+            handler=HANDLER_CLOSE_STARTER,
+            description="Tollgate period close: queues one close per customer",
+            service_name=SERVICE_PERIOD_CLOSE,
+            timeout=cdk.Duration.minutes(5),
+            code=code,
+            environment={
+                ENV_TABLE_NAME: table.table_name,
+                ENV_CLOSE_QUEUE_URL: self.close_queue.queue_url,
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListCustomers",
+                    actions=["dynamodb:Query"],
+                    resources=[data.gsi1_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="QueueCloses",
+                    actions=["sqs:SendMessage"],
+                    resources=[self.close_queue.queue_arn],
+                ),
+            ],
+        )
+        self.close_worker = TollgateFunction(
+            self,
+            ID_CLOSE_WORKER_FUNCTION,
+            handler=HANDLER_CLOSE_WORKER,
+            description="Tollgate period close: rates one customer's period and invoices it in Stripe",
+            service_name=SERVICE_PERIOD_CLOSE,
+            memory_size=512,
+            timeout=cdk.Duration.seconds(CLOSE_WORKER_TIMEOUT_SECONDS),
+            code=code,
+            environment={
+                ENV_TABLE_NAME: table.table_name,
+                ENV_STRIPE_API_KEY_SECRET_ARN: self.stripe_api_key_secret.secret_arn,
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="CloseUsage",
+                    actions=list(CLOSE_WORKER_TABLE_ACTIONS),
+                    resources=[table.table_arn, data.gsi1_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadStripeApiKey",
+                    actions=list(READ_SECRET_ACTIONS),
+                    resources=[self.stripe_api_key_secret.secret_arn],
+                ),
+            ],
+        )
+        self.close_worker.function.add_event_source(
+            event_sources.SqsEventSource(
+                self.close_queue,
+                batch_size=CLOSE_WORKER_BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=CLOSE_WORKER_MAX_CONCURRENCY,
+            )
+        )
+        self.close_schedule = ScheduledInvocation(
+            self,
+            ID_CLOSE_SCHEDULE,
+            description="Tollgate: close the month that just ended",
+            expression=close_schedule_expression(close_grace_hours),
+            function=self.close_starter.function,
+            dead_letter_queue=self.schedule_dead_letter_queue,
+        )
+
+        # --- Stripe webhooks and dunning ---
+        self.webhook = TollgateFunction(
+            self,
+            ID_WEBHOOK_FUNCTION,
+            handler=HANDLER_WEBHOOK,
+            description="Tollgate Stripe webhook endpoint (verifies Stripe's signature)",
+            service_name=SERVICE_WEBHOOKS,
+            code=code,
+            environment={
+                ENV_TABLE_NAME: table.table_name,
+                ENV_STRIPE_WEBHOOK_SECRET_ARN: self.stripe_webhook_secret.secret_arn,
+                ENV_DUNNING_GRACE_DAYS: str(dunning_grace_days),
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="RecordPaymentEvents",
+                    actions=list(WEBHOOK_TABLE_ACTIONS),
+                    resources=[table.table_arn, data.gsi1_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadWebhookSigningSecret",
+                    actions=list(READ_SECRET_ACTIONS),
+                    resources=[self.stripe_webhook_secret.secret_arn],
+                ),
+            ],
+        )
+        # Stripe cannot sign AWS requests: the URL is public and the handler verifies the Stripe-Signature.
+        self.webhook_url = lambda_.FunctionUrl(
+            self, ID_WEBHOOK_URL, function=self.webhook.function, auth_type=lambda_.FunctionUrlAuthType.NONE
+        )
+        self.dunning_sweeper = TollgateFunction(
+            self,
+            ID_DUNNING_SWEEPER_FUNCTION,
+            handler=HANDLER_DUNNING_SWEEPER,
+            description="Tollgate dunning: suspends customers whose payment grace has passed",
+            service_name=SERVICE_WEBHOOKS,
+            timeout=cdk.Duration.minutes(5),
+            code=code,
+            environment={
+                ENV_TABLE_NAME: table.table_name,
+                ENV_DUNNING_GRACE_DAYS: str(dunning_grace_days),
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="SuspendOverdueCustomers",
+                    actions=list(SWEEPER_TABLE_ACTIONS),
+                    resources=[table.table_arn, data.gsi1_arn],
+                )
+            ],
+        )
+        self.dunning_schedule = ScheduledInvocation(
+            self,
+            ID_DUNNING_SCHEDULE,
+            description="Tollgate: daily dunning sweep",
+            expression=dunning_schedule_expression(),
+            function=self.dunning_sweeper.function,
+            dead_letter_queue=self.schedule_dead_letter_queue,
+        )

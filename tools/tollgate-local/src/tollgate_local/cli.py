@@ -1,0 +1,83 @@
+"""``tollgate-local demo`` and ``tollgate-local up``: Tollgate on this machine, offline, on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Run Tollgate locally: DynamoDB (moto server), the Stripe double, a local API gateway."
+)
+
+DEFAULT_PORTS = {"gateway": 8787, "dynamodb": 8000, "stripe": 12111}
+
+
+@app.command("demo")
+def demo(
+    scale: Annotated[
+        float, typer.Option(min=0.01, max=10, help="Traffic multiplier (1 = about 2,000 requests).")
+    ] = 1.0,
+) -> None:
+    """The whole billing cycle in about a minute: plans, customers, keys, traffic, refusals, invoices."""
+    from tollgate_local import demo as story
+
+    invoices = story.run(Console(), scale=scale)
+    wrong = [invoice.customer_id for invoice in invoices if invoice.invoiced_total != invoice.expected_total]
+    if wrong:
+        Console(stderr=True).print(f"error: invoices of {', '.join(wrong)} differ from what the traffic cost")
+        raise typer.Exit(1)
+
+
+@app.command("up")
+def up(
+    port: Annotated[int, typer.Option(help="Local API gateway port.")] = DEFAULT_PORTS["gateway"],
+    dynamodb_port: Annotated[int, typer.Option(help="moto DynamoDB server port.")] = DEFAULT_PORTS[
+        "dynamodb"
+    ],
+    stripe_port: Annotated[int, typer.Option(help="Stripe double port.")] = DEFAULT_PORTS["stripe"],
+    minutes: Annotated[float, typer.Option(min=0.01, help="Stop by itself after this long.")] = 60,
+    seed: Annotated[bool, typer.Option(help="Create the demo plans, two customers and their keys.")] = True,
+) -> None:
+    """Keep the local services running for manual use (curl, the tollgate CLI) until Ctrl-C or --minutes."""
+    from tollgate.billing.stripe_client import make_stripe_client
+    from tollgate.dal.store import TollgateStore
+    from tollgate_local.demo import create_customers, demo_plans, scaled_traffic
+    from tollgate_local.services import local_stack
+
+    console = Console()
+    with local_stack(gateway_port=port, dynamodb_port=dynamodb_port, stripe_port=stripe_port) as stack:
+        keys: dict[str, str] = {}
+        if seed:
+            store, plans = TollgateStore(), demo_plans(scaled_traffic(1.0))
+            for plan in plans.values():
+                store.put_plan(plan)
+            issued = create_customers(store, make_stripe_client(), plans, now=datetime.now(UTC))
+            keys = {customer_id: key.key for customer_id, key in issued.items()}
+        stripe = stack.stripe_base or "real Stripe test mode"
+        console.print(
+            f"[bold]Tollgate local[/bold]: gateway {stack.gateway_url}, DynamoDB {stack.dynamodb_url}, "
+            f"Stripe {stripe}"
+        )
+        console.print("\nFor the tollgate CLI in another shell:")
+        console.print(
+            f"  export AWS_ENDPOINT_URL={stack.dynamodb_url} AWS_ACCESS_KEY_ID=local "
+            f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 TABLE_NAME={stack.table}"
+            + (
+                f" STRIPE_API_KEY=sk_test_tollgate_local STRIPE_API_BASE={stack.stripe_base}"
+                if stack.stripe_base
+                else ""
+            ),
+            soft_wrap=True,
+        )
+        for customer_id, key in keys.items():
+            console.print(f"\n{customer_id}'s key (shown once): {key}", soft_wrap=True)
+            console.print(f"  curl -s -H 'x-api-key: {key}' {stack.gateway_url}/v1/search", soft_wrap=True)
+        console.print(f"\nStops by itself in {minutes:g} minutes; Ctrl-C stops it now.")
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(minutes * 60)
+    console.print("Stopped every local service.")

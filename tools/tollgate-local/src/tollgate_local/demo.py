@@ -1,0 +1,314 @@
+"""``make demo``: the whole billing cycle, offline, in under a minute.
+
+Two plans (pure pay-as-you-go with a cap; hybrid with a base fee and included credits), two customers, their
+keys, a few thousand real HTTP requests through the local gateway, live usage, a revoked key and an over-cap
+request refused, the period close, and each customer's invoice, checked against what the requests should cost.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tollgate.accounts.keys import IssuedKey, issue_key, revoke_key
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import Plan
+from tollgate.domain.money import format_amount
+from tollgate.domain.periods import period_of, period_start, previous_period
+from tollgate.domain.rating import rate_period
+
+if TYPE_CHECKING:
+    from stripe import StripeClient
+
+ROUTE_COSTS = {"GET /v1/search": 1, "POST /v1/generate": 25, "GET /usage": 0}  # /v1/items/{id}: default, 1
+# Requests per customer and route at scale 1: about two thousand in all.
+TRAFFIC: dict[str, dict[tuple[str, str], int]] = {
+    "acme": {("GET", "/v1/search"): 600, ("POST", "/v1/generate"): 120},
+    "globex": {("GET", "/v1/search"): 800, ("POST", "/v1/generate"): 300, ("GET", "/v1/items/7"): 100},
+}
+
+
+def scaled_traffic(scale: float) -> dict[str, dict[tuple[str, str], int]]:
+    return {
+        cid: {call: max(1, round(n * scale)) for call, n in calls.items()} for cid, calls in TRAFFIC.items()
+    }
+
+
+def credits_of(plan: Plan, calls: dict[tuple[str, str], int]) -> int:
+    """What the traffic costs under ``plan``, from the plan's route table alone (not from the counters)."""
+    return sum(
+        (plan.cost_of(f"{method} {template_of(path)}") or 0) * n for (method, path), n in calls.items()
+    )
+
+
+def billable_credits(plan: Plan, calls: dict[tuple[str, str], int]) -> int:
+    """The credits the traffic should be billed for: requests past the plan's cap are refused, not counted."""
+    credits = credits_of(plan, calls)
+    return credits if plan.credit_limit is None else min(credits, plan.credit_limit)
+
+
+def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan]:
+    """Acme: pay as you go, capped exactly where its traffic ends. Globex: hybrid, past its included
+    credits."""
+    payg = Plan(
+        id="starter",
+        name="Starter (pay as you go)",
+        price_per_credit=Decimal("0.002"),
+        route_costs=ROUTE_COSTS,
+    )
+    payg = payg.model_copy(update={"credit_limit": credits_of(payg, traffic["acme"])})
+    hybrid = Plan(
+        id="pro",
+        name="Pro (hybrid)",
+        price_per_credit=Decimal("0.0015"),
+        base_fee=Decimal("49.00"),
+        included_credits=credits_of(payg, traffic["globex"]) // 2,
+        route_costs=ROUTE_COSTS,
+    )
+    return {"acme": payg, "globex": hybrid}
+
+
+@dataclass(frozen=True)
+class DemoInvoice:
+    customer_id: str
+    expected_total: int
+    invoiced_total: int
+    hosted_invoice_url: str | None
+
+
+class Client:
+    """A keep-alive HTTP client per thread, like a customer's SDK."""
+
+    def __init__(self, base_url: str) -> None:
+        url = urlsplit(base_url)
+        self._conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+
+    def call(self, method: str, path: str, key: str | None) -> tuple[int, dict[str, object]]:
+        headers = {"content-type": "application/json"}
+        if key is not None:
+            headers["x-api-key"] = key
+        self._conn.request(method, path, body="{}" if method == "POST" else None, headers=headers)
+        answer = self._conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def send(
+    base_url: str, key: str, calls: list[tuple[str, str]], progress: Progress, task: TaskID
+) -> Counter[int]:
+    client, statuses = Client(base_url), Counter[int]()
+    try:
+        for method, path in calls:
+            status, _ = client.call(method, path, key)
+            statuses[status] += 1
+            progress.advance(task)
+    finally:
+        client.close()
+    return statuses
+
+
+def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4) -> list[DemoInvoice]:
+    """Tell the story; return each customer's invoice with the total the requests should have cost."""
+    from tollgate_local.services import local_stack
+
+    console = console or Console()
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    period = previous_period(period_of(now))
+    business_time = period_start(period) + timedelta(days=14, hours=9)  # requests are stamped mid-period
+    offset = business_time.timestamp() - time.time()
+    traffic = scaled_traffic(scale)
+    plans = demo_plans(traffic)
+
+    with local_stack(clock=lambda: time.time() + offset) as stack:
+        stripe_where = f"double {stack.stripe_base}" if stack.stripe_base else "test mode (STRIPE_API_KEY)"
+        console.print(
+            Panel.fit(
+                f"DynamoDB (moto server) {stack.dynamodb_url}\n"
+                f"Stripe {stripe_where}\n"
+                f"API gateway {stack.gateway_url}\n"
+                f"Requests are stamped {business_time:%Y-%m-%d} so that period {period} can be closed now.",
+                title="Tollgate local mode: everything on 127.0.0.1",
+            )
+        )
+        from tollgate.billing.stripe_client import make_stripe_client
+
+        store, stripe = TollgateStore(), make_stripe_client()
+        console.rule("1. Plans")
+        for plan in plans.values():
+            store.put_plan(plan)
+        console.print(plans_table(list(plans.values())))
+
+        console.rule("2. Customers and their API keys")
+        issued = create_customers(store, stripe, plans, now=business_time - timedelta(days=14))
+        keys = {cid: key.key for cid, key in issued.items()}
+        for customer_id, key in issued.items():
+            plan_id = plans[customer_id].id
+            console.print(f"  {customer_id:7} on {plan_id:8} key {key.record.display_prefix}… (shown once)")
+
+        console.rule("3. Traffic: real HTTP requests through the gateway")
+        jobs = {cid: [call for call, n in calls.items() for _ in range(n)] for cid, calls in traffic.items()}
+        total = sum(len(calls) for calls in jobs.values())
+        statuses: Counter[int] = Counter()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("requests", total=total)
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                futures = [
+                    pool.submit(send, stack.gateway_url, keys[cid], calls[i :: threads // 2], progress, task)
+                    for cid, calls in jobs.items()
+                    for i in range(threads // 2)
+                ]
+                for future in futures:
+                    statuses.update(future.result())
+        console.print(
+            f"  {total:,} requests: " + ", ".join(f"{n:,} x HTTP {s}" for s, n in sorted(statuses.items()))
+        )
+
+        console.rule("4. Live usage (GET /usage, 0 credits)")
+        client = Client(stack.gateway_url)
+        for customer_id in traffic:
+            status, body = client.call("GET", f"/usage?period={period}", keys[customer_id])
+            console.print(f"  {customer_id}: HTTP {status}")
+            console.print_json(json.dumps(body))
+
+        console.rule("5. Refusals")
+        status, body = client.call("GET", "/v1/search", keys["acme"])
+        console.print(f"  acme over its cap          → HTTP {status} {body.get('error')}")
+        spare = issue_key(store, "globex", now=business_time, name="laptop")
+        revoke_key(store, "globex", spare.record.key_id, now=business_time)
+        status, body = client.call("GET", "/v1/search", spare.key)
+        console.print(f"  globex with a revoked key  → HTTP {status} {body.get('error')}")
+        status, body = client.call("GET", "/v1/search", "tg_live_not-a-real-key")
+        console.print(f"  a malformed key            → HTTP {status} {body.get('error')}")
+        client.close()
+
+        console.rule(f"6. Closing period {period}")
+        expected = {
+            cid: rate_period(plan, cid, period, billable_credits(plan, traffic[cid])).total
+            for cid, plan in plans.items()
+        }
+        invoices = close_and_check(store, stripe, period, plans, expected, console)
+        console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
+        return invoices
+
+
+def create_customers(
+    store: TollgateStore, stripe: StripeClient, plans: dict[str, Plan], *, now: datetime
+) -> dict[str, IssuedKey]:
+    """One customer per plan (with its Stripe customer) and a key each."""
+    from tollgate.accounts.customers import create_customer
+
+    keys = {}
+    for customer_id, plan in plans.items():
+        create_customer(
+            store,
+            stripe,
+            customer_id=customer_id,
+            name=customer_id.title() + " Inc.",
+            email=f"billing@{customer_id}.example",
+            plan_id=plan.id,
+            now=now,
+        )
+        keys[customer_id] = issue_key(store, customer_id, now=now)
+    return keys
+
+
+def template_of(path: str) -> str:
+    return "/v1/items/{id}" if path.startswith("/v1/items/") else path
+
+
+def plans_table(plans: list[Plan]) -> Table:
+    table = Table("plan", "price / credit", "base fee", "included", "cap", "routes")
+    for plan in plans:
+        table.add_row(
+            plan.name,
+            f"{plan.price_per_credit} {plan.currency.upper()}",
+            str(plan.base_fee),
+            f"{plan.included_credits:,}",
+            f"{plan.credit_limit:,}" if plan.credit_limit else "-",
+            "\n".join(f"{route} = {cost}" for route, cost in plan.route_costs.items()),
+        )
+    return table
+
+
+def close_and_check(
+    store: TollgateStore,
+    stripe: StripeClient,
+    period: str,
+    plans: dict[str, Plan],
+    expected_totals: dict[str, int],
+    console: Console,
+) -> list[DemoInvoice]:
+    from tollgate.billing.close.ledger import DynamoLedger
+    from tollgate.billing.close.service import close_period
+    from tollgate.billing.invoicing import StripeClientInvoicing
+
+    summary = close_period(DynamoLedger(store), StripeClientInvoicing(stripe), period, now=datetime.now(UTC))
+    table = Table("customer", "status", "total", "Stripe invoice")
+    for result in summary.customers:
+        total = (
+            format_amount(result.total, result.currency)
+            if result.total is not None and result.currency
+            else "-"
+        )
+        table.add_row(
+            result.customer_id, str(result.status), total, result.stripe_invoice_id or result.error or "-"
+        )
+    console.print(table)
+
+    invoices = []
+    for result in summary.customers:
+        plan, expected = plans[result.customer_id], expected_totals[result.customer_id]
+        invoice = stripe.v1.invoices.retrieve(result.stripe_invoice_id) if result.stripe_invoice_id else None
+        invoices.append(
+            DemoInvoice(
+                customer_id=result.customer_id,
+                expected_total=expected,
+                invoiced_total=int(invoice.total) if invoice else 0,
+                hosted_invoice_url=invoice.hosted_invoice_url if invoice else None,
+            )
+        )
+        console.print(invoice_panel(result.customer_id, plan, invoice, expected))
+    return invoices
+
+
+def invoice_panel(customer_id: str, plan: Plan, invoice: Any, expected: int) -> Panel:
+    lines = Table("line", "quantity", "unit (minor units)", "amount", box=None)
+    for line in invoice.lines.data if invoice else []:
+        unit = line.pricing.unit_amount_decimal if getattr(line, "pricing", None) else "-"
+        lines.add_row(
+            line.description, f"{line.quantity:,}", str(unit), format_amount(line.amount, plan.currency)
+        )
+    total = int(invoice.total) if invoice else 0
+    check = (
+        "[green]= expected[/green]"
+        if total == expected
+        else f"[red]expected {format_amount(expected, plan.currency)}[/red]"
+    )
+    body = Group(
+        lines,
+        f"[bold]Total {format_amount(total, plan.currency)}[/bold] {check}",
+        f"Pay at: {invoice.hosted_invoice_url if invoice else '-'}",
+    )
+    return Panel(body, title=f"Invoice for {customer_id} ({plan.name}), {invoice.number if invoice else ''}")

@@ -1,0 +1,148 @@
+"""A local stand-in for API Gateway (REST, Lambda proxy integrations), on 127.0.0.1 only.
+
+Each HTTP request becomes the real-shaped ``REQUEST`` authorizer event; the real authorizer handler decides;
+an Allow runs the backend handler with the authorizer's context, a Deny answers with the same status and body
+the deployed gateway responses give (``tollgate.metering.gateway_responses``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from tollgate.metering.gateway_responses import BY_TYPE
+from tollgate_local.apigw import rest_event, rest_proxy_event
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+MISSING_ROUTE = (403, '{"message":"Missing Authentication Token"}')  # what API Gateway answers
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str  # "/v1/items/{id}"
+    backend: Handler
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method != self.method:
+            return None
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.template))
+        found = re.fullmatch(pattern, path)
+        return None if found is None else found.groupdict()
+
+
+@dataclass(frozen=True)
+class GatewayAnswer:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+def gateway_answer(response_type: str, authorizer_context: dict[str, Any], request_id: str) -> GatewayAnswer:
+    """What API Gateway answers for a gateway response of ``response_type``."""
+    context = {f"authorizer.{name}": str(value) for name, value in authorizer_context.items()}
+    status, body = BY_TYPE[response_type].render({**context, "requestId": request_id})
+    return GatewayAnswer(status, json.dumps(body), {"content-type": "application/json"})
+
+
+class LocalGateway:
+    def __init__(
+        self, routes: list[Route], authorizer: Handler, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.routes = routes
+        self.authorizer = authorizer
+        self.clock = clock  # seconds since the epoch: the request time API Gateway would stamp
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: str | None) -> GatewayAnswer:
+        url = urlsplit(target)
+        request_id = str(uuid.uuid4())
+        for route in self.routes:
+            params = route.match(method, url.path)
+            if params is not None:
+                break
+        else:
+            return GatewayAnswer(*MISSING_ROUTE, {"content-type": "application/json"})
+        event = rest_event(
+            method,
+            route.template,
+            path=url.path,
+            headers=headers,
+            epoch_ms=int(self.clock() * 1000),
+            path_parameters=params,
+            query=dict(parse_qsl(url.query)),
+            request_id=request_id,
+        )
+        try:
+            verdict = self.authorizer(event, None)
+            allowed = verdict["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        except Exception:  # API Gateway: AUTHORIZER_FAILURE
+            return gateway_answer("AUTHORIZER_FAILURE", {}, request_id)
+        context = verdict.get("context") or {}
+        if not allowed:
+            return gateway_answer("ACCESS_DENIED", context, request_id)
+        answer = route.backend(rest_proxy_event(event, verdict["principalId"], context, body), None)
+        return GatewayAnswer(
+            int(answer.get("statusCode", 200)),
+            str(answer.get("body") or ""),
+            {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()},
+        )
+
+    def serve(self, port: int = 0) -> RunningGateway:
+        return RunningGateway(self, port)
+
+
+class RunningGateway:
+    """The gateway on ``http://127.0.0.1:PORT`` in a daemon thread; ``stop()`` or leaving ``with`` ends it."""
+
+    def __init__(self, gateway: LocalGateway, port: int) -> None:
+        outer = gateway
+
+        class Request(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                if length > MAX_BODY:
+                    self.send_error(413)
+                    return
+                body = self.rfile.read(length).decode("utf-8", "replace") if length else None
+                headers = {name: value for name, value in self.headers.items()}
+                answer = outer.handle(self.command, self.path, headers, body)
+                payload = answer.body.encode()
+                self.send_response(answer.status)
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # quiet: the demo prints its own story
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Request)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> RunningGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
