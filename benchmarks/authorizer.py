@@ -37,6 +37,8 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
     from tollgate.dal.store import TollgateStore
     from tollgate.domain.models import Customer, Plan
     from tollgate.metering import handler as authorizer
+    from tollgate.metering.settings import MeteringSettings
+    from tollgate_local.lambda_context import LocalLambdaContext
 
     with mock_aws():
         client = boto3.client("dynamodb")
@@ -58,7 +60,9 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
         )
         key = issue_key(store, "bench", now=now - timedelta(days=1)).key
         event = rest_event(headers={"x-api-key": key}, epoch_ms=int(now.timestamp() * 1000))
-        assert authorizer.handler(event, None)["policyDocument"]["Statement"][0]["Effect"] == "Allow"  # warm
+        handler = authorizer.make_handler(authorizer.deps_from(MeteringSettings.from_env()))
+        context = LocalLambdaContext(function_name="tollgate-bench")
+        assert handler(event, context)["policyDocument"]["Statement"][0]["Effect"] == "Allow"  # warm
 
         bare_request = {
             "TableName": "tollgate-bench",
@@ -83,7 +87,7 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
             return (time.perf_counter() - start) / requests
 
         def authorize() -> object:
-            return authorizer.handler(event, None)
+            return handler(event, context)
 
         def write() -> object:
             return bare_client.update_item(**bare_request)

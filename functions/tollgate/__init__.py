@@ -1,7 +1,9 @@
 """Tollgate: usage-based billing for APIs on AWS.
 
-- ``tollgate.domain``: plans, money, periods, rating (plain models and functions);
-- ``tollgate.dal``: the DynamoDB table (every key and item shape);
+- ``tollgate.domain``: plans, money, periods, rating, closes, dunning (plain models and pure functions);
+- ``tollgate.dal``: the DynamoDB table (every key, item shape and ``ClientError`` mapping);
+- ``tollgate.errors``: every error handled by type; ``tollgate.settings`` and ``tollgate.observability``: what
+  each deployable's own ``settings.py`` and ``observability.py`` share;
 - ``tollgate.metering``: the authorizer, the hot path;
 - ``tollgate.billing``: period close, Stripe invoicing, webhooks, dunning: the money path;
 - ``tollgate.usage_api``, ``tollgate.accounts``, ``tollgate.cli``;

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,13 +10,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from tests.conftest import NOW, TABLE, make_customer, make_plan
+from tests.conftest import NOW, TABLE, Authorizer, make_authorizer, make_customer, make_plan
 from tests.events import http_event, rest_event
 from tollgate.accounts.keys import issue_key, revoke_key, rotate_key
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import CustomerStatus
-from tollgate.metering import handler as authorizer
 from tollgate_local.services import atomic
 
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -25,24 +23,19 @@ PERIOD = "2026-11"
 
 
 @pytest.fixture
-def world(store: TollgateStore) -> Iterator[dict[str, Any]]:
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+def world(store: TollgateStore, authorizer: Authorizer) -> dict[str, Any]:
     plan = store.put_plan(make_plan())
     customer = store.put_customer(make_customer(plan))
     issued = issue_key(store, customer.id, now=NOW - timedelta(days=1))
-    yield {"store": store, "plan": plan, "customer": customer, "key": issued.key, "record": issued.record}
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+    return {"store": store, "plan": plan, "customer": customer, "key": issued.key, "record": issued.record}
 
 
-def call(event: dict[str, Any]) -> dict[str, Any]:
-    return authorizer.handler(event, None)
-
-
-def rest(key: str | None, method: str = "GET", resource: str = "/v1/search", **kw: Any) -> dict[str, Any]:
+def rest(
+    authorizer: Authorizer, key: str | None, method: str = "GET", resource: str = "/v1/search", **kw: Any
+) -> dict[str, Any]:
     headers = {"x-api-key": key} if key is not None else {}
-    return call(rest_event(method, resource, headers=headers, epoch_ms=kw.pop("epoch_ms", NOW_MS), **kw))
+    epoch_ms = kw.pop("epoch_ms", NOW_MS)
+    return authorizer(rest_event(method, resource, headers=headers, epoch_ms=epoch_ms, **kw))
 
 
 def effect(answer: dict[str, Any]) -> str:
@@ -59,8 +52,10 @@ def usage(store: TollgateStore, customer_id: str = "acme", shards: int = 1) -> t
     return got.credits, got.requests
 
 
-def test_allowed_rest_request_is_counted_and_passes_context(world: dict[str, Any]) -> None:
-    answer = rest(world["key"])
+def test_allowed_rest_request_is_counted_and_passes_context(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
+    answer = rest(authorizer, world["key"])
 
     assert effect(answer) == "Allow"
     assert answer["principalId"] == "acme"
@@ -79,8 +74,10 @@ def test_allowed_rest_request_is_counted_and_passes_context(world: dict[str, Any
     assert usage(world["store"]) == (1, 1)
 
 
-def test_http_api_event_gets_a_simple_response_from_the_same_logic(world: dict[str, Any]) -> None:
-    answer = call(http_event("POST /v1/generate", headers={"X-Api-Key": world["key"]}, epoch_ms=NOW_MS))
+def test_http_api_event_gets_a_simple_response_from_the_same_logic(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
+    answer = authorizer(http_event("POST /v1/generate", headers={"X-Api-Key": world["key"]}, epoch_ms=NOW_MS))
 
     assert answer["isAuthorized"] is True
     assert answer["context"]["credits"] == 25
@@ -98,28 +95,30 @@ def test_http_api_event_gets_a_simple_response_from_the_same_logic(world: dict[s
         {"x-api-key": "{key}", "Authorization": "Bearer {key}"},  # the same key twice is one key
     ],
 )
-def test_key_is_found_whatever_the_header_case(world: dict[str, Any], headers: dict[str, str]) -> None:
+def test_key_is_found_whatever_the_header_case(
+    world: dict[str, Any], headers: dict[str, str], authorizer: Authorizer
+) -> None:
     sent = {name: value.format(key=world["key"]) for name, value in headers.items()}
 
-    assert effect(call(rest_event(headers=sent, epoch_ms=NOW_MS))) == "Allow"
-    assert call(http_event(headers=sent, epoch_ms=NOW_MS))["isAuthorized"] is True
+    assert effect(authorizer(rest_event(headers=sent, epoch_ms=NOW_MS))) == "Allow"
+    assert authorizer(http_event(headers=sent, epoch_ms=NOW_MS))["isAuthorized"] is True
     assert usage(world["store"]) == (2, 2)
 
 
-def test_key_only_in_multi_value_headers_is_found(world: dict[str, Any]) -> None:
+def test_key_only_in_multi_value_headers_is_found(world: dict[str, Any], authorizer: Authorizer) -> None:
     event = rest_event(epoch_ms=NOW_MS, multi_value_headers={"X-Api-Key": [world["key"]]})
     event["headers"].pop("X-Api-Key", None)
 
-    assert effect(call(event)) == "Allow"
+    assert effect(authorizer(event)) == "Allow"
 
 
-def test_route_costs_come_from_the_plan_by_template(world: dict[str, Any]) -> None:
+def test_route_costs_come_from_the_plan_by_template(world: dict[str, Any], authorizer: Authorizer) -> None:
     store = world["store"]
-    rest(world["key"], "POST", "/v1/generate")
+    rest(authorizer, world["key"], "POST", "/v1/generate")
     rest(
-        world["key"], "GET", "/v1/items/{id}", path="/v1/items/42", path_parameters={"id": "42"}
+        authorizer, world["key"], "GET", "/v1/items/{id}", path="/v1/items/42", path_parameters={"id": "42"}
     )  # unlisted: 1
-    free = rest(world["key"], "GET", "/usage")
+    free = rest(authorizer, world["key"], "GET", "/usage")
 
     assert free["context"]["credits"] == 0
     got = store.read_usage("acme", PERIOD)
@@ -129,26 +128,29 @@ def test_route_costs_come_from_the_plan_by_template(world: dict[str, Any]) -> No
     assert (got.routes["GET /usage"].credits, got.routes["GET /usage"].requests) == (0, 1)
 
 
-def test_usage_belongs_to_the_period_of_the_request_timestamp(world: dict[str, Any]) -> None:
+def test_usage_belongs_to_the_period_of_the_request_timestamp(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
     last_ms_of_october = int(NOW.replace(day=1, hour=0).timestamp() * 1000) - 1
-    answer = rest(world["key"], epoch_ms=last_ms_of_october)
+    answer = rest(authorizer, world["key"], epoch_ms=last_ms_of_october)
 
     assert answer["context"]["period"] == "2026-10"
     assert world["store"].read_usage("acme", "2026-10").credits == 1
     assert world["store"].read_usage("acme", PERIOD).credits == 0
 
 
-def test_credit_limit_boundary_exactly_reaching_is_allowed_next_is_denied(store: TollgateStore) -> None:
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+def test_credit_limit_boundary_exactly_reaching_is_allowed_next_is_denied(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
     plan = store.put_plan(make_plan(id="capped", credit_limit=50))
     store.put_customer(make_customer(plan))
     key = issue_key(store, "acme", now=NOW - timedelta(days=1)).key
 
-    first, second = rest(key, "POST", "/v1/generate"), rest(key, "POST", "/v1/generate")
-    third = rest(key, "POST", "/v1/generate")
-    cheap = rest(key, "GET", "/v1/search")
-    free = rest(key, "GET", "/usage")
+    first = rest(authorizer, key, "POST", "/v1/generate")
+    second = rest(authorizer, key, "POST", "/v1/generate")
+    third = rest(authorizer, key, "POST", "/v1/generate")
+    cheap = rest(authorizer, key, "GET", "/v1/search")
+    free = rest(authorizer, key, "GET", "/usage")
 
     assert [effect(a) for a in (first, second)] == ["Allow", "Allow"]
     assert second["context"]["creditsUsed"] == 50
@@ -159,28 +161,26 @@ def test_credit_limit_boundary_exactly_reaching_is_allowed_next_is_denied(store:
     assert usage(store) == (50, 3)
 
 
-def test_a_single_request_costing_more_than_the_cap_is_denied_without_a_write(store: TollgateStore) -> None:
+def test_a_single_request_costing_more_than_the_cap_is_denied_without_a_write(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
     plan = store.put_plan(make_plan(id="tiny", credit_limit=10))
     store.put_customer(make_customer(plan))
     key = issue_key(store, "acme", now=NOW - timedelta(days=1)).key
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
 
-    assert rest(key, "POST", "/v1/generate")["context"]["reason"] == "credit_limit_reached"
+    assert rest(authorizer, key, "POST", "/v1/generate")["context"]["reason"] == "credit_limit_reached"
     assert counter_items() == []
 
 
-def test_sharded_counters_sum_exactly(store: TollgateStore) -> None:
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+def test_sharded_counters_sum_exactly(store: TollgateStore, authorizer: Authorizer) -> None:
     plan = store.put_plan(make_plan())
     store.put_customer(make_customer(plan, id="hot", counter_shards=4))
     key = issue_key(store, "hot", now=NOW - timedelta(days=1)).key
 
     for _ in range(60):
-        rest(key, "POST", "/v1/generate")
+        rest(authorizer, key, "POST", "/v1/generate")
     for _ in range(40):
-        answer = rest(key)
+        answer = rest(authorizer, key)
     assert "creditsUsed" not in answer["context"]  # a shard's count is not the customer's total
 
     assert usage(store, "hot", shards=4) == (60 * 25 + 40, 100)
@@ -198,14 +198,14 @@ def atomic_moto_updates(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("atomic_moto_updates")
-def test_concurrent_requests_give_an_exact_count(world: dict[str, Any]) -> None:
+def test_concurrent_requests_give_an_exact_count(world: dict[str, Any], authorizer: Authorizer) -> None:
     threads, per_thread = 4, 150
     event = rest_event(headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS)
     answers: list[str] = []
 
     def worker() -> None:
         for _ in range(per_thread):
-            answers.append(effect(call(event)))
+            answers.append(effect(authorizer(event)))
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     for thread in pool:
@@ -238,12 +238,12 @@ def _bad_header_cases(key: str) -> list[tuple[str, dict[str, str], str]]:
 
 @pytest.mark.parametrize("case", range(10))
 def test_bad_input_is_denied_with_its_reason_and_counts_nothing(
-    world: dict[str, Any], case: int, capsys: pytest.CaptureFixture[str]
+    world: dict[str, Any], case: int, capsys: pytest.CaptureFixture[str], authorizer: Authorizer
 ) -> None:
     name, headers, reason = _bad_header_cases(world["key"])[case]
 
-    rest_answer = call(rest_event(headers=headers, epoch_ms=NOW_MS))
-    http_answer = call(http_event(headers=headers, epoch_ms=NOW_MS))
+    rest_answer = authorizer(rest_event(headers=headers, epoch_ms=NOW_MS))
+    http_answer = authorizer(http_event(headers=headers, epoch_ms=NOW_MS))
 
     assert effect(rest_answer) == "Deny", name
     assert rest_answer["context"]["reason"] == reason, name
@@ -253,47 +253,50 @@ def test_bad_input_is_denied_with_its_reason_and_counts_nothing(
     assert world["key"] not in capsys.readouterr().out
 
 
-def test_malformed_key_is_refused_without_any_dynamodb_call(world: dict[str, Any]) -> None:
-    calls = _count_dynamodb_calls()
-    rest("tg_live_short")
-    rest(None)
+def test_malformed_key_is_refused_without_any_dynamodb_call(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
+    calls = _count_dynamodb_calls(authorizer)
+    rest(authorizer, "tg_live_short")
+    rest(authorizer, None)
     assert calls == []
 
 
-def test_unknown_route_is_refused_when_the_plan_has_no_default_cost(store: TollgateStore) -> None:
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+def test_unknown_route_is_refused_when_the_plan_has_no_default_cost(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
     plan = store.put_plan(make_plan(id="strict", default_cost=None))
     store.put_customer(make_customer(plan))
     key = issue_key(store, "acme", now=NOW - timedelta(days=1)).key
 
-    answer = rest(key, "DELETE", "/v1/everything")
+    answer = rest(authorizer, key, "DELETE", "/v1/everything")
     no_route = rest_event(headers={"x-api-key": key}, epoch_ms=NOW_MS)
     del no_route["resource"]
 
     assert answer["context"]["reason"] == "unknown_route"
-    assert call(no_route)["context"]["reason"] == "unknown_route"
-    assert effect(rest(key)) == "Allow"
+    assert authorizer(no_route)["context"]["reason"] == "unknown_route"
+    assert effect(rest(authorizer, key)) == "Allow"
     assert usage(store) == (1, 1)
 
 
-def test_revoked_key_is_denied_once_the_cache_entry_expires(
-    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_revoked_key_is_denied_once_the_cache_entry_expires(world: dict[str, Any]) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(authorizer.KEY_CACHE, "_clock", lambda: clock[0])
-    assert effect(rest(world["key"])) == "Allow"
+    authorizer = make_authorizer(clock=lambda: clock[0])
+    assert effect(rest(authorizer, world["key"])) == "Allow"
 
     revoke_key(world["store"], "acme", world["record"].key_id, now=NOW - timedelta(minutes=1))
-    assert effect(rest(world["key"])) == "Allow"  # still cached: documented, at most KEY_CACHE_TTL_SECONDS
+    still_cached = rest(authorizer, world["key"])  # documented: for at most KEY_CACHE_TTL_SECONDS
+    assert effect(still_cached) == "Allow"
     clock[0] += 31
-    denied = rest(world["key"])
+    denied = rest(authorizer, world["key"])
 
     assert denied["context"]["reason"] == "revoked_api_key"
     assert usage(world["store"]) == (2, 2)
 
 
-def test_rotated_key_keeps_working_for_the_overlap_only(world: dict[str, Any]) -> None:
+def test_rotated_key_keeps_working_for_the_overlap_only(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
     issued, old = rotate_key(
         world["store"],
         "acme",
@@ -301,21 +304,25 @@ def test_rotated_key_keeps_working_for_the_overlap_only(world: dict[str, Any]) -
         now=NOW - timedelta(hours=1),
         overlap=timedelta(hours=2),
     )
-    assert effect(rest(world["key"])) == "Allow"
-    assert effect(rest(issued.key)) == "Allow"
-    authorizer.KEY_CACHE.clear()
+    assert effect(rest(authorizer, world["key"])) == "Allow"
+    assert effect(rest(authorizer, issued.key)) == "Allow"
+    authorizer.cache.clear()
     three_hours_later = NOW_MS + 3 * 3600 * 1000
-    assert rest(world["key"], epoch_ms=three_hours_later)["context"]["reason"] == "revoked_api_key"
+    assert (
+        rest(authorizer, world["key"], epoch_ms=three_hours_later)["context"]["reason"] == "revoked_api_key"
+    )
     assert old.valid_until == NOW + timedelta(hours=1)
 
 
-def test_suspended_customer_is_denied_and_payment_required_carries_the_pay_url(world: dict[str, Any]) -> None:
+def test_suspended_customer_is_denied_and_payment_required_carries_the_pay_url(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
     store = world["store"]
     store.set_customer_status(
         "acme", CustomerStatus.SUSPENDED, reason="manual", cause="cli", at=NOW, event_id="e1"
     )
-    authorizer.KEY_CACHE.clear()
-    assert rest(world["key"])["context"]["reason"] == "customer_suspended"
+    authorizer.cache.clear()
+    assert rest(authorizer, world["key"])["context"]["reason"] == "customer_suspended"
 
     store.set_customer_status(
         "acme",
@@ -326,49 +333,51 @@ def test_suspended_customer_is_denied_and_payment_required_carries_the_pay_url(w
         event_id="e2",
         pay_url="https://invoice.stripe.test/i/in_123",
     )
-    authorizer.KEY_CACHE.clear()
-    answer = rest(world["key"])
+    authorizer.cache.clear()
+    answer = rest(authorizer, world["key"])
     assert answer["context"]["reason"] == "payment_required"
     assert answer["context"]["payUrl"] == "https://invoice.stripe.test/i/in_123"
     assert counter_items() == []
 
 
-def test_warm_path_makes_exactly_one_dynamodb_request(world: dict[str, Any]) -> None:
-    rest(world["key"])  # cold: key, customer and plan are read once
-    calls = _count_dynamodb_calls()
+def test_warm_path_makes_exactly_one_dynamodb_request(world: dict[str, Any], authorizer: Authorizer) -> None:
+    rest(authorizer, world["key"])  # cold: key, customer and plan are read once
+    calls = _count_dynamodb_calls(authorizer)
 
     for _ in range(5):
-        rest(world["key"])
+        rest(authorizer, world["key"])
 
     assert calls == ["UpdateItem"] * 5
 
 
-def test_unknown_keys_are_negatively_cached(world: dict[str, Any]) -> None:
+def test_unknown_keys_are_negatively_cached(world: dict[str, Any], authorizer: Authorizer) -> None:
     unknown = "tg_live_" + "D" * 43
-    rest(unknown)
-    calls = _count_dynamodb_calls()
-    assert rest(unknown)["context"]["reason"] == "invalid_api_key"
+    rest(authorizer, unknown)
+    calls = _count_dynamodb_calls(authorizer)
+    assert rest(authorizer, unknown)["context"]["reason"] == "invalid_api_key"
     assert calls == []
 
 
-def _count_dynamodb_calls() -> list[str]:
+def _count_dynamodb_calls(authorizer: Authorizer) -> list[str]:
     calls: list[str] = []
-    client = authorizer._services()[1]._client
-    client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    authorizer.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
     return calls
 
 
-def _fail_updates(world: dict[str, Any], error: Exception, times: int = 10**6) -> list[int]:
-    rest(world["key"])  # warm the cache so only the counter write fails
+def _fail_updates(
+    authorizer: Authorizer, world: dict[str, Any], error: Exception, times: int = 10**6
+) -> list[int]:
+    rest(authorizer, world["key"])  # warm the cache so only the counter write fails
     attempts: list[int] = []
-    client = authorizer._services()[1]._client
 
     def boom(**_: Any) -> None:
         attempts.append(1)
         if len(attempts) <= times:
             raise error
 
-    client.meta.events.register("before-call.dynamodb.UpdateItem", boom)
+    authorizer.client.meta.events.register("before-call.dynamodb.UpdateItem", boom)
     return attempts
 
 
@@ -377,10 +386,10 @@ def _client_error(code: str) -> ClientError:
 
 
 def test_dynamodb_failure_denies_by_default(
-    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], authorizer: Authorizer
 ) -> None:
-    _fail_updates(world, _client_error("InternalServerError"))
-    answer = rest(world["key"])
+    _fail_updates(authorizer, world, _client_error("InternalServerError"))
+    answer = rest(authorizer, world["key"])
 
     assert answer["context"]["reason"] == "metering_unavailable"
     out = capsys.readouterr().out
@@ -389,51 +398,50 @@ def test_dynamodb_failure_denies_by_default(
 
 
 def test_fail_open_is_an_explicit_choice_and_is_flagged(
-    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("FAIL_OPEN", "true")
-    authorizer._services.cache_clear()
-    _fail_updates(world, _client_error("InternalServerError"))
-    answer = rest(world["key"])
+    authorizer = make_authorizer(fail_open=True)
+    _fail_updates(authorizer, world, _client_error("InternalServerError"))
+    answer = rest(authorizer, world["key"])
 
     assert effect(answer) == "Allow"
     assert answer["context"]["metered"] is False
     assert "UnmeteredRequests" in capsys.readouterr().out
 
 
-def test_write_with_unknown_outcome_is_not_retried(world: dict[str, Any]) -> None:
-    attempts = _fail_updates(world, ReadTimeoutError(endpoint_url="http://dynamodb"))
-    answer = rest(world["key"])
+def test_write_with_unknown_outcome_is_not_retried(world: dict[str, Any], authorizer: Authorizer) -> None:
+    attempts = _fail_updates(authorizer, world, ReadTimeoutError(endpoint_url="http://dynamodb"))
+    answer = rest(authorizer, world["key"])
 
     assert answer["context"]["reason"] == "metering_unavailable"
     assert len(attempts) == 1
 
 
-def test_throttled_write_is_retried_once_because_it_was_not_applied(world: dict[str, Any]) -> None:
-    attempts = _fail_updates(world, _client_error("ProvisionedThroughputExceededException"), times=1)
-    answer = rest(world["key"])
+def test_throttled_write_is_retried_once_because_it_was_not_applied(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
+    attempts = _fail_updates(
+        authorizer, world, _client_error("ProvisionedThroughputExceededException"), times=1
+    )
+    answer = rest(authorizer, world["key"])
 
     assert effect(answer) == "Allow"
     assert len(attempts) == 2
     assert usage(world["store"]) == (2, 2)
 
 
-def test_failed_key_lookup_denies_even_with_fail_open(
-    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAIL_OPEN", "true")
-    authorizer._services.cache_clear()
-    client = authorizer._services()[1]._client
+def test_failed_key_lookup_denies_even_with_fail_open(world: dict[str, Any]) -> None:
+    authorizer = make_authorizer(fail_open=True)
 
     def boom(**_: Any) -> None:
         raise _client_error("InternalServerError")
 
-    client.meta.events.register("before-call.dynamodb.GetItem", boom)
-    assert rest(world["key"])["context"]["reason"] == "metering_unavailable"
+    authorizer.client.meta.events.register("before-call.dynamodb.GetItem", boom)
+    assert rest(authorizer, world["key"])["context"]["reason"] == "metering_unavailable"
     assert counter_items() == []
 
 
-def test_counter_items_use_the_documented_key(world: dict[str, Any]) -> None:
-    rest(world["key"])
+def test_counter_items_use_the_documented_key(world: dict[str, Any], authorizer: Authorizer) -> None:
+    rest(authorizer, world["key"])
     (item,) = counter_items()
     assert {k: item[k] for k in ("pk", "sk")} == tk.counter_key("acme", PERIOD, 0)

@@ -4,21 +4,22 @@ and access is checked through the real authorizer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.conftest import NOW, TABLE
+from tests.conftest import CONTEXT, NOW, TABLE, Authorizer
 from tests.events import rest_event
 from tests.integration.test_webhooks import World, invoiced_world, stripe_event
 from tollgate.accounts.customers import resume_customer, suspend_customer
 from tollgate.accounts.keys import issue_key
-from tollgate.billing.dunning.sweeper import make_handler as make_sweeper
+from tollgate.billing.dunning import sweeper
+from tollgate.billing.webhooks.settings import DunningSettings
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import CustomerStatus
-from tollgate.metering import handler as authorizer
 from tollgate_local.stripe_double import StripeDouble
 
 FAILED_AT = NOW  # the first failed payment
@@ -32,17 +33,26 @@ def double() -> Iterator[StripeDouble]:
 
 
 @pytest.fixture
-def world(store: TollgateStore, double: StripeDouble, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
-    yield invoiced_world(store, double, monkeypatch)
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+def world(store: TollgateStore, double: StripeDouble, monkeypatch: pytest.MonkeyPatch) -> World:
+    return invoiced_world(store, double, monkeypatch)
+
+
+Api = Callable[[datetime], dict[str, Any]]
 
 
 @pytest.fixture
-def key(world: World) -> str:
-    return issue_key(world.store, "acme", now=NOW - 30 * DAY).key
+def api(world: World, authorizer: Authorizer) -> Api:
+    """One API request of acme's at a given time, through the authorizer, its key cache emptied first (as
+    after KEY_CACHE_TTL): the authorizer's effect and context."""
+    key = issue_key(world.store, "acme", now=NOW - 30 * DAY).key
+
+    def request(at: datetime) -> dict[str, Any]:
+        authorizer.cache.clear()
+        epoch_ms = int(at.timestamp() * 1000)
+        answer = authorizer(rest_event("GET", "/v1/search", headers={"x-api-key": key}, epoch_ms=epoch_ms))
+        return {"effect": answer["policyDocument"]["Statement"][0]["Effect"], **answer["context"]}
+
+    return request
 
 
 def deliver(world: World, event_type: str, invoice: dict[str, Any], at: datetime) -> dict[str, Any]:
@@ -51,20 +61,13 @@ def deliver(world: World, event_type: str, invoice: dict[str, Any], at: datetime
     return world.deliver(stripe_event(event_type, invoice, created=at))
 
 
-def sweep(at: datetime) -> dict[str, Any]:
-    """The sweeper as EventBridge Scheduler invokes it (the schedule's own time is 'now')."""
-    handler = make_sweeper(
-        clock=lambda: pytest.fail("the scheduled time must be used"), store=lambda: TollgateStore(TABLE)
-    )
-    return handler({"trigger": "schedule", "scheduledTime": at.strftime("%Y-%m-%dT%H:%M:%SZ")}, None)
-
-
-def request(key: str, at: datetime) -> dict[str, Any]:
-    """One API request through the authorizer, its key cache emptied first (as after KEY_CACHE_TTL)."""
-    authorizer.KEY_CACHE.clear()
-    event = rest_event("GET", "/v1/search", headers={"x-api-key": key}, epoch_ms=int(at.timestamp() * 1000))
-    answer = authorizer.handler(event, None)
-    return {"effect": answer["policyDocument"]["Statement"][0]["Effect"], **answer["context"]}
+def sweep(at: datetime, store: TollgateStore | None = None) -> dict[str, Any]:
+    """The sweeper as deployed (its settings from the environment: the test table, ``DUNNING_GRACE_DAYS``),
+    invoked as EventBridge Scheduler invokes it (the schedule's own time is 'now')."""
+    deps = sweeper.deps_from(DunningSettings.from_env())
+    deps = replace(deps, clock=lambda: pytest.fail("the scheduled time must be used"))
+    handler = sweeper.make_handler(deps if store is None else replace(deps, store=store))
+    return handler({"trigger": "schedule", "scheduledTime": at.strftime("%Y-%m-%dT%H:%M:%SZ")}, CONTEXT)
 
 
 def status(world: World) -> tuple[str, str | None, str | None]:
@@ -76,24 +79,24 @@ def history(world: World) -> list[tuple[str, str | None, str]]:
     return [(a["status"], a["reason"], a["cause"]) for a in world.store.list_audit("acme")]
 
 
-def test_the_whole_timeline(world: World, key: str) -> None:
+def test_the_whole_timeline(world: World, api: Api) -> None:
     pay_url = world.invoice["hosted_invoice_url"]
     assert pay_url
 
     failed = deliver(world, "invoice.payment_failed", world.invoice, FAILED_AT)
     assert failed["statusCode"] == 200
     assert status(world) == ("active", None, None)
-    assert request(key, FAILED_AT + DAY)["effect"] == "Allow"
+    assert api(FAILED_AT + DAY)["effect"] == "Allow"
 
     within_grace = sweep(FAILED_AT + 7 * DAY - timedelta(seconds=1))
     assert within_grace["suspended"] == []
     assert status(world) == ("active", None, None)
-    assert request(key, FAILED_AT + 6 * DAY)["effect"] == "Allow"
+    assert api(FAILED_AT + 6 * DAY)["effect"] == "Allow"
 
     after_grace = sweep(FAILED_AT + 7 * DAY)
     assert after_grace["suspended"] == ["acme"]
     assert status(world) == ("suspended", "payment_failed", pay_url)
-    denied = request(key, FAILED_AT + 7 * DAY + timedelta(minutes=1))
+    denied = api(FAILED_AT + 7 * DAY + timedelta(minutes=1))
     assert denied["effect"] == "Deny"
     assert denied["reason"] == "payment_required"
     assert denied["payUrl"] == pay_url
@@ -104,7 +107,7 @@ def test_the_whole_timeline(world: World, key: str) -> None:
     assert paid["statusCode"] == 200
     assert status(world) == ("active", None, None)
     assert world.invoice_status() == "paid"
-    assert request(key, paid_at + timedelta(minutes=1))["effect"] == "Allow"
+    assert api(paid_at + timedelta(minutes=1))["effect"] == "Allow"
     assert sweep(FAILED_AT + 9 * DAY)["suspended"] == []  # the failure is resolved
 
     assert history(world) == [
@@ -138,7 +141,7 @@ def test_a_bad_grace_setting_fails_loudly(world: World, monkeypatch: pytest.Monk
         sweep(FAILED_AT)
 
 
-def test_a_manual_suspension_is_not_lifted_by_a_payment(world: World, key: str) -> None:
+def test_a_manual_suspension_is_not_lifted_by_a_payment(world: World, api: Api) -> None:
     deliver(world, "invoice.payment_failed", world.invoice, FAILED_AT)
     suspend_customer(world.store, "acme", now=FAILED_AT + DAY)
 
@@ -150,7 +153,7 @@ def test_a_manual_suspension_is_not_lifted_by_a_payment(world: World, key: str) 
     deliver(world, "invoice.paid", world.invoice, FAILED_AT + 8 * DAY)
 
     assert status(world) == ("suspended", "manual", None)
-    assert request(key, FAILED_AT + 8 * DAY)["reason"] == "customer_suspended"
+    assert api(FAILED_AT + 8 * DAY)["reason"] == "customer_suspended"
     assert history(world) == [("suspended", "manual", "cli")]
 
 
@@ -164,14 +167,14 @@ def test_a_payment_does_not_lift_a_manual_suspension_made_after_dunning_suspende
     assert status(world)[:2] == ("suspended", "manual")
 
 
-def test_resuming_by_hand_waives_the_failure(world: World, key: str) -> None:
+def test_resuming_by_hand_waives_the_failure(world: World, api: Api) -> None:
     deliver(world, "invoice.payment_failed", world.invoice, FAILED_AT)
     sweep(FAILED_AT + 7 * DAY)
 
     assert resume_customer(world.store, "acme", now=FAILED_AT + 7 * DAY + timedelta(hours=2))
     assert sweep(FAILED_AT + 8 * DAY)["suspended"] == []
     assert status(world) == ("active", None, None)
-    assert request(key, FAILED_AT + 8 * DAY)["effect"] == "Allow"
+    assert api(FAILED_AT + 8 * DAY)["effect"] == "Allow"
     assert [f["state"] for f in world.failures()] == ["waived"]
 
 
@@ -204,7 +207,7 @@ def test_a_failure_delivered_after_the_payment_is_ignored(world: World) -> None:
     assert sweep(FAILED_AT + 30 * DAY)["suspended"] == []
 
 
-def test_paying_one_of_two_overdue_invoices_keeps_access_blocked_on_the_other(world: World, key: str) -> None:
+def test_paying_one_of_two_overdue_invoices_keeps_access_blocked_on_the_other(world: World, api: Api) -> None:
     older = {
         **world.invoice,
         "id": "in_september",
@@ -218,28 +221,27 @@ def test_paying_one_of_two_overdue_invoices_keeps_access_blocked_on_the_other(wo
 
     deliver(world, "invoice.paid", older, FAILED_AT + 8 * DAY)
     assert status(world) == ("suspended", "payment_failed", world.invoice["hosted_invoice_url"])
-    assert request(key, FAILED_AT + 8 * DAY)["payUrl"] == world.invoice["hosted_invoice_url"]
+    assert api(FAILED_AT + 8 * DAY)["payUrl"] == world.invoice["hosted_invoice_url"]
 
     deliver(world, "invoice.paid", world.invoice, FAILED_AT + 9 * DAY)
     assert status(world) == ("active", None, None)
 
 
-def test_a_payment_racing_the_sweep_wins(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_payment_racing_the_sweep_wins(world: World) -> None:
     """The sweep read the failure as open; the payment lands before the sweep writes: no suspension."""
-    from tollgate.billing.dunning import rules as dunning
-
     deliver(world, "invoice.payment_failed", world.invoice, FAILED_AT)
-    original = dunning.run_transaction
     paid: list[bool] = []
 
-    def pay_first(table: Any, items: Any) -> None:
-        if not paid and any("Update" in i and i["Update"]["Key"]["sk"] == "PROFILE" for i in items):
-            paid.append(True)
-            deliver(world, "invoice.paid", world.invoice, FAILED_AT + 7 * DAY)
-        original(table, items)
+    class PaymentLandsFirst(TollgateStore):
+        """The table, except that the payment is applied just before the sweep's status change."""
 
-    monkeypatch.setattr(dunning, "run_transaction", pay_first)
-    result = sweep(FAILED_AT + 7 * DAY)
+        def transact(self, actions: Any) -> None:
+            if not paid and any("Update" in a and a["Update"]["Key"]["sk"] == "PROFILE" for a in actions):
+                paid.append(True)
+                deliver(world, "invoice.paid", world.invoice, FAILED_AT + 7 * DAY)
+            super().transact(actions)
+
+    result = sweep(FAILED_AT + 7 * DAY, store=PaymentLandsFirst(TABLE))
 
     assert paid == [True]
     assert result["suspended"] == []

@@ -19,22 +19,24 @@ import pytest
 
 from tests.conftest import NOW, make_customer, make_plan
 from tollgate.billing.close.ledger import DynamoLedger
-from tollgate.billing.close.service import (
-    CustomerClose,
-    MissingStripeCustomerError,
-    PeriodNotEndedError,
-    close_customer,
-    close_period,
-)
+from tollgate.billing.close.service import close_customer, close_period
+from tollgate.billing.close.summary import CustomerClose
 from tollgate.billing.invoicing import METADATA_CUSTOMER, METADATA_PERIOD, StripeClientInvoicing
 from tollgate.dal import closes
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.closes import CloseStatus, PeriodClose, get_close
+from tollgate.dal.closes import get_close
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import CloseStatus, PeriodClose
 from tollgate.domain.models import CollectionMethod, Customer, Plan, Tier
 from tollgate.domain.periods import period_end, period_start
 from tollgate.domain.rating import LineKind
-from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
+from tollgate.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    MissingStripeCustomerError,
+    NotFoundError,
+    PeriodNotEndedError,
+)
 from tollgate_local.stripe_double import StripeDouble
 
 PERIOD = "2026-10"

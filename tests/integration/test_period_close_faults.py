@@ -25,10 +25,11 @@ from tests.integration.test_period_close import (
     make_world,
     running_double,  # noqa: F401 - the module-scoped Stripe double fixture
 )
-from tollgate.billing.close.service import InvoiceConflictError, close_customer
-from tollgate.billing.invoicing import InvoiceLine, StripeCallError, StripeInvoice
-from tollgate.dal.closes import CloseStatus, PeriodClose
+from tollgate.billing.close.service import close_customer
+from tollgate.billing.invoicing import InvoiceLine, StripeInvoice
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import CloseStatus, PeriodClose
+from tollgate.errors import InvoiceConflictError, StripeCallError
 from tollgate_local.stripe_double import StripeDouble
 
 TOTAL = 51_852  # 1,234,567 credits at $0.00042

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
+from tests.conftest import CONTEXT
 from tests.integration.test_period_close import (
     CLOSE_AT,
     PERIOD,
@@ -24,47 +25,41 @@ from tests.integration.test_period_close import (
     running_double,  # noqa: F401 - the module-scoped Stripe double fixture
 )
 from tollgate.billing.close import starter, worker
-from tollgate.billing.close.service import PeriodNotEndedError
-from tollgate.dal.closes import CloseStatus
+from tollgate.billing.close.settings import WorkerSettings
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import CloseStatus
+from tollgate.errors import PeriodNotEndedError
 from tollgate_local.stripe_double import StripeDouble
 
-REAL_SERVICES = worker.services
 SCHEDULE_EVENT = {"trigger": "schedule", "scheduledTime": "2026-11-01T06:00:00Z"}
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "tollgate-close"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tollgate-close"
-    aws_request_id: str = "c0ffee00-0000-4000-8000-000000000000"
-
-
-CONTEXT: Any = FakeLambdaContext()  # what Powertools reads of Lambda's context
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 @pytest.fixture
 def world(
     store: TollgateStore,
     running_double: StripeDouble,  # noqa: F811 - the fixture imported above
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[World]:
-    world = make_world(store, running_double)
-    services = worker.Services(world.ledger, world.gateway)
-    monkeypatch.setattr(worker, "services", lambda: services)
-    monkeypatch.setattr(worker, "clock", lambda: CLOSE_AT)
-    monkeypatch.setattr(starter, "clock", lambda: CLOSE_AT)
-    starter._services.cache_clear()
-    yield world
-    starter._services.cache_clear()
+) -> World:
+    return make_world(store, running_double)
 
 
 @pytest.fixture
-def queue_url(world: World, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = str(boto3.client("sqs").create_queue(QueueName="tollgate-close")["QueueUrl"])
-    monkeypatch.setenv("CLOSE_QUEUE_URL", url)
-    return url
+def queue_url(world: World) -> str:
+    return str(boto3.client("sqs").create_queue(QueueName="tollgate-close")["QueueUrl"])
+
+
+@pytest.fixture
+def start(world: World, queue_url: str) -> Handler:
+    """The starter on the test's table, queue and clock."""
+    return starter.make_handler(
+        starter.Deps(world.store, boto3.client("sqs"), queue_url, clock=lambda: CLOSE_AT)
+    )
+
+
+@pytest.fixture
+def work(world: World) -> Handler:
+    """The worker on the test's ledger, Stripe double and clock."""
+    return worker.make_handler(worker.Deps(world.ledger, world.gateway, clock=lambda: CLOSE_AT))
 
 
 def sqs_record(body: str, message_id: str) -> dict[str, Any]:
@@ -86,17 +81,17 @@ def body(customer_id: str, period: str = PERIOD) -> str:
     return json.dumps({"customer_id": customer_id, "period": period})
 
 
-def run_worker(records: list[dict[str, Any]]) -> list[str]:
+def run_worker(work: Handler, records: list[dict[str, Any]]) -> list[str]:
     """Invoke the worker with one batch; the message ids it reports as failed."""
-    answer = worker.handler({"Records": records}, CONTEXT)
+    answer = work({"Records": records}, CONTEXT)
     return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
 
 
-def drain(queue_url: str) -> int:
+def drain(work: Handler, queue_url: str) -> int:
     """What Lambda's poller does: receive batches of 10, invoke the worker, delete what succeeded."""
     sqs, handled = boto3.client("sqs"), 0
     while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        failed = set(run_worker([sqs_record(m["Body"], m["MessageId"]) for m in messages]))
+        failed = set(run_worker(work, [sqs_record(m["Body"], m["MessageId"]) for m in messages]))
         for message in messages:
             if message["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -158,11 +153,11 @@ def test_an_event_that_names_no_closable_period_is_refused(
         starter.period_to_close(event, CLOSE_AT)
 
 
-def test_the_starter_queues_one_message_per_customer(world: World, queue_url: str) -> None:
+def test_the_starter_queues_one_message_per_customer(world: World, queue_url: str, start: Handler) -> None:
     for index in range(23):
         world.customer(f"c{index:02d}")
 
-    answer = starter.handler(SCHEDULE_EVENT, CONTEXT)
+    answer = start(SCHEDULE_EVENT, CONTEXT)
 
     assert answer == {"period": "2026-10", "queued": 23}
     sqs = boto3.client("sqs")
@@ -223,15 +218,15 @@ def test_sqs_refusing_entries_for_good_fails_the_start(world: World) -> None:
 
 
 def test_the_same_schedule_event_twice_bills_each_customer_once(
-    world: World, queue_url: str, capsys: pytest.CaptureFixture[str]
+    world: World, queue_url: str, start: Handler, work: Handler, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.customer("acme", credits=1_234_567)
     world.customer("beta", credits=2_000)
     world.customer("idle")
 
-    starter.handler(SCHEDULE_EVENT, CONTEXT)
-    starter.handler(SCHEDULE_EVENT, CONTEXT)  # Scheduler delivers at least once
-    handled = drain(queue_url)
+    start(SCHEDULE_EVENT, CONTEXT)
+    start(SCHEDULE_EVENT, CONTEXT)  # Scheduler delivers at least once
+    handled = drain(work, queue_url)
 
     assert handled == 6
     world.assert_billed_once(world.record("acme"), 51_852, "acme")
@@ -243,20 +238,20 @@ def test_the_same_schedule_event_twice_bills_each_customer_once(
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")  # the duplicate adds none
 def test_the_same_message_delivered_twice_bills_once(
-    world: World, capsys: pytest.CaptureFixture[str]
+    world: World, work: Handler, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.customer(credits=1_234_567)
     record = sqs_record(body("acme"), "m-1")
 
-    assert run_worker([record, record]) == []
-    assert run_worker([record]) == []
+    assert run_worker(work, [record, record]) == []
+    assert run_worker(work, [record]) == []
 
     world.assert_billed_once(world.record(), 51_852)
     assert world.stripe_operations()["invoices.create"] == 1
     assert emitted_metrics(capsys.readouterr().out)["InvoicesFinalized"] == 1
 
 
-def test_one_bad_record_fails_alone(world: World) -> None:
+def test_one_bad_record_fails_alone(world: World, work: Handler) -> None:
     world.customer("acme", credits=1_234_567)
     world.customer("nolink", credits=5_000, linked=False)
     world.customer("zeta", credits=10_000)
@@ -267,7 +262,7 @@ def test_one_bad_record_fails_alone(world: World) -> None:
         sqs_record(body("zeta"), "m-zeta"),
     ]
 
-    assert run_worker(records) == ["m-nolink", "m-garbage"]
+    assert run_worker(work, records) == ["m-nolink", "m-garbage"]
 
     assert world.record("acme").status is CloseStatus.FINALIZED
     assert world.record("zeta").status is CloseStatus.FINALIZED
@@ -276,35 +271,31 @@ def test_one_bad_record_fails_alone(world: World) -> None:
 
 
 def test_a_stripe_failure_is_counted_and_the_retry_bills_once(
-    world: World, capsys: pytest.CaptureFixture[str]
+    world: World, work: Handler, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.customer(credits=1_234_567)
     world.customer("idle")
     world.double.faults.lose_response_after_write("invoices.add_lines")
     record = sqs_record(body("acme"), "m-1")
 
-    assert run_worker([record, sqs_record(body("idle"), "m-2")]) == ["m-1"]
+    assert run_worker(work, [record, sqs_record(body("idle"), "m-2")]) == ["m-1"]
     assert emitted_metrics(capsys.readouterr().out) == Counter({"StripeFailures": 1})
-    assert run_worker([record]) == []
+    assert run_worker(work, [record]) == []
 
     world.assert_billed_once(world.record(), 51_852)
     assert emitted_metrics(capsys.readouterr().out) == Counter({"InvoicesFinalized": 1})
 
 
 def test_a_total_mismatch_is_flagged_logged_and_counted(
-    world: World,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    world: World, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     from tests.integration.test_period_close_faults import SkewedGateway
 
     world.customer(credits=1_234_567)
-    monkeypatch.setattr(
-        worker, "services", lambda: worker.Services(world.ledger, SkewedGateway(world.gateway))
-    )
+    skewed = worker.Deps(world.ledger, SkewedGateway(world.gateway), clock=lambda: CLOSE_AT)
+    work = worker.make_handler(skewed)
 
-    assert run_worker([sqs_record(body("acme"), "m-1")]) == []
+    assert run_worker(work, [sqs_record(body("acme"), "m-1")]) == []
 
     assert world.record().total_mismatch is True
     out = capsys.readouterr().out
@@ -316,14 +307,12 @@ def test_a_total_mismatch_is_flagged_logged_and_counted(
 def test_the_worker_builds_its_stripe_client_from_the_environment(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker, "services", REAL_SERVICES)  # built from TABLE_NAME, STRIPE_API_KEY/_BASE
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_from_env")
     monkeypatch.setenv("STRIPE_API_BASE", world.double.base_url)
-    worker.services.cache_clear()
+    deployed = worker.deps_from(WorkerSettings.from_env())  # TABLE_NAME, STRIPE_API_KEY, STRIPE_API_BASE
+    work = worker.make_handler(replace(deployed, clock=lambda: CLOSE_AT))
     world.customer(credits=1_234_567)
-    try:
-        assert run_worker([sqs_record(body("acme"), "m-1")]) == []
-    finally:
-        worker.services.cache_clear()
+
+    assert run_worker(work, [sqs_record(body("acme"), "m-1")]) == []
 
     world.assert_billed_once(world.record(), 51_852)

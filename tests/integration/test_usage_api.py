@@ -4,31 +4,29 @@ authorizer's context, as API Gateway calls it (REST proxy event and HTTP API v2 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import NOW, make_customer, make_plan
+from tests.conftest import CONTEXT, NOW, Authorizer, make_customer, make_plan
 from tests.events import http_event, rest_event
 from tollgate.accounts.keys import issue_key
-from tollgate.dal.closes import CloseStatus, PeriodClose, close_item
+from tollgate.dal.closes import close_item
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import CloseStatus, PeriodClose
 from tollgate.domain.models import Plan
 from tollgate.domain.rating import rate_period
-from tollgate.metering import handler as authorizer
-from tollgate.usage_api.handler import make_handler
+from tollgate.usage_api.handler import Deps, make_handler
 
 NOW_MS = int(NOW.timestamp() * 1000)
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "usage-api.openapi.yaml"
 
 
 @pytest.fixture
-def world(store: TollgateStore) -> Iterator[dict[str, Any]]:
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+def world(store: TollgateStore, authorizer: Authorizer) -> dict[str, Any]:
     plan = store.put_plan(
         make_plan(
             id="hybrid", base_fee="5", included_credits=40, credit_limit=10_000, price_per_credit="0.01"
@@ -36,9 +34,7 @@ def world(store: TollgateStore) -> Iterator[dict[str, Any]]:
     )
     store.put_customer(make_customer(plan))
     key = issue_key(store, "acme", now=NOW - timedelta(days=1)).key
-    yield {"store": store, "plan": plan, "key": key}
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
+    return {"store": store, "plan": plan, "key": key, "authorizer": authorizer}
 
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -47,14 +43,13 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 @pytest.fixture
 def usage(store: TollgateStore) -> Handler:
     """The usage Lambda's handler on the test's table and clock."""
-    return make_handler(clock=lambda: NOW, store=lambda: store)
+    return make_handler(Deps(store, clock=lambda: NOW))
 
 
-def metered(key: str, method: str, resource: str) -> dict[str, Any]:
-    """One request through the real authorizer (REST); returns its answer."""
-    answer = authorizer.handler(
-        rest_event(method, resource, headers={"x-api-key": key}, epoch_ms=NOW_MS), None
-    )
+def metered(world: dict[str, Any], method: str, resource: str) -> dict[str, Any]:
+    """One request of acme's through the real authorizer (REST); returns its answer."""
+    event = rest_event(method, resource, headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS)
+    answer = world["authorizer"](event)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     return answer
 
@@ -125,18 +120,18 @@ def put_close(store: TollgateStore, plan: Plan, period: str, credits: int, **fie
 
 
 def test_rest_usage_equals_the_counters_and_the_close_estimate(world: dict[str, Any], usage: Handler) -> None:
-    key, plan, store = world["key"], world["plan"], world["store"]
+    plan, store = world["plan"], world["store"]
     for _ in range(3):
-        metered(key, "GET", "/v1/search")
+        metered(world, "GET", "/v1/search")
     for _ in range(2):
-        metered(key, "POST", "/v1/generate")
-    own = metered(key, "GET", "/usage")  # the usage call itself: metered, 0 credits
+        metered(world, "POST", "/v1/generate")
+    own = metered(world, "GET", "/usage")  # the usage call itself: metered, 0 credits
     assert own["context"]["credits"] == 0
     put_close(
         store, plan, "2026-10", 100, stripe_invoice_id="in_oct", hosted_invoice_url="https://pay/in_oct"
     )
 
-    answer = usage(rest_usage_event(own["context"]), None)
+    answer = usage(rest_usage_event(own["context"]), CONTEXT)
 
     assert answer["statusCode"] == 200, answer
     report = body(answer)
@@ -165,14 +160,14 @@ def test_rest_usage_equals_the_counters_and_the_close_estimate(world: dict[str, 
 
 
 def test_http_api_event_gets_the_same_report(world: dict[str, Any], usage: Handler) -> None:
-    metered(world["key"], "POST", "/v1/generate")
-    answer = authorizer.handler(
-        http_event("GET /usage", headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS), None
+    metered(world, "POST", "/v1/generate")
+    answer = world["authorizer"](
+        http_event("GET /usage", headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS)
     )
     assert answer["isAuthorized"] is True
 
-    via_http = usage(http_usage_event(answer["context"]), None)
-    via_rest = usage(rest_usage_event(answer["context"]), None)
+    via_http = usage(http_usage_event(answer["context"]), CONTEXT)
+    via_rest = usage(rest_usage_event(answer["context"]), CONTEXT)
 
     assert via_http["statusCode"] == 200, via_http
     assert body(via_http) == body(via_rest)
@@ -181,13 +176,13 @@ def test_http_api_event_gets_the_same_report(world: dict[str, Any], usage: Handl
 
 def test_another_period_can_be_asked_for(world: dict[str, Any], usage: Handler) -> None:
     october = NOW_MS - 20 * 24 * 3600 * 1000
-    authorizer.handler(
-        rest_event("GET", "/v1/search", headers={"x-api-key": world["key"]}, epoch_ms=october), None
+    world["authorizer"](
+        rest_event("GET", "/v1/search", headers={"x-api-key": world["key"]}, epoch_ms=october)
     )
-    context = metered(world["key"], "GET", "/usage")["context"]
+    context = metered(world, "GET", "/usage")["context"]
 
-    answer = usage(rest_usage_event(context, {"period": "2026-10"}), None)
-    v2 = usage(http_usage_event(context, "period=2026-10"), None)
+    answer = usage(rest_usage_event(context, {"period": "2026-10"}), CONTEXT)
+    v2 = usage(http_usage_event(context, "period=2026-10"), CONTEXT)
 
     assert body(answer)["period"] == "2026-10"
     assert body(answer)["creditsUsed"] == 1
@@ -196,16 +191,16 @@ def test_another_period_can_be_asked_for(world: dict[str, Any], usage: Handler) 
 
 @pytest.mark.parametrize("period", ["2026-13", "2026-1", "november", "2026-11-01"])
 def test_a_bad_period_is_400_with_a_clear_message(world: dict[str, Any], usage: Handler, period: str) -> None:
-    context = metered(world["key"], "GET", "/usage")["context"]
+    context = metered(world, "GET", "/usage")["context"]
 
-    answer = usage(rest_usage_event(context, {"period": period}), None)
+    answer = usage(rest_usage_event(context, {"period": period}), CONTEXT)
 
     assert answer["statusCode"] == 400
     assert body(answer)["message"] == f"a period is written YYYY-MM, e.g. 2026-11, not {period!r}"
 
 
 def test_without_the_authorizer_context_nobody_is_answered(world: dict[str, Any], usage: Handler) -> None:
-    answer = usage(rest_usage_event({}), None)
+    answer = usage(rest_usage_event({}), CONTEXT)
     assert answer["statusCode"] == 401
     assert "creditsUsed" not in answer["body"]
 

@@ -14,17 +14,18 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.conftest import NOW, make_customer, make_plan
+from tests.conftest import CONTEXT, NOW, TABLE, make_customer, make_plan
 from tollgate.billing.close.ledger import DynamoLedger
 from tollgate.billing.close.service import close_customer
 from tollgate.billing.invoicing import StripeClientInvoicing
-from tollgate.billing.webhooks.handler import make_handler
+from tollgate.billing.webhooks import handler as webhooks
+from tollgate.billing.webhooks.settings import WebhookSettings
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.closes import get_close
 from tollgate.dal.store import TollgateStore
@@ -89,7 +90,7 @@ class World:
     def deliver(self, event: dict[str, Any], *, encode: bool = False, secret: str = SECRET) -> dict[str, Any]:
         body = json.dumps(event)
         return self.handler(
-            function_url_event(body, {"Stripe-Signature": sign(body, secret)}, encode=encode), None
+            function_url_event(body, {"Stripe-Signature": sign(body, secret)}, encode=encode), CONTEXT
         )
 
     def invoice_status(self) -> str | None:
@@ -102,6 +103,13 @@ class World:
 
     def failures(self) -> list[dict[str, Any]]:
         return [i for i in self.items("CUSTOMER#acme") if str(i["sk"]).startswith("DUNNING#")]
+
+
+def webhook_handler(store: TollgateStore, now: list[datetime]) -> Handler:
+    """The webhook function as deployed (secret and grace from the environment), on the test's table and
+    clock ``now[0]``."""
+    deps = webhooks.deps_from(WebhookSettings.from_env())
+    return webhooks.make_handler(replace(deps, store=store, clock=lambda: now[0]))
 
 
 def invoiced_world(store: TollgateStore, double: StripeDouble, monkeypatch: pytest.MonkeyPatch) -> World:
@@ -122,7 +130,7 @@ def invoiced_world(store: TollgateStore, double: StripeDouble, monkeypatch: pyte
         store,
         double,
         double.invoices[record.stripe_invoice_id],
-        make_handler(clock=lambda: now[0], store=lambda: store),
+        webhook_handler(store, now),
         now,
     )
 
@@ -167,7 +175,7 @@ def test_an_api_gateway_style_header_name_is_found(world: World) -> None:
     body = json.dumps(stripe_event("invoice.voided", world.invoice))
     event = function_url_event(body, {})
     event["headers"] = {"Stripe-Signature": sign(body), "Content-Type": "application/json"}
-    assert world.handler(event, None)["statusCode"] == 200
+    assert world.handler(event, CONTEXT)["statusCode"] == 200
     assert world.invoice_status() == "void"
 
 
@@ -186,26 +194,26 @@ def test_a_forged_signature_is_rejected_and_changes_nothing(world: World) -> Non
 def test_a_body_changed_after_signing_is_rejected(world: World) -> None:
     signed_body = json.dumps(stripe_event("invoice.finalized", world.invoice))
     other_body = json.dumps(stripe_event("invoice.paid", world.invoice))
-    answer = world.handler(function_url_event(other_body, {"Stripe-Signature": sign(signed_body)}), None)
+    answer = world.handler(function_url_event(other_body, {"Stripe-Signature": sign(signed_body)}), CONTEXT)
     _rejected(world, answer, "invalid or expired Stripe-Signature")
 
 
 def test_an_old_timestamp_is_rejected(world: World) -> None:
     body = json.dumps(stripe_event("invoice.paid", world.invoice))
     stale = sign(body, timestamp=int(time.time()) - 301)
-    answer = world.handler(function_url_event(body, {"Stripe-Signature": stale}), None)
+    answer = world.handler(function_url_event(body, {"Stripe-Signature": stale}), CONTEXT)
     _rejected(world, answer, "invalid or expired Stripe-Signature")
 
 
 def test_a_missing_signature_header_is_rejected(world: World) -> None:
     body = json.dumps(stripe_event("invoice.paid", world.invoice))
-    answer = world.handler(function_url_event(body, {}), None)
+    answer = world.handler(function_url_event(body, {}), CONTEXT)
     _rejected(world, answer, "missing Stripe-Signature header")
 
 
 def test_a_signed_body_that_is_not_json_is_rejected(world: World) -> None:
     body = "not json"
-    answer = world.handler(function_url_event(body, {"Stripe-Signature": sign(body)}), None)
+    answer = world.handler(function_url_event(body, {"Stripe-Signature": sign(body)}), CONTEXT)
     _rejected(world, answer, "not a JSON Stripe event")
 
 
@@ -216,6 +224,7 @@ def test_the_secret_can_come_from_secrets_manager(world: World, monkeypatch: pyt
     arn = boto3.client("secretsmanager").create_secret(Name="webhook", SecretString=SECRET)["ARN"]
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET_ARN", arn)
+    world.handler = webhook_handler(world.store, world.now)  # a new execution environment reads the ARN
     parameters.clear_caches()
     try:
         answer = world.deliver(stripe_event("invoice.paid", world.invoice))
@@ -238,24 +247,23 @@ def test_a_redelivered_event_is_applied_once(world: World) -> None:
     assert len(world.items("WEBHOOK#")) == 1
 
 
-def test_a_duplicate_racing_past_the_first_read_is_still_applied_once(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_duplicate_racing_past_the_first_read_is_still_applied_once(world: World) -> None:
     """Two deliveries of one event in flight at once: both read 'not seen', only one transaction wins."""
-    import tollgate.billing.webhooks.processing as processing
-
     event = stripe_event("invoice.payment_failed", world.invoice)
-    original = processing.run_transaction
-    raced = []
 
-    def deliver_twin_first(table: Any, items: Any) -> None:
-        if not raced:
-            raced.append(True)
-            assert answer_body(world.deliver(event))["result"] == "applied"  # the twin lands in between
-        original(table, items)
+    class TwinLandsFirst(TollgateStore):
+        """The table, except that the twin delivery is applied just before this delivery's transaction."""
 
-    monkeypatch.setattr(processing, "run_transaction", deliver_twin_first)
-    answer = world.deliver(event)
+        raced = False
+
+        def transact(self, actions: Any) -> None:
+            if not self.raced:
+                self.raced = True
+                assert answer_body(world.deliver(event))["result"] == "applied"
+            super().transact(actions)
+
+    racing = replace(world, handler=webhook_handler(TwinLandsFirst(TABLE), world.now))
+    answer = racing.deliver(event)
     assert answer_body(answer)["result"] == "duplicate"
     assert [f["attempts"] for f in world.failures()] == [1]
 

@@ -16,17 +16,13 @@ from typing import Any
 
 import stripe
 
-from tollgate.billing.dunning.rules import waive_failures
+from tollgate.billing.dunning.service import waive_failures
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import Customer, CustomerStatus
-from tollgate.errors import AlreadyExistsError, InvalidInputError, TollgateError
+from tollgate.errors import AlreadyExistsError, InvalidInputError, StripeLinkError
 
 MANUAL = "manual"  # status_reason of a suspension by the provider: only the provider lifts it
 CLI_CAUSE = "cli"
-
-
-class StripeLinkError(TollgateError):
-    """The profile exists but its Stripe customer does not yet: creating it again finishes the job."""
 
 
 def stripe_idempotency_key(customer_id: str) -> str:
@@ -131,7 +127,7 @@ def resume_customer(
     customer = store.get_customer(customer_id)
     if customer.status is CustomerStatus.ACTIVE:
         return False
-    waive_failures(store.table, customer_id, now=now)
+    waive_failures(store, customer_id, now=now)
     return store.set_customer_status(
         customer_id,
         CustomerStatus.ACTIVE,

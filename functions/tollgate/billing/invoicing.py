@@ -1,8 +1,8 @@
 """The Stripe side of a period close, behind a small interface: :class:`StripeInvoicing`.
 
 The close logic sees plain values (:class:`InvoiceDraft`, :class:`InvoiceLine`, :class:`StripeInvoice`) and
-one error type (:class:`StripeCallError`); :class:`StripeClientInvoicing` is the real implementation over the
-official ``stripe.StripeClient`` (pointed at Stripe, or at the offline Stripe double).
+one error type (``tollgate.errors.StripeCallError``); :class:`StripeClientInvoicing` is the real
+implementation over the official ``stripe.StripeClient`` (pointed at Stripe, or at the offline Stripe double).
 
 Per invoice there are at most three calls that write, each with an ``Idempotency-Key`` derived from the
 customer, the period and the step (:func:`idempotency_key`):
@@ -37,7 +37,7 @@ from stripe.params import (
 from tollgate.domain.models import CollectionMethod
 from tollgate.domain.periods import period_end, period_start
 from tollgate.domain.rating import LineKind, Statement
-from tollgate.errors import TollgateError
+from tollgate.errors import StripeCallError
 
 METADATA_CUSTOMER = "tollgate_customer_id"
 METADATA_PERIOD = "tollgate_period"
@@ -54,15 +54,6 @@ LOG = logging.getLogger(__name__)
 def idempotency_key(customer_id: str, period: str, step: str) -> str:
     """``tollgate:acme:2026-10:create-invoice``: the same step of the same close always sends the same key."""
     return f"tollgate:{customer_id}:{period}:{step}"
-
-
-class StripeCallError(TollgateError):
-    """A Stripe request failed: refused, errored, or its answer was lost (then it may have been applied)."""
-
-    def __init__(self, operation: str, cause: Exception) -> None:
-        super().__init__(f"Stripe {operation} failed: {type(cause).__name__}: {cause}")
-        self.operation = operation
-        self.cause = cause
 
 
 @dataclass(frozen=True)

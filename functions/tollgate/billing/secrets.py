@@ -1,9 +1,11 @@
-"""Secrets (the Stripe API key, the webhook signing secret): from an environment variable in local use, else
-from Secrets Manager through Powertools Parameters, cached for five minutes in a warm Lambda."""
+"""Secrets (the Stripe API key, the webhook signing secret): the value itself in local use, else the Secrets
+Manager secret named by an ARN, through Powertools Parameters, cached for five minutes in a warm Lambda.
+
+Which value or ARN: the deployable's settings (``tollgate.billing.settings``,
+``tollgate.billing.webhooks.settings``).
+"""
 
 from __future__ import annotations
-
-import os
 
 SECRET_MAX_AGE_SECONDS = 300
 
@@ -12,14 +14,12 @@ class SecretNotConfiguredError(RuntimeError):
     pass
 
 
-def read_secret(value_env: str, arn_env: str) -> str:
-    """The secret in ``$value_env`` if set, else the Secrets Manager secret named by ``$arn_env``."""
-    value = os.environ.get(value_env)
+def read_secret(value: str | None, arn: str | None, *, names: tuple[str, str]) -> str:
+    """``value`` if set, else the secret ``arn`` names; ``names`` are the settings to set when neither is."""
     if value:
         return value
-    arn = os.environ.get(arn_env)
     if not arn:
-        raise SecretNotConfiguredError(f"set {value_env} or {arn_env}")
+        raise SecretNotConfiguredError(f"set {names[0]} or {names[1]}")
     from aws_lambda_powertools.utilities import parameters
 
     return str(parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)).strip()

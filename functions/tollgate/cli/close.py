@@ -12,7 +12,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tollgate.billing.close.ledger import DynamoLedger
-from tollgate.billing.close.service import CloseSummary, CustomerClose, close_customer, close_period
+from tollgate.billing.close.service import close_customer, close_period
+from tollgate.billing.close.summary import CloseSummary, CustomerClose
 from tollgate.billing.invoicing import StripeClientInvoicing
 from tollgate.cli.config import app_context
 from tollgate.cli.output import checked_period, dash, err, out, table

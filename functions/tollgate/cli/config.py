@@ -22,14 +22,15 @@ import boto3
 import typer
 from stripe import StripeClient
 
-from tollgate.billing.secrets import SecretNotConfiguredError
+from tollgate import outputs
+from tollgate.billing.settings import STRIPE_API_KEY, StripeSettings
 from tollgate.billing.stripe_client import make_stripe_client
 from tollgate.dal.store import TollgateStore
 from tollgate.errors import TollgateError
+from tollgate.settings import TABLE_NAME
 
-# The stack's output keys (infra/constants.py OUTPUT_*; a test keeps the two equal: infra is not packaged).
-OUTPUT_TABLE_NAME = "TableName"
-OUTPUT_STRIPE_API_KEY_SECRET_ARN = "StripeApiKeySecretArn"  # noqa: S105 - an output's name
+OUTPUT_TABLE_NAME = outputs.TABLE_NAME
+OUTPUT_STRIPE_API_KEY_SECRET_ARN = outputs.STRIPE_API_KEY_SECRET_ARN
 ENV_STACK = "TOLLGATE_STACK"
 
 
@@ -62,10 +63,10 @@ def resolve_settings(
         if not table:
             raise ConfigError(f"stack {stack!r} has no {OUTPUT_TABLE_NAME} output; is it a Tollgate stack?")
         return Settings(table, stack, outputs.get(OUTPUT_STRIPE_API_KEY_SECRET_ARN))
-    table = env.get("TABLE_NAME")
+    table = env.get(TABLE_NAME)
     if not table:
         raise ConfigError(
-            f"no table configured: pass --stack NAME (or set {ENV_STACK}), or set TABLE_NAME "
+            f"no table configured: pass --stack NAME (or set {ENV_STACK}), or set {TABLE_NAME} "
             "(with AWS_ENDPOINT_URL for a local DynamoDB)"
         )
     return Settings(table)
@@ -108,19 +109,16 @@ class AppContext:
         return self._stripe
 
     def _make_stripe(self) -> StripeClient:
-        base = self.env.get("STRIPE_API_BASE") or None
-        if self.env.get("STRIPE_API_KEY"):
-            return make_stripe_client(self.env["STRIPE_API_KEY"], base)
-        arn = self.settings().stripe_api_key_secret_arn or self.env.get("STRIPE_API_KEY_SECRET_ARN")
+        stripe = StripeSettings.from_env(self.env)
+        if stripe.api_key:
+            return make_stripe_client(stripe.api_key, stripe.api_base)
+        arn = self.settings().stripe_api_key_secret_arn or stripe.api_key_secret_arn
         if not arn:
             raise ConfigError(
-                "Stripe is not configured: set STRIPE_API_KEY, or use --stack with a deployed stack"
+                f"Stripe is not configured: set {STRIPE_API_KEY}, or use --stack with a deployed stack"
             )
         secret = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-        try:
-            return make_stripe_client(str(secret).strip(), base)
-        except SecretNotConfiguredError as error:  # pragma: no cover - a key was passed
-            raise ConfigError(str(error)) from error
+        return make_stripe_client(str(secret).strip(), stripe.api_base)
 
 
 def app_context(ctx: typer.Context) -> AppContext:

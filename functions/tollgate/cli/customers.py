@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 
 from tollgate.accounts.customers import create_customer, resume_customer, status_history, suspend_customer
-from tollgate.billing.dunning.rules import FailureState, list_failures
 from tollgate.cli.config import app_context
 from tollgate.cli.output import dash, out, table, when
+from tollgate.dal.dunning import list_failures
+from tollgate.domain.dunning import open_failures
 from tollgate.domain.models import Customer
 
 app = typer.Typer(help="Customers: create, list, show, suspend, resume.", no_args_is_help=True)
@@ -89,7 +90,7 @@ def show(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(help="Cu
     console.print(f"customer {customer.id}", markup=False)
     for label, value in rows:
         console.print(f"  {label:<16} {value}", markup=False, soft_wrap=True)
-    failures = [f for f in list_failures(store.table, customer.id) if f.state is FailureState.OPEN]
+    failures = open_failures(list_failures(store.table, customer.id))
     if failures:
         grid = table("invoice", "period", "first failed", "attempts", title="open payment failures")
         for failure in failures:

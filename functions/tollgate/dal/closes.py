@@ -1,15 +1,7 @@
-"""The record of one (customer, period) close: the state machine the period close drives.
-
-    rated -> invoice_created -> finalized        (a charge)
-    rated -> no_charge                           (nothing to bill: no Stripe call at all)
-
-A close with nothing to bill takes both steps in one write: its record is stored as ``no_charge`` directly.
+"""Close records in the table: every key, item shape and conditional write of ``tollgate.domain.closes``.
 
 Each transition is a conditional write on ``status`` (and ``version``), so a replayed step finds the record
-already moved and does nothing twice. ``invoice_status`` follows Stripe's webhooks (open, paid, void,
-uncollectible) after finalization.
-
-Writes (all here, so the item shape lives in one module):
+already moved and does nothing twice.
 
 * :func:`put_close` stores a new record (``rated`` or ``no_charge``), conditional on it not existing. When the
   statement bills late usage of earlier periods, the same ``TransactWriteItems`` raises each earlier record's
@@ -17,57 +9,22 @@ Writes (all here, so the item shape lives in one module):
 * :func:`mark_invoice_created` and :func:`mark_finalized` move the record on, conditional on ``status`` and
   ``version``; a lost race raises ``ConflictError`` (the caller re-reads and carries on from what it finds).
 * :func:`record_failure` counts a failed attempt (``attempts``, ``last_error``); it is not a transition.
+* :func:`invoice_status_update` is the webhooks' transaction item: Stripe's status of a finalized invoice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
 
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.store import item_fields
-from tollgate.domain.rating import Statement
+from tollgate.domain.closes import NEW, CloseStatus, PeriodClose
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
-
-CLOSE_SK_PREFIX = "CLOSE#"
-
-
-class CloseStatus(StrEnum):
-    RATED = "rated"
-    INVOICE_CREATED = "invoice_created"
-    FINALIZED = "finalized"
-    NO_CHARGE = "no_charge"
-
-
-class PeriodClose(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    customer_id: str
-    period: str
-    status: CloseStatus
-    version: int = 1
-    statement: Statement
-    billed_credits: int  # this period's credits billed so far (the close, plus later adjustments)
-    adjusted_periods: dict[str, int] = {}  # earlier period -> late credits this invoice bills for it
-    stripe_invoice_id: str | None = None
-    hosted_invoice_url: str | None = None
-    amount_due: int | None = None
-    invoice_status: str | None = None
-    total_mismatch: bool = False
-    attempts: int = 0
-    last_error: str | None = None
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def total(self) -> int:
-        return self.statement.total
 
 
 def close_from_item(item: dict[str, Any]) -> PeriodClose:
@@ -83,7 +40,8 @@ def get_close(table: Any, customer_id: str, period: str) -> PeriodClose | None:
 def list_closes(table: Any, customer_id: str, limit: int = 12) -> list[PeriodClose]:
     """A customer's most recent close records, newest period first."""
     items = table.query(
-        KeyConditionExpression=Key(tk.PK).eq(f"CUSTOMER#{customer_id}") & Key(tk.SK).begins_with("CLOSE#"),
+        KeyConditionExpression=Key(tk.PK).eq(tk.customer_pk(customer_id))
+        & Key(tk.SK).begins_with(tk.CLOSE_SK_PREFIX),
         ScanIndexForward=False,
         Limit=limit,
     )["Items"]
@@ -96,8 +54,8 @@ def list_closes_up_to(table: Any, customer_id: str, period: str, limit: int) -> 
     One strongly consistent Query: the first item is ``period``'s own record when it exists.
     """
     items = table.query(
-        KeyConditionExpression=Key(tk.PK).eq(f"CUSTOMER#{customer_id}")
-        & Key(tk.SK).between(CLOSE_SK_PREFIX, tk.close_key(customer_id, period)[tk.SK]),
+        KeyConditionExpression=Key(tk.PK).eq(tk.customer_pk(customer_id))
+        & Key(tk.SK).between(tk.CLOSE_SK_PREFIX, tk.close_key(customer_id, period)[tk.SK]),
         ScanIndexForward=False,
         Limit=limit,
         ConsistentRead=True,
@@ -121,7 +79,7 @@ def put_close(table: Any, record: PeriodClose, raised_billed_credits: Mapping[st
     ``ConflictError`` when an earlier record's ``billed_credits`` is no longer ``old`` (another close billed
     those late credits first): nothing is written in either case.
     """
-    if record.status not in (CloseStatus.RATED, CloseStatus.NO_CHARGE):
+    if record.status not in NEW:
         raise ValueError(f"a new close record is rated or no_charge, not {record.status}")
     item = close_item(record)
     if not raised_billed_credits:
@@ -217,6 +175,30 @@ def record_failure(table: Any, customer_id: str, period: str, error: str, now: d
         if _code(error_) == "ConditionalCheckFailedException":
             raise NotFoundError("close", f"{customer_id} {period}") from error_
         raise
+
+
+def invoice_status_update(
+    table_name: str, record: PeriodClose, invoice_id: str, status: str
+) -> dict[str, Any]:
+    """A ``TransactWriteItems`` action: set Stripe's ``status`` of the record's invoice, conditional on the
+    invoice id and on the status the record was read with."""
+    was = record.invoice_status
+    condition = "stripe_invoice_id = :invoice AND " + (
+        "invoice_status = :was"
+        if was is not None
+        else "(attribute_not_exists(invoice_status) OR attribute_type(invoice_status, :null))"
+    )
+    values: dict[str, Any] = {":status": status, ":invoice": invoice_id}
+    values.update({":was": was} if was is not None else {":null": "NULL"})
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": tk.close_key(record.customer_id, record.period),
+            "UpdateExpression": "SET invoice_status = :status",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+    }
 
 
 def _transition(

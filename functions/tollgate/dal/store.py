@@ -6,8 +6,7 @@ Items are the models' JSON form (``Decimal`` as strings, datetimes as ISO-8601 U
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,9 +17,8 @@ from botocore.exceptions import ClientError
 
 from tollgate.dal import tablekeys as tk
 from tollgate.domain.models import ApiKey, Customer, CustomerStatus, Plan, RouteUsage, Usage
-from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
+from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError, TransactionConflictError
 
-PLANS_INDEX_PK = "PLANS"
 _KEY_FIELDS = (tk.PK, tk.SK, tk.GSI1_PK, tk.GSI1_SK, "kind")
 
 
@@ -103,11 +101,26 @@ def status_change_actions(
 class TollgateStore:
     """Plans, customers, keys and usage counters in the Tollgate table."""
 
-    def __init__(self, table_name: str | None = None, *, dynamodb: Any = None) -> None:
-        name = table_name or os.environ["TABLE_NAME"]
+    def __init__(self, table_name: str, *, dynamodb: Any = None) -> None:
         resource = dynamodb or boto3.resource("dynamodb")
-        self.table = resource.Table(name)
-        self.table_name = name
+        self.table = resource.Table(table_name)
+        self.table_name = table_name
+
+    def transact(self, actions: Sequence[dict[str, Any]]) -> None:
+        """``TransactWriteItems`` of ``actions`` (in the resource client's plain-value form), all or nothing.
+
+        Raises ``TransactionConflictError`` naming the actions whose condition failed.
+        """
+        if not actions:
+            return
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=list(actions))
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            failed = [i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"]
+            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException" and failed:
+                raise TransactionConflictError(failed) from error
+            raise
 
     # -- plans ---------------------------------------------------------------------------------------
     def put_plan(self, plan: Plan) -> Plan:
@@ -115,7 +128,7 @@ class TollgateStore:
         item = {
             **plan.model_dump(mode="json"),
             **tk.plan_key(plan.id, plan.version),
-            tk.GSI1_PK: PLANS_INDEX_PK,
+            tk.GSI1_PK: tk.PLANS_INDEX_PK,
             tk.GSI1_SK: f"{plan.id}#{plan.version:06d}",
             "kind": "plan",
         }
@@ -129,7 +142,8 @@ class TollgateStore:
                 raise NotFoundError("plan", f"{plan_id} v{version}")
             return Plan.model_validate(item_fields(item))
         versions = self.table.query(
-            KeyConditionExpression=Key(tk.PK).eq(f"PLAN#{plan_id}") & Key(tk.SK).begins_with("VERSION#"),
+            KeyConditionExpression=Key(tk.PK).eq(tk.plan_pk(plan_id))
+            & Key(tk.SK).begins_with(tk.PLAN_VERSION_SK_PREFIX),
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
@@ -139,7 +153,7 @@ class TollgateStore:
         return Plan.model_validate(item_fields(versions[0]))
 
     def list_plans(self) -> list[Plan]:
-        items = self._query_index(PLANS_INDEX_PK)
+        items = self._query_index(tk.PLANS_INDEX_PK)
         return [Plan.model_validate(item_fields(item)) for item in items]
 
     # -- customers -----------------------------------------------------------------------------------
@@ -148,7 +162,7 @@ class TollgateStore:
             **customer.model_dump(mode="json"),
             **tk.customer_key(customer.id),
             tk.GSI1_PK: tk.CUSTOMERS_INDEX_PK,
-            tk.GSI1_SK: f"CUSTOMER#{customer.id}",
+            tk.GSI1_SK: tk.customer_pk(customer.id),
             "kind": "customer",
         }
 
@@ -224,8 +238,8 @@ class TollgateStore:
 
     def list_audit(self, customer_id: str) -> list[dict[str, Any]]:
         items = self.table.query(
-            KeyConditionExpression=Key(tk.PK).eq(f"CUSTOMER#{customer_id}")
-            & Key(tk.SK).begins_with("AUDIT#"),
+            KeyConditionExpression=Key(tk.PK).eq(tk.customer_pk(customer_id))
+            & Key(tk.SK).begins_with(tk.AUDIT_SK_PREFIX),
             ConsistentRead=True,
         )["Items"]
         return [item_fields(item) for item in items]
@@ -235,8 +249,8 @@ class TollgateStore:
         item = {
             **key.model_dump(mode="json"),
             **tk.api_key_key(key.key_hash),
-            tk.GSI1_PK: f"CUSTOMER#{key.customer_id}",
-            tk.GSI1_SK: f"KEY#{key.created_at.isoformat()}#{key.key_id}",
+            tk.GSI1_PK: tk.customer_pk(key.customer_id),
+            tk.GSI1_SK: f"{tk.KEY_GSI1_SK_PREFIX}{key.created_at.isoformat()}#{key.key_id}",
             "kind": "api_key",
         }
         self._create(item, "api key", key.key_id)
@@ -249,7 +263,7 @@ class TollgateStore:
         return ApiKey.model_validate(item_fields(item))
 
     def list_api_keys(self, customer_id: str) -> list[ApiKey]:
-        items = self._query_index(f"CUSTOMER#{customer_id}", sk_prefix="KEY#")
+        items = self._query_index(tk.customer_pk(customer_id), sk_prefix=tk.KEY_GSI1_SK_PREFIX)
         return [ApiKey.model_validate(item_fields(item)) for item in items]
 
     def find_api_key(self, customer_id: str, key_id: str) -> ApiKey:

@@ -19,14 +19,32 @@ REQUESTS = "requests"
 ROUTE_CREDITS_PREFIX = "route_credits#"
 ROUTE_REQUESTS_PREFIX = "route_requests#"
 CUSTOMERS_INDEX_PK = "CUSTOMERS"
+PLANS_INDEX_PK = "PLANS"
+DUNNING_INDEX_PK = "DUNNING"  # open payment failures, oldest first
+CLOSE_SK_PREFIX = "CLOSE#"
+AUDIT_SK_PREFIX = "AUDIT#"
+DUNNING_SK_PREFIX = "DUNNING#"
+KEY_GSI1_SK_PREFIX = "KEY#"
+
+
+PLAN_VERSION_SK_PREFIX = "VERSION#"
+
+
+def plan_pk(plan_id: str) -> str:
+    return f"PLAN#{plan_id}"
 
 
 def plan_key(plan_id: str, version: int) -> dict[str, str]:
-    return {PK: f"PLAN#{plan_id}", SK: f"VERSION#{version:06d}"}
+    return {PK: plan_pk(plan_id), SK: f"{PLAN_VERSION_SK_PREFIX}{version:06d}"}
+
+
+def customer_pk(customer_id: str) -> str:
+    """The partition of a customer's profile, close records, audit trail and payment failures."""
+    return f"CUSTOMER#{customer_id}"
 
 
 def customer_key(customer_id: str) -> dict[str, str]:
-    return {PK: f"CUSTOMER#{customer_id}", SK: "PROFILE"}
+    return {PK: customer_pk(customer_id), SK: "PROFILE"}
 
 
 def api_key_key(key_hash: str) -> dict[str, str]:
@@ -39,11 +57,16 @@ def counter_key(customer_id: str, period: str, shard: int) -> dict[str, str]:
 
 
 def close_key(customer_id: str, period: str) -> dict[str, str]:
-    return {PK: f"CUSTOMER#{customer_id}", SK: f"CLOSE#{period}"}
+    return {PK: customer_pk(customer_id), SK: f"{CLOSE_SK_PREFIX}{period}"}
 
 
 def audit_key(customer_id: str, at_iso: str, event_id: str) -> dict[str, str]:
-    return {PK: f"CUSTOMER#{customer_id}", SK: f"AUDIT#{at_iso}#{event_id}"}
+    return {PK: customer_pk(customer_id), SK: f"{AUDIT_SK_PREFIX}{at_iso}#{event_id}"}
+
+
+def failure_key(customer_id: str, invoice_id: str) -> dict[str, str]:
+    """One failing invoice of a customer (dunning)."""
+    return {PK: customer_pk(customer_id), SK: f"{DUNNING_SK_PREFIX}{invoice_id}"}
 
 
 def webhook_event_key(event_id: str) -> dict[str, str]:

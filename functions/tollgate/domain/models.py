@@ -1,7 +1,7 @@
 """The domain: plans, customers, API keys and usage. Plain pydantic v2 models; money is ``Decimal``.
 
 Not imported by the authorizer (pydantic costs cold-start time); the authorizer reads the same items through
-``authorizer.policy`` instead.
+``tollgate.metering.grants`` instead.
 """
 
 from __future__ import annotations

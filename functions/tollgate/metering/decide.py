@@ -3,33 +3,23 @@
 Plain logic over two small interfaces (``KeyDirectory``, ``UsageCounter``) so tests can hand in fakes and the
 handler stays thin. Order matters: everything that can be refused without I/O is refused first, and nothing is
 counted unless the request is allowed.
+
+The two errors the interfaces raise (``MeteringUnavailableError``, ``CreditLimitReachedError``) live in
+:mod:`tollgate.errors` with every other error; that module is standard library only, like this one.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from tollgate.domain.keyformat import hash_key, is_well_formed
 from tollgate.domain.periods import period_of_epoch_ms
+from tollgate.errors import CreditLimitReachedError, MeteringUnavailableError
 from tollgate.metering.decisions import Decision, Reason
 from tollgate.metering.events import AccessRequest
 from tollgate.metering.grants import Grant
-
-
-class MeteringUnavailableError(Exception):
-    """DynamoDB could not be reached or answered with an error; ``applied`` says whether the write may have
-    happened (``None``: unknown)."""
-
-    def __init__(self, message: str, applied: bool | None = False) -> None:
-        super().__init__(message)
-        self.applied = applied
-
-
-class CreditLimitReachedError(Exception):
-    """The conditional counter write was refused: this request would pass the plan's credit limit."""
 
 
 class KeyDirectory(Protocol):
@@ -44,18 +34,16 @@ class UsageCounter(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class MeteringSettings:
-    fail_open: bool = False
-
-
 def authorize(
     request: AccessRequest,
     keys: KeyDirectory,
     counter: UsageCounter,
-    settings: MeteringSettings,
+    *,
+    fail_open: bool = False,
     pick_shard: Callable[[int], int] = random.randrange,
 ) -> Decision:
+    """Allow or deny one request; an allowed request has been counted (unless ``fail_open`` let it through
+    while the counter could not be written: then ``metered`` is false)."""
     if not request.candidates:
         return Decision.deny(Reason.MISSING_KEY)
     if len(request.candidates) > 1 or not is_well_formed(request.candidates[0]):
@@ -96,7 +84,7 @@ def authorize(
     except CreditLimitReachedError:
         return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
     except MeteringUnavailableError:
-        if not settings.fail_open:
+        if not fail_open:
             return Decision.deny(Reason.UNAVAILABLE, grant.customer_id)
         return Decision(allowed=True, principal=grant.customer_id, context={**context, "metered": False})
     if grant.shards == 1 and used is not None:

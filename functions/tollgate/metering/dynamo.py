@@ -19,7 +19,7 @@ from botocore.exceptions import (
 )
 
 from tollgate.dal import tablekeys as tk
-from tollgate.metering.decide import CreditLimitReachedError, MeteringUnavailableError
+from tollgate.errors import CreditLimitReachedError, MeteringUnavailableError
 from tollgate.metering.grants import Grant, grant_from_items
 
 NOT_APPLIED_CODES = frozenset(

@@ -9,34 +9,32 @@ The deployed API is a REST API; the HTTP API shape is served by the same route t
 ``?period=YYYY-MM`` asks for another period; anything else is a 400 that says what a period looks like. The
 OpenAPI description in ``docs/usage-api.openapi.yaml`` is generated from this module (``python -m
 tollgate.usage_api.openapi``) and a test keeps the committed file equal to it.
+
+Errors are answered by type, in one place (:func:`answer_error`, statuses from ``tollgate.errors``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-from aws_lambda_powertools.event_handler.exceptions import (
-    BadRequestError,
-    NotFoundError,
-    UnauthorizedError,
-)
+from aws_lambda_powertools.event_handler.exceptions import ServiceError, UnauthorizedError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
-from tollgate import errors
 from tollgate.dal.store import TollgateStore
+from tollgate.errors import InvalidInputError, NotFoundError, http_status
+from tollgate.usage_api.observability import logger
 from tollgate.usage_api.report import UsageReport, build_usage_report
+from tollgate.usage_api.settings import UsageApiSettings
 
-logger = Logger(service="tollgate-usage-api")
-
-Clock = Callable[[], datetime]
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 PERIOD_DESCRIPTION = "Billing period, YYYY-MM (UTC calendar month). Default: the current period."
 
 
@@ -58,9 +56,24 @@ def _gateway(description: str) -> OpenAPIResponse:
     return {"description": description, "content": {"application/json": {"model": GatewayError}}}
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    store: TollgateStore
+    clock: Callable[[], datetime] = utc_now
+
+
+def deps_from(settings: UsageApiSettings) -> Deps:
+    return Deps(TollgateStore(settings.table_name))
+
+
 @cache
-def _store() -> TollgateStore:
-    return TollgateStore()
+def default_deps() -> Deps:
+    """Built once per execution environment, from the environment."""
+    return deps_from(UsageApiSettings.from_env())
 
 
 def customer_id_of(raw_event: dict[str, Any]) -> str | None:
@@ -72,7 +85,15 @@ def customer_id_of(raw_event: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def register_routes(app: ApiGatewayResolver, clock: Clock, store: Callable[[], TollgateStore]) -> None:
+ANSWERED = (InvalidInputError, NotFoundError)  # what a caller can act on; anything else is a 500
+
+
+def answer_error(error: InvalidInputError | NotFoundError) -> ServiceError:
+    """The one place an error becomes this API's answer: its status by type, its message as the body."""
+    return ServiceError(http_status(error), str(error))
+
+
+def register_routes(app: ApiGatewayResolver, deps: Callable[[], Deps]) -> None:
     @app.get(
         "/usage",
         summary="Usage so far in a billing period",
@@ -102,31 +123,33 @@ def register_routes(app: ApiGatewayResolver, clock: Clock, store: Callable[[], T
         customer_id = customer_id_of(app.current_event.raw_event)
         if customer_id is None:
             raise UnauthorizedError("no customer in the authorizer context")
+        wired = deps()
         try:
-            return build_usage_report(store(), customer_id, now=clock(), period=period)
-        except ValueError as error:  # the period
-            raise BadRequestError(str(error)) from error
-        except errors.NotFoundError as error:
-            raise NotFoundError(str(error)) from error
+            return build_usage_report(wired.store, customer_id, now=wired.clock(), period=period)
+        except ANSWERED as error:
+            raise answer_error(error) from error
 
 
-def make_resolvers(
-    clock: Clock = lambda: datetime.now(UTC), store: Callable[[], TollgateStore] = _store
-) -> tuple[APIGatewayRestResolver, APIGatewayHttpResolver]:
+def make_resolvers(deps: Deps | None = None) -> tuple[APIGatewayRestResolver, APIGatewayHttpResolver]:
+    """The REST and HTTP API resolvers over ``deps`` (default: :func:`default_deps`, built on first use)."""
+
+    def wired() -> Deps:
+        return deps if deps is not None else default_deps()
+
     rest, http = (
         APIGatewayRestResolver(enable_validation=True),
         APIGatewayHttpResolver(enable_validation=True),
     )
-    register_routes(rest, clock, store)
-    register_routes(http, clock, store)
+    register_routes(rest, wired)
+    register_routes(http, wired)
     return rest, http
 
 
-def make_handler(
-    clock: Clock = lambda: datetime.now(UTC), store: Callable[[], TollgateStore] = _store
-) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    rest, http = make_resolvers(clock, store)
+def make_handler(deps: Deps | None = None) -> Handler:
+    """The usage API over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+    rest, http = make_resolvers(deps)
 
+    @logger.inject_lambda_context
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         app = http if event.get("version") == "2.0" else rest
         return app.resolve(event, context)

@@ -12,11 +12,13 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from tollgate.dal.closes import PeriodClose, list_closes
+from tollgate.dal.closes import list_closes
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import PeriodClose
 from tollgate.domain.money import format_amount
 from tollgate.domain.periods import parse_period, period_of
 from tollgate.domain.rating import rate_period
+from tollgate.errors import InvalidInputError
 
 DEFAULT_RECENT_INVOICES = 3
 
@@ -98,11 +100,17 @@ def build_usage_report(
     period: str | None = None,
     recent_invoices: int = DEFAULT_RECENT_INVOICES,
 ) -> UsageReport:
-    """Usage of ``period`` (default: the one ``now`` is in), summed over all counter shards."""
+    """Usage of ``period`` (default: the one ``now`` is in), summed over all counter shards.
+
+    Raises ``InvalidInputError`` for a period that is not YYYY-MM, ``NotFoundError`` for an unknown customer.
+    """
     if period is None:
         period = period_of(now)
     else:
-        parse_period(period)  # ValueError naming the bad value
+        try:
+            parse_period(period)
+        except ValueError as error:  # the message names the bad value
+            raise InvalidInputError(str(error)) from error
     customer = store.get_customer(customer_id)
     plan = store.get_plan(customer.plan_id, customer.plan_version)
     usage = store.read_usage(customer.id, period, customer.counter_shards)

@@ -1,4 +1,4 @@
-"""The period close's :class:`~tollgate.billing.close.service.Ledger` over the Tollgate table.
+"""What the period close reads and writes besides Stripe: the :class:`Ledger`, and its DynamoDB version.
 
 Plans, customers and usage come from ``TollgateStore``; close records are read and written through
 ``tollgate.dal.closes`` (the one module that knows their item shape).
@@ -7,14 +7,52 @@ Plans, customers and usage come from ``TollgateStore``; close records are read a
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from tollgate.dal import closes
-from tollgate.dal.closes import PeriodClose
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import PeriodClose
 from tollgate.domain.models import Customer, Plan
 
 
+class Ledger(Protocol):
+    def list_customers(self) -> list[Customer]: ...
+
+    def get_customer(self, customer_id: str) -> Customer: ...
+
+    def get_plan(self, plan_id: str, version: int) -> Plan: ...
+
+    def read_credits(self, customer_id: str, period: str, shards: int) -> int: ...
+
+    def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
+        """The records of ``period`` and earlier, newest first (``period``'s own first when it exists)."""
+        ...
+
+    def get_close(self, customer_id: str, period: str) -> PeriodClose | None: ...
+
+    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, tuple[int, int]]) -> None:
+        """Raises ``AlreadyExistsError`` (record exists) or ``ConflictError`` (late usage billed since)."""
+        ...
+
+    def mark_invoice_created(self, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose: ...
+
+    def mark_finalized(
+        self,
+        record: PeriodClose,
+        *,
+        invoice_status: str,
+        hosted_invoice_url: str | None,
+        amount_due: int | None,
+        total_mismatch: bool,
+        now: datetime,
+    ) -> PeriodClose: ...
+
+    def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None: ...
+
+
 class DynamoLedger:
+    """The :class:`Ledger` over the Tollgate table."""
+
     def __init__(self, store: TollgateStore) -> None:
         self.store = store
         self.table = store.table

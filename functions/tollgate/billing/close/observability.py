@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics
 
+from tollgate.observability import METRICS_NAMESPACE
+
 SERVICE = "tollgate-period-close"
-NAMESPACE = "Tollgate"
 
 # Metric names (namespace Tollgate): alarms and dashboards refer to these.
 STRIPE_FAILURES = "StripeFailures"  # a Stripe call failed during a close (the message is retried)
@@ -13,4 +14,4 @@ INVOICES_FINALIZED = "InvoicesFinalized"  # an invoice was finalized and recorde
 TOTAL_MISMATCH = "TotalMismatch"  # Stripe's invoice total differs from our statement total
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)

@@ -12,35 +12,57 @@ From a schedule the period closed is the one *before* the period containing the 
 scheduled time (not the invocation time) decides, so a retry hours later, or a duplicate delivery, closes the
 same period. A period that has not ended yet is refused.
 
-It lists the customers and sends one message per (customer, period) to ``CLOSE_QUEUE_URL`` (SendMessageBatch,
-10 per call). Sending twice is harmless: the worker's close is idempotent. On a FIFO queue the messages also
-carry a deduplication id (``customer:period``) and the customer as message group.
+It lists the customers and sends one message per (customer, period) to the close queue (``CLOSE_QUEUE_URL``,
+see ``tollgate.billing.close.settings``; SendMessageBatch, 10 per call). Sending twice is harmless: the
+worker's close is idempotent. On a FIFO queue the messages also carry a deduplication id
+(``customer:period``) and the customer as message group.
 
 Returns ``{"period": "2026-10", "queued": <number of customers>}``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tollgate.billing.close.messages import CloseRequest
 from tollgate.billing.close.observability import logger
-from tollgate.billing.close.service import ensure_period_ended
+from tollgate.billing.close.settings import StarterSettings
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import ensure_period_ended
 from tollgate.domain.periods import parse_period, period_of, previous_period
 
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 BATCH_SIZE = 10  # SendMessageBatch's limit
 SEND_ATTEMPTS = 3  # per entry, for the entries SQS reports as failed
 
-clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731 - replaced in tests
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    store: TollgateStore
+    sqs: Any  # a boto3 SQS client
+    queue_url: str
+    clock: Callable[[], datetime] = utc_now
+
+
+def deps_from(settings: StarterSettings) -> Deps:
+    return Deps(TollgateStore(settings.table_name), boto3.client("sqs"), settings.close_queue_url)
+
+
+@cache
+def default_deps() -> Deps:
+    """Built once per execution environment, from the environment."""
+    return deps_from(StarterSettings.from_env())
 
 
 class StartError(ValueError):
@@ -105,16 +127,19 @@ def queue_closes(sqs: Any, queue_url: str, customer_ids: Sequence[str], period: 
     return len(entries)
 
 
-@functools.cache
-def _services() -> tuple[TollgateStore, Any]:
-    return TollgateStore(), boto3.client("sqs")
+def make_handler(deps: Deps | None = None) -> Handler:
+    """The starter over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+
+    @logger.inject_lambda_context(log_event=True)
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        wired = deps if deps is not None else default_deps()
+        period = period_to_close(event, wired.clock())
+        customer_ids = [customer.id for customer in wired.store.list_customers()]
+        queued = queue_closes(wired.sqs, wired.queue_url, customer_ids, period)
+        logger.info("period close queued", extra={"period": period, "queued": queued})
+        return {"period": period, "queued": queued}
+
+    return handle
 
 
-@logger.inject_lambda_context(log_event=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    period = period_to_close(event, clock())
-    store, sqs = _services()
-    customer_ids = [customer.id for customer in store.list_customers()]
-    queued = queue_closes(sqs, os.environ["CLOSE_QUEUE_URL"], customer_ids, period)
-    logger.info("period close queued", extra={"period": period, "queued": queued})
-    return {"period": period, "queued": queued}
+handler = make_handler()

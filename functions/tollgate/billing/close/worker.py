@@ -5,16 +5,16 @@ Records are processed one by one with Powertools' batch utility, which reports t
 (``batchItemFailures``) so only those return to the queue; after the queue's maximum receive count a message
 lands in the close DLQ. Closing is idempotent, so a duplicate or retried message bills nothing twice.
 
-Environment: ``TABLE_NAME``; ``STRIPE_API_KEY_SECRET_ARN`` (or ``STRIPE_API_KEY``; ``STRIPE_API_BASE`` for the
-Stripe double). Metrics (namespace Tollgate): ``StripeFailures``, ``InvoicesFinalized``, ``TotalMismatch``.
+Environment: ``tollgate.billing.close.settings.WorkerSettings``. Metrics (namespace Tollgate):
+``StripeFailures``, ``InvoicesFinalized``, ``TotalMismatch`` (``tollgate.billing.close.observability``).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache, partial
 from typing import Any
 
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from tollgate.billing.close.ledger import DynamoLedger
+from tollgate.billing.close.ledger import DynamoLedger, Ledger
 from tollgate.billing.close.messages import CloseRequest
 from tollgate.billing.close.observability import (
     INVOICES_FINALIZED,
@@ -33,39 +33,52 @@ from tollgate.billing.close.observability import (
     logger,
     metrics,
 )
-from tollgate.billing.close.service import Ledger, run_close
-from tollgate.billing.invoicing import StripeCallError, StripeClientInvoicing, StripeInvoicing
-from tollgate.billing.stripe_client import make_stripe_client
+from tollgate.billing.close.service import run_close
+from tollgate.billing.close.settings import WorkerSettings
+from tollgate.billing.invoicing import StripeClientInvoicing, StripeInvoicing
+from tollgate.billing.stripe_client import stripe_client_from
 from tollgate.dal.store import TollgateStore
+from tollgate.errors import StripeCallError
 
 copy_config_to_registered_loggers(source_logger=logger, include={"period_close"})
 
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 processor = BatchProcessor(event_type=EventType.SQS)
-clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731 - replaced in tests
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
-class Services:
+class Deps:
     ledger: Ledger
     invoicing: StripeInvoicing
+    clock: Callable[[], datetime] = utc_now
 
 
-@functools.cache
-def services() -> Services:
-    """Built once per execution environment (the Stripe key is read from Secrets Manager, cached)."""
-    return Services(DynamoLedger(TollgateStore()), StripeClientInvoicing(make_stripe_client()))
+def deps_from(settings: WorkerSettings) -> Deps:
+    """The table's ledger and the Stripe client (its key read from Secrets Manager, cached)."""
+    ledger = DynamoLedger(TollgateStore(settings.table_name))
+    return Deps(ledger, StripeClientInvoicing(stripe_client_from(settings.stripe)))
 
 
-def close_record(record: SQSRecord) -> None:
+@cache
+def default_deps() -> Deps:
+    """Built once per execution environment, from the environment."""
+    return deps_from(WorkerSettings.from_env())
+
+
+def close_record(record: SQSRecord, deps: Deps) -> None:
     try:
         request = CloseRequest.model_validate_json(record.body)
     except ValidationError:
         logger.exception("malformed close message", extra={"message_id": record.message_id})
         raise
-    deps = services()
     context = {"customer_id": request.customer_id, "period": request.period, "message_id": record.message_id}
     try:
-        outcome = run_close(deps.ledger, deps.invoicing, request.customer_id, request.period, now=clock())
+        now = deps.clock()
+        outcome = run_close(deps.ledger, deps.invoicing, request.customer_id, request.period, now=now)
     except StripeCallError as error:
         metrics.add_metric(name=STRIPE_FAILURES, unit=MetricUnit.Count, value=1)
         logger.error("Stripe call failed; the close will be retried", extra={**context, "error": str(error)})
@@ -94,8 +107,17 @@ def close_record(record: SQSRecord) -> None:
     )
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    answer = process_partial_response(event, close_record, processor, context)
-    return dict(answer)
+def make_handler(deps: Deps | None = None) -> Handler:
+    """The worker over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+
+    @logger.inject_lambda_context
+    @metrics.log_metrics
+    def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        wired = deps if deps is not None else default_deps()
+        answer = process_partial_response(event, partial(close_record, deps=wired), processor, context)
+        return dict(answer)
+
+    return handle
+
+
+handler = make_handler()

@@ -2,32 +2,48 @@
 
 The schedule sends ``{"trigger": "schedule", "scheduledTime": "<ISO-8601>"}``; the sweep uses that time as
 "now", so a retried invocation decides exactly as the first did (and its writes are conditional, so it changes
-nothing twice). Invoked by hand without a time, it uses the clock. ``DUNNING_GRACE_DAYS`` sets the grace.
+nothing twice). Invoked by hand without a time, it uses the clock. ``DUNNING_GRACE_DAYS`` sets the grace
+(``tollgate.billing.webhooks.settings``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
-from tollgate.billing.dunning.rules import grace_from_env, sweep
+from tollgate.billing.dunning.service import sweep
+from tollgate.billing.webhooks.observability import logger
+from tollgate.billing.webhooks.settings import DunningSettings
 from tollgate.dal.store import TollgateStore
 
-logger = Logger(service="tollgate-webhooks")
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
-Clock = Callable[[], datetime]
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    store: TollgateStore
+    grace: timedelta
+    clock: Callable[[], datetime] = utc_now  # only when the event carries no scheduled time
+
+
+def deps_from(settings: DunningSettings) -> Deps:
+    return Deps(TollgateStore(settings.table_name), settings.grace)
 
 
 @cache
-def _store() -> TollgateStore:
-    return TollgateStore()
+def default_deps() -> Deps:
+    """Built once per execution environment, from the environment."""
+    return deps_from(DunningSettings.from_env())
 
 
-def sweep_time(event: dict[str, Any], clock: Clock) -> datetime:
+def sweep_time(event: dict[str, Any], clock: Callable[[], datetime]) -> datetime:
     scheduled = (event or {}).get("scheduledTime")
     if not scheduled:
         return clock()
@@ -35,12 +51,14 @@ def sweep_time(event: dict[str, Any], clock: Clock) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def make_handler(
-    clock: Clock = lambda: datetime.now(UTC), store: Callable[[], TollgateStore] = _store
-) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+def make_handler(deps: Deps | None = None) -> Handler:
+    """The sweeper over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+
+    @logger.inject_lambda_context
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        now = sweep_time(event, clock)
-        result = sweep(store(), now=now, grace=grace_from_env())
+        wired = deps if deps is not None else default_deps()
+        now = sweep_time(event, wired.clock)
+        result = sweep(wired.store, now=now, grace=wired.grace)
         logger.info("dunning sweep", now=now.isoformat(), suspended=result.suspended, skipped=result.skipped)
         return {"now": now.isoformat(), "suspended": list(result.suspended), "skipped": list(result.skipped)}
 

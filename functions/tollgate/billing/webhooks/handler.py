@@ -6,8 +6,8 @@
 * The secret: ``STRIPE_WEBHOOK_SECRET`` (local use), else the Secrets Manager secret named by
   ``STRIPE_WEBHOOK_SECRET_ARN`` through Powertools Parameters (cached for 5 minutes).
 * Handled types (see ``tollgate.billing.webhooks.processing``) answer 200 once applied or when a duplicate;
-any other type is
-  answered 200 and ignored. An event that cannot be applied yet is answered 503 so Stripe sends it again.
+  any other type is answered 200 and ignored. An event that cannot be applied yet is answered 503 so Stripe
+  sends it again. Statuses come from the errors' types (``tollgate.errors.http_status``).
 """
 
 from __future__ import annotations
@@ -16,33 +16,54 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 import stripe
-from aws_lambda_powertools import Logger
 
-from tollgate.billing.dunning.rules import grace_from_env
 from tollgate.billing.secrets import read_secret
-from tollgate.billing.webhooks.processing import RetryLaterError, process_event
+from tollgate.billing.webhooks.observability import logger
+from tollgate.billing.webhooks.processing import process_event
+from tollgate.billing.webhooks.settings import (
+    STRIPE_WEBHOOK_SECRET,
+    STRIPE_WEBHOOK_SECRET_ARN,
+    WebhookSettings,
+)
 from tollgate.dal.store import TollgateStore
+from tollgate.errors import InvalidInputError, RetryLaterError, http_status
 
-logger = Logger(service="tollgate-webhooks")
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 SIGNATURE_HEADER = "stripe-signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
 
-Clock = Callable[[], datetime]
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
-def webhook_secret() -> str:
-    return read_secret("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_ARN")
+@dataclass(frozen=True)
+class Deps:
+    store: TollgateStore
+    signing_secret: Callable[[], str]  # called per event: a rotated secret is picked up within 5 minutes
+    grace: timedelta  # dunning's grace period
+    clock: Callable[[], datetime] = utc_now
+
+
+def deps_from(settings: WebhookSettings) -> Deps:
+    def signing_secret() -> str:
+        names = (STRIPE_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET_ARN)
+        return read_secret(settings.signing_secret, settings.signing_secret_arn, names=names)
+
+    return Deps(TollgateStore(settings.dunning.table_name), signing_secret, settings.dunning.grace)
 
 
 @cache
-def _store() -> TollgateStore:
-    return TollgateStore()
+def default_deps() -> Deps:
+    """Built once per execution environment, from the environment."""
+    return deps_from(WebhookSettings.from_env())
 
 
 def _answer(status: int, message: str, **extra: Any) -> dict[str, Any]:
@@ -67,34 +88,41 @@ def raw_body(event: dict[str, Any]) -> bytes:
     return body.encode("utf-8")
 
 
-def make_handler(
-    clock: Clock = lambda: datetime.now(UTC), store: Callable[[], TollgateStore] = _store
-) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """A webhook handler with its clock and store passed in (tests control time; Lambda uses the defaults)."""
+def verified_event(event: dict[str, Any], secret: Callable[[], str]) -> dict[str, Any]:
+    """The Stripe event in a Function URL request, once its signature checks out (``InvalidInputError``).
 
+    The secret is read only for a request that carries a body and a signature."""
+    try:
+        payload = raw_body(event)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidInputError("the body is not valid base64") from error
+    signature = _header(event, SIGNATURE_HEADER)
+    if not signature:
+        raise InvalidInputError("missing Stripe-Signature header")
+    try:
+        verified = stripe.Webhook.construct_event(
+            payload, signature, secret(), tolerance=SIGNATURE_TOLERANCE_SECONDS
+        )
+    except stripe.SignatureVerificationError as error:
+        raise InvalidInputError("invalid or expired Stripe-Signature") from error
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidInputError("the body is not a JSON Stripe event") from error
+    return dict(verified.to_dict())
+
+
+def make_handler(deps: Deps | None = None) -> Handler:
+    """The webhook handler over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+
+    @logger.inject_lambda_context
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        wired = deps if deps is not None else default_deps()
+        stripe_event: dict[str, Any] = {}
         try:
-            payload = raw_body(event)
-        except (binascii.Error, ValueError):
-            return _answer(400, "the body is not valid base64")
-        signature = _header(event, SIGNATURE_HEADER)
-        if not signature:
-            return _answer(400, "missing Stripe-Signature header")
-        try:
-            verified = stripe.Webhook.construct_event(
-                payload, signature, webhook_secret(), tolerance=SIGNATURE_TOLERANCE_SECONDS
-            )
-        except stripe.SignatureVerificationError:
-            logger.warning("webhook signature rejected")
-            return _answer(400, "invalid or expired Stripe-Signature")
-        except (ValueError, UnicodeDecodeError):
-            return _answer(400, "the body is not a JSON Stripe event")
-        stripe_event = verified.to_dict()
-        try:
-            outcome = process_event(store(), stripe_event, now=clock(), grace=grace_from_env())
-        except RetryLaterError as error:
-            logger.warning("event deferred", event_id=stripe_event.get("id"), reason=str(error))
-            return _answer(503, str(error))
+            stripe_event = verified_event(event, wired.signing_secret)
+            outcome = process_event(wired.store, stripe_event, now=wired.clock(), grace=wired.grace)
+        except (InvalidInputError, RetryLaterError) as error:
+            logger.warning("webhook refused", event_id=stripe_event.get("id"), reason=str(error))
+            return _answer(http_status(error), str(error))
         logger.info(
             "webhook event",
             event_id=stripe_event.get("id"),

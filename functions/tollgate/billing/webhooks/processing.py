@@ -2,11 +2,10 @@
 
 The transaction holds, in this order:
 
-0. the event marker ``WEBHOOK#{event id}`` / ``EVENT``, put only if absent, with a TTL (``expires_at``,
-   30 days: longer than Stripe keeps redelivering, which is 3 days);
+0. the event marker (``tollgate.dal.webhooks``), put only if absent;
 1. the close record's ``invoice_status``, conditional on the status it was read with and on the invoice id;
-2. the dunning effects (``tollgate.billing.dunning.rules``): the failure record, and a status change plus
-its audit item.
+2. the dunning effects (``tollgate.billing.dunning.service``): the failure record, and a status change plus
+   its audit item.
 
 A redelivered event fails item 0's condition and changes nothing. Any other failed condition means the state
 moved between our read and our write (a concurrent event); the event is then decided again from fresh reads.
@@ -15,10 +14,10 @@ An event for an invoice whose close has not recorded its finalization yet is ans
 it again later): the close writes ``invoice_status`` itself when it records the finalization, and would
 overwrite what the event set.
 
-Invoice status moves only forward (Stripe delivers events in no guaranteed order): ``open`` -> ``paid`` /
-``void`` / ``uncollectible``, ``uncollectible`` -> ``paid`` / ``void``. A late ``invoice.finalized`` after
-``invoice.paid`` is recorded as seen and leaves ``paid`` alone. A ``invoice.payment_failed`` for an invoice
-the close already knows as paid or void is ignored for the same reason.
+Invoice status moves only forward (``tollgate.domain.closes.invoice_status_may_move``): a late
+``invoice.finalized`` after ``invoice.paid`` is recorded as seen and leaves ``paid`` alone. A
+``invoice.payment_failed`` for an invoice the close already knows as paid or void is ignored for the same
+reason.
 """
 
 from __future__ import annotations
@@ -28,21 +27,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tollgate.billing.dunning.rules import (
-    InvoiceRef,
-    TransactionConflictError,
-    payment_failed_items,
-    payment_settled_items,
-    run_transaction,
-)
-from tollgate.dal import tablekeys as tk
-from tollgate.dal.closes import CloseStatus, get_close
+from tollgate.billing.dunning.service import payment_failed_effects, payment_settled_effects
+from tollgate.dal import dunning as failures_table
+from tollgate.dal import webhooks as events_table
+from tollgate.dal.closes import get_close, invoice_status_update
 from tollgate.dal.store import TollgateStore
-from tollgate.errors import NotFoundError
+from tollgate.domain.closes import SETTLED, CloseStatus, invoice_status_may_move
+from tollgate.domain.dunning import Effect, InvoiceRef
+from tollgate.errors import NotFoundError, RetryLaterError, TransactionConflictError
 
 LOG = logging.getLogger(__name__)
 
-EVENT_RETENTION = timedelta(days=30)
 INVOICE_STATUS_AFTER: dict[str, str | None] = {
     "invoice.finalized": "open",
     "invoice.paid": "paid",
@@ -51,19 +46,6 @@ INVOICE_STATUS_AFTER: dict[str, str | None] = {
     "invoice.marked_uncollectible": "uncollectible",
 }
 HANDLED_TYPES = frozenset(INVOICE_STATUS_AFTER)
-# invoice_status -> the statuses it may move to (None: not known yet)
-_FORWARD: dict[str | None, frozenset[str]] = {
-    None: frozenset({"open", "paid", "void", "uncollectible"}),
-    "draft": frozenset({"open", "paid", "void", "uncollectible"}),
-    "open": frozenset({"paid", "void", "uncollectible"}),
-    "uncollectible": frozenset({"paid", "void"}),
-    "paid": frozenset(),
-    "void": frozenset(),
-}
-
-
-class RetryLaterError(Exception):
-    """The event cannot be applied yet; answering non-2xx makes Stripe deliver it again later."""
 
 
 @dataclass(frozen=True)
@@ -72,27 +54,7 @@ class Outcome:
     detail: str = ""
 
 
-def may_move(current: str | None, target: str) -> bool:
-    return target in _FORWARD.get(current, frozenset())
-
-
-def marker_item(table: Any, event: dict[str, Any], *, now: datetime) -> dict[str, Any]:
-    return {
-        "Put": {
-            "TableName": table.name,
-            "Item": {
-                **tk.webhook_event_key(str(event["id"])),
-                "kind": "webhook_event",
-                "event_type": str(event["type"]),
-                "received_at": now.isoformat(),
-                tk.TTL_ATTRIBUTE: int((now + EVENT_RETENTION).timestamp()),
-            },
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
-    }
-
-
-def _invoice_ref(invoice: dict[str, Any]) -> InvoiceRef | None:
+def invoice_ref(invoice: dict[str, Any]) -> InvoiceRef | None:
     metadata = invoice.get("metadata") or {}
     customer_id = metadata.get("tollgate_customer_id")
     if not customer_id or not invoice.get("id"):
@@ -105,10 +67,10 @@ def _invoice_ref(invoice: dict[str, Any]) -> InvoiceRef | None:
     )
 
 
-def _close_items(table: Any, invoice: InvoiceRef, target: str) -> list[dict[str, Any]]:
+def _close_actions(store: TollgateStore, invoice: InvoiceRef, target: str) -> list[dict[str, Any]]:
     if invoice.period is None:
         return []
-    close = get_close(table, invoice.customer_id, invoice.period)
+    close = get_close(store.table, invoice.customer_id, invoice.period)
     if close is None or close.status is CloseStatus.NO_CHARGE:
         LOG.warning("no invoiced close record for %s %s", invoice.customer_id, invoice.period)
         return []
@@ -121,41 +83,23 @@ def _close_items(table: Any, invoice: InvoiceRef, target: str) -> list[dict[str,
         raise RetryLaterError(
             f"the close of {invoice.customer_id} {invoice.period} has not recorded its finalized invoice yet"
         )
-    if not may_move(close.invoice_status, target):
+    if not invoice_status_may_move(close.invoice_status, target):
         return []  # the same status again, or a stale event delivered late
-    was = close.invoice_status
-    condition = "stripe_invoice_id = :invoice AND " + (
-        "invoice_status = :was"
-        if was is not None
-        else "(attribute_not_exists(invoice_status) OR attribute_type(invoice_status, :null))"
-    )
-    values: dict[str, Any] = {":status": target, ":invoice": invoice.invoice_id}
-    values.update({":was": was} if was is not None else {":null": "NULL"})
-    return [
-        {
-            "Update": {
-                "TableName": table.name,
-                "Key": tk.close_key(invoice.customer_id, invoice.period),
-                "UpdateExpression": "SET invoice_status = :status",
-                "ConditionExpression": condition,
-                "ExpressionAttributeValues": values,
-            }
-        }
-    ]
+    return [invoice_status_update(store.table_name, close, invoice.invoice_id, target)]
 
 
-def _settled_already(table: Any, invoice: InvoiceRef) -> bool:
+def _settled_already(store: TollgateStore, invoice: InvoiceRef) -> bool:
     if invoice.period is None:
         return False
-    close = get_close(table, invoice.customer_id, invoice.period)
+    close = get_close(store.table, invoice.customer_id, invoice.period)
     return (
         close is not None
         and close.stripe_invoice_id == invoice.invoice_id
-        and close.invoice_status in ("paid", "void")
+        and close.invoice_status in SETTLED
     )
 
 
-def _dunning_items(
+def _dunning_effects(
     store: TollgateStore,
     event: dict[str, Any],
     invoice: InvoiceRef,
@@ -163,16 +107,16 @@ def _dunning_items(
     at: datetime,
     now: datetime,
     grace: timedelta,
-) -> list[dict[str, Any]]:
+) -> list[Effect]:
     kind = str(event["type"])
     if kind == "invoice.payment_failed":
-        if _settled_already(store.table, invoice):
+        if _settled_already(store, invoice):
             return []  # paid or voided before this (older) failure event arrived
-        return payment_failed_items(store.table, invoice, at=at)
+        return payment_failed_effects(store, invoice, at=at)
     if kind in ("invoice.paid", "invoice.voided"):
         customer = store.get_customer(invoice.customer_id)
-        return payment_settled_items(
-            store.table,
+        return payment_settled_effects(
+            store,
             customer,
             invoice,
             resolution=kind.removeprefix("invoice."),
@@ -192,24 +136,26 @@ def process_event(
     kind = str(event.get("type", ""))
     if kind not in HANDLED_TYPES:
         return Outcome("ignored", f"{kind or 'untyped'} events are not used by Tollgate")
-    invoice = _invoice_ref(((event.get("data") or {}).get("object")) or {})
+    invoice = invoice_ref(((event.get("data") or {}).get("object")) or {})
     if invoice is None:
         return Outcome("ignored", "not a Tollgate invoice (no tollgate_customer_id in its metadata)")
+    event_id = str(event["id"])
     at = datetime.fromtimestamp(int(event.get("created") or now.timestamp()), tz=UTC)
-    table = store.table
     for _ in range(attempts):
-        if table.get_item(Key=tk.webhook_event_key(str(event["id"])), ConsistentRead=True).get("Item"):
+        if events_table.seen(store.table, event_id):
             return Outcome("duplicate", "already processed")
         target = INVOICE_STATUS_AFTER[kind]
         try:
             effects = [
-                *(_close_items(table, invoice, target) if target else []),
-                *_dunning_items(store, event, invoice, at=at, now=now, grace=grace),
+                *(_close_actions(store, invoice, target) if target else []),
+                *failures_table.actions(
+                    store.table_name, _dunning_effects(store, event, invoice, at=at, now=now, grace=grace)
+                ),
             ]
         except NotFoundError:
             return Outcome("ignored", f"customer {invoice.customer_id!r} is not known here")
         try:
-            run_transaction(table, [marker_item(table, event, now=now), *effects])
+            store.transact([events_table.marker_item(store.table_name, event_id, kind, now=now), *effects])
         except TransactionConflictError as conflict:
             if 0 in conflict.indexes:
                 return Outcome("duplicate", "already processed")

@@ -44,7 +44,8 @@ def up(
     seed: Annotated[bool, typer.Option(help="Create the demo plans, two customers and their keys.")] = True,
 ) -> None:
     """Keep the local services running for manual use (curl, the tollgate CLI) until Ctrl-C or --minutes."""
-    from tollgate.billing.stripe_client import make_stripe_client
+    from tollgate.billing.settings import StripeSettings
+    from tollgate.billing.stripe_client import stripe_client_from
     from tollgate.dal.store import TollgateStore
     from tollgate_local.demo import create_customers, demo_plans, scaled_traffic
     from tollgate_local.services import local_stack
@@ -53,10 +54,11 @@ def up(
     with local_stack(gateway_port=port, dynamodb_port=dynamodb_port, stripe_port=stripe_port) as stack:
         keys: dict[str, str] = {}
         if seed:
-            store, plans = TollgateStore(), demo_plans(scaled_traffic(1.0))
+            store, plans = TollgateStore(stack.table), demo_plans(scaled_traffic(1.0))
             for plan in plans.values():
                 store.put_plan(plan)
-            issued = create_customers(store, make_stripe_client(), plans, now=datetime.now(UTC))
+            stripe_client = stripe_client_from(StripeSettings.from_env())
+            issued = create_customers(store, stripe_client, plans, now=datetime.now(UTC))
             keys = {customer_id: key.key for customer_id, key in issued.items()}
         stripe = stack.stripe_base or "real Stripe test mode"
         console.print(

@@ -146,9 +146,10 @@ def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4)
                 title="Tollgate local mode: everything on 127.0.0.1",
             )
         )
-        from tollgate.billing.stripe_client import make_stripe_client
+        from tollgate.billing.settings import StripeSettings
+        from tollgate.billing.stripe_client import stripe_client_from
 
-        store, stripe = TollgateStore(), make_stripe_client()
+        store, stripe = TollgateStore(stack.table), stripe_client_from(StripeSettings.from_env())
         console.rule("1. Plans")
         for plan in plans.values():
             store.put_plan(plan)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tollgate.metering.gateway_responses import BY_TYPE
 from tollgate_local.apigw import rest_event, rest_proxy_event
+from tollgate_local.lambda_context import LocalLambdaContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 MISSING_ROUTE = (403, '{"message":"Missing Authentication Token"}')  # what API Gateway answers
@@ -82,14 +83,15 @@ class LocalGateway:
             request_id=request_id,
         )
         try:
-            verdict = self.authorizer(event, None)
+            verdict = self.authorizer(event, LocalLambdaContext(function_name="authorizer"))
             allowed = verdict["policyDocument"]["Statement"][0]["Effect"] == "Allow"
         except Exception:  # API Gateway: AUTHORIZER_FAILURE
             return gateway_answer("AUTHORIZER_FAILURE", {}, request_id)
         context = verdict.get("context") or {}
         if not allowed:
             return gateway_answer("ACCESS_DENIED", context, request_id)
-        answer = route.backend(rest_proxy_event(event, verdict["principalId"], context, body), None)
+        proxy_event = rest_proxy_event(event, verdict["principalId"], context, body)
+        answer = route.backend(proxy_event, LocalLambdaContext(function_name="backend"))
         return GatewayAnswer(
             int(answer.get("statusCode", 200)),
             str(answer.get("body") or ""),

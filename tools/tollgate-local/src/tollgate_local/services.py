@@ -59,26 +59,21 @@ def make_moto_writes_atomic() -> None:
     DynamoDBBackend.update_item = atomic(DynamoDBBackend.update_item)  # type: ignore[method-assign]
 
 
-def sample_routes() -> list[Any]:
-    """The example API of ``app.py``: two paid routes with different costs, an unlisted one, and /usage."""
+def sample_routes(table: str) -> list[Any]:
+    """The example API of ``app.py``: two paid routes with different costs, an unlisted one, and /usage (the
+    real usage handler, on ``table``)."""
     from sample_api.handler import handler as sample
-    from tollgate.usage_api.handler import handler as usage
+    from tollgate.dal.store import TollgateStore
+    from tollgate.usage_api import handler as usage_api
     from tollgate_local.gateway import Route
 
+    usage = usage_api.make_handler(usage_api.Deps(TollgateStore(table)))
     return [
         Route("GET", "/v1/search", sample),
         Route("POST", "/v1/generate", sample),
         Route("GET", "/v1/items/{id}", sample),
         Route("GET", "/usage", usage),
     ]
-
-
-def _forget_clients(authorizer: Any) -> None:
-    from tollgate.usage_api import handler as usage
-
-    authorizer._services.cache_clear()
-    authorizer.KEY_CACHE.clear()
-    usage._store.cache_clear()
 
 
 @contextmanager
@@ -109,6 +104,8 @@ def local_stack(
 
     from tollgate.dal.schema import create_table
     from tollgate.metering import handler as authorizer
+    from tollgate.metering.observability import logger as authorizer_logger
+    from tollgate.metering.settings import MeteringSettings
     from tollgate_local.gateway import LocalGateway
     from tollgate_local.stripe_double import StripeDouble
 
@@ -126,11 +123,11 @@ def local_stack(
             env.update(STRIPE_API_KEY="sk_test_tollgate_local", STRIPE_API_BASE=double.base_url)
         with _environment(env):
             create_table(boto3.client("dynamodb"), LOCAL_TABLE)
-            _forget_clients(
-                authorizer
-            )  # the handlers keep their clients: make them pick up the local endpoint
-            authorizer.logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
-            gateway = LocalGateway(sample_routes(), authorizer.handler, clock=clock).serve(gateway_port)
+            # The real handlers, wired here: their clients are made now, on the local endpoint.
+            metering = authorizer.make_handler(authorizer.deps_from(MeteringSettings.from_env()))
+            authorizer_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+            routes = sample_routes(LOCAL_TABLE)
+            gateway = LocalGateway(routes, metering, clock=clock).serve(gateway_port)
             try:
                 yield LocalStack(
                     dynamodb_url=env["AWS_ENDPOINT_URL"],
@@ -141,7 +138,6 @@ def local_stack(
                 )
             finally:
                 gateway.stop()
-                _forget_clients(authorizer)
     finally:
         if double is not None:
             double.stop()
