@@ -3,6 +3,9 @@
 Every role starts empty (no AWS managed policy) and gets exactly the statements its construct passes in,
 plus writing to its own log group. Permissions are explicit ``iam.PolicyStatement``s, never ``grant_*``
 helpers, so the template says what each function may do.
+
+Every function gets its own asset, made from what its handler imports (``handler_code``, see
+``tollgate.cdk.bundling``); ``code=`` overrides it (a provider's own backend, tests).
 """
 
 from __future__ import annotations
@@ -13,14 +16,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from constructs import Construct, IConstruct
+from constructs import Construct
 
-from tollgate.cdk import bundling
 from tollgate.cdk.constants import (
-    ASSET_EXCLUDES,
     ENV_POWERTOOLS_METRICS_NAMESPACE,
     ENV_POWERTOOLS_SERVICE_NAME,
-    FUNCTIONS_DIR,
     METRICS_NAMESPACE,
 )
 from tollgate.cdk.nag import acknowledge
@@ -28,33 +28,30 @@ from tollgate.cdk.nag import acknowledge
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+# The assets are always built on the host (tollgate.cdk.bundling); the image is never pulled.
+_NO_DOCKER = ["sh", "-c", "echo 'Tollgate builds its Lambda assets on the host, not in Docker' >&2; exit 1"]
 
-# One asset per stack. The value keeps the app alive so its id() cannot be reused by another app.
-_CODE_BY_STACK: dict[tuple[int, str], tuple[IConstruct, lambda_.Code]] = {}
 
+def handler_code(handler: str) -> lambda_.Code:
+    """The function's own asset: what ``handler`` imports, locked wheels for arm64, python3.12 bytecode.
 
-def function_code(scope: Construct) -> lambda_.Code:
-    """The shared asset (``functions/`` + locked dependencies), one per stack, bundled without Docker.
-
-    ``cdk.App(context={"aws:cdk:bundling-stacks": []})`` skips the bundling (tests do).
+    The import closure is computed here (an unknown import fails synth at once); the asset is built when the
+    app synthesizes, on the host (CDK local bundling), once per distinct recipe. ``cdk.App(context=
+    {"aws:cdk:bundling-stacks": []})`` skips the build (tests do). The asset's source directory holds only
+    the recipe, so the asset hash changes exactly when a module, a pin or the bytecode setting does.
     """
-    stack = cdk.Stack.of(scope)
-    root = stack.node.root
-    key = (id(root), stack.node.path)
-    if key not in _CODE_BY_STACK:
-        requirements = bundling.locked_requirements()
-        code = lambda_.Code.from_asset(
-            str(FUNCTIONS_DIR),
-            exclude=list(ASSET_EXCLUDES),
-            bundling=cdk.BundlingOptions(
-                image=RUNTIME.bundling_image,
-                platform="linux/arm64",
-                command=bundling.docker_command(requirements),
-                local=bundling.make_local_bundler(),
-            ),
-        )
-        _CODE_BY_STACK[key] = (root, code)
-    return _CODE_BY_STACK[key][1]
+    # Imported here: ``python -m tollgate.cdk.bundling`` must not find itself imported by the package.
+    from tollgate.cdk import bundling
+
+    recipe = bundling.recipe_for(handler)
+    return lambda_.Code.from_asset(
+        str(bundling.recipe_directory(recipe)),
+        bundling=cdk.BundlingOptions(
+            image=RUNTIME.bundling_image,
+            command=_NO_DOCKER,
+            local=bundling.make_local_bundler(recipe),
+        ),
+    )
 
 
 class TollgateFunction(Construct):
@@ -104,14 +101,15 @@ class TollgateFunction(Construct):
             "Function",
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            code=code or function_code(self),
+            code=code or handler_code(handler),
             handler=handler,
             description=description,
             memory_size=memory_size,
             timeout=timeout or cdk.Duration.seconds(10),
             role=self.role,
             log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
+            # No active tracing: no handler uses a Tracer, and X-Ray would cost ~$5 per million requests.
+            tracing=lambda_.Tracing.DISABLED,
             environment={
                 ENV_POWERTOOLS_SERVICE_NAME: service_name,
                 ENV_POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -121,17 +119,7 @@ class TollgateFunction(Construct):
         acknowledge(
             self.function,
             "AwsSolutions-L1",
-            "Pinned to python3.12 on purpose: the bundle is built from cp312 manylinux2014_aarch64 wheels "
-            "pinned in uv.lock (pydantic-core is compiled), and a runtime upgrade moves bundling, the lock "
-            "and the test matrix together.",
+            "Pinned to python3.12 on purpose: each asset is built from cp312 manylinux2014_aarch64 wheels "
+            "pinned from uv.lock (pydantic-core is compiled) and compiled to python3.12 bytecode, and a "
+            "runtime upgrade moves bundling, the lock and the test matrix together.",
         )
-        # Active tracing makes CDK add xray:PutTraceSegments/PutTelemetryRecords to the role's default policy.
-        tracing_policy = self.role.node.try_find_child("DefaultPolicy")
-        if tracing_policy is not None:
-            acknowledge(
-                tracing_policy,
-                "AwsSolutions-IAM5[Resource::*]",
-                "X-Ray PutTraceSegments and PutTelemetryRecords do not support resource-level permissions; "
-                "the wildcard resource is the only form IAM accepts for them "
-                "(https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html).",
-            )
