@@ -10,13 +10,14 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: help setup test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean
+.PHONY: help setup dist lambda-lock test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean
 
 help:
 	@echo "make demo   run the whole billing cycle offline (local DynamoDB + Stripe double)"
 	@echo "make test   lint, type-check and run the whole test suite"
 	@echo "make synth  synthesize the CDK app into cdk.out/ (offline)"
 	@echo "make bench  run the benchmarks under benchmarks/"
+	@echo "make dist   build the tollgate wheel and sdist into dist/"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -31,6 +32,12 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 setup: $(VENV)/.synced
+
+# The installable package (`pip install "dist/tollgate-*.whl[cdk]"`): Lambda code, CLI and tollgate.cdk.
+dist: | $(UV)
+	rm -rf dist
+	$(UV) build --package tollgate --out-dir dist --quiet
+	@ls -l dist
 
 test: check pytest
 
@@ -61,6 +68,10 @@ demo: $(VENV)/.synced
 
 local: $(VENV)/.synced
 	$(BIN)/tollgate-local up
+
+# The pinned Lambda requirements shipped in the package (infra/tollgate/cdk/lambda_lock.json), from uv.lock.
+lambda-lock: $(VENV)/.synced
+	$(BIN)/python -m tollgate.cdk.bundling lock
 
 bundle: $(VENV)/.synced
 	$(BIN)/python -m tollgate.cdk.bundling

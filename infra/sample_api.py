@@ -2,45 +2,38 @@
 
 - ``GET /v1/search`` and ``POST /v1/generate``: the sample backend (their prices, 1 and 25 credits in the
   example plan, live in the plan, not here);
-- ``GET /usage``: the customer's own usage, behind the same authorizer (0 credits in the plan).
+- ``GET /usage``: the customer's own usage, Tollgate's usage function behind the same authorizer (0 credits in
+  the plan).
 
-This is what a provider writes in their own app; Tollgate's stack includes it so a fresh deploy has
-something to call.
+This is what a provider writes in their own app (it uses only the public ``tollgate.cdk`` constructs, and
+its backend is the provider's own code, packaged from ``functions/sample_api``); this repo's stack includes
+it so a fresh deploy has something to call.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from tollgate.cdk.constants import (
-    ENV_TABLE_NAME,
-    HANDLER_SAMPLE_API,
-    HANDLER_USAGE_API,
-    ID_METERED_API,
-    ID_SAMPLE_FUNCTION,
-    ID_SAMPLE_REST_API,
-    ID_USAGE_FUNCTION,
-    ROUTE_GENERATE,
-    ROUTE_SEARCH,
-    ROUTE_USAGE,
-    SAMPLE_API_STAGE,
-    SERVICE_SAMPLE_API,
-    SERVICE_USAGE_API,
-)
+from tollgate.cdk import MeteredApi
 from tollgate.cdk.functions import TollgateFunction
-from tollgate.cdk.metering import MeteredApi
 from tollgate.cdk.nag import acknowledge
 
-USAGE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
-
+SAMPLE_BACKEND_DIR = Path(__file__).resolve().parent.parent / "functions" / "sample_api"
+SAMPLE_API_STAGE = "live"
+ROUTE_SEARCH = ("GET", "/v1/search")
+ROUTE_GENERATE = ("POST", "/v1/generate")
+ROUTE_USAGE = ("GET", "/usage")
+ID_SAMPLE_REST_API = "RestApi"
+ID_METERED_API = "Metered"
+ID_SAMPLE_FUNCTION = "SampleBackendFunction"
+SAMPLE_HANDLER = "handler.handler"  # functions/sample_api/handler.py
 # One JSON line per request; the authorizer's principal is the customer id, its reason the deny reason.
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
@@ -68,8 +61,7 @@ class SampleApi(Construct):
         id: str,
         *,
         authorizer_function: lambda_.IFunction,
-        table: dynamodb.ITable,
-        code: lambda_.Code | None = None,
+        usage_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, id)
         access_logs = logs.LogGroup(
@@ -124,33 +116,19 @@ class SampleApi(Construct):
             request_validator=validator,
         )
 
+        # The provider's own backend code, packaged from its own directory (TollgateFunction gives it a
+        # dedicated least-privilege role and log group; any lambda_.Function works the same).
         self.sample_backend = TollgateFunction(
             self,
             ID_SAMPLE_FUNCTION,
-            handler=HANDLER_SAMPLE_API,
+            handler=SAMPLE_HANDLER,
+            code=lambda_.Code.from_asset(str(SAMPLE_BACKEND_DIR), exclude=["__pycache__"]),
             description="Tollgate sample API backend (search, generate)",
-            service_name=SERVICE_SAMPLE_API,
-            code=code,
-        )
-        self.usage = TollgateFunction(
-            self,
-            ID_USAGE_FUNCTION,
-            handler=HANDLER_USAGE_API,
-            description="Tollgate GET /usage: the calling customer's usage this period",
-            service_name=SERVICE_USAGE_API,
-            code=code,
-            environment={ENV_TABLE_NAME: table.table_name},
-            statements=[
-                iam.PolicyStatement(
-                    sid="ReadUsage",
-                    actions=list(USAGE_TABLE_ACTIONS),
-                    resources=[table.table_arn],
-                )
-            ],
-        )
+            service_name="tollgate-sample-api",
+        ).function
         for method, path in (ROUTE_SEARCH, ROUTE_GENERATE):
-            self.metered.add_function_route(method, path, self.sample_backend.function)
-        self.metered.add_function_route(*ROUTE_USAGE, self.usage.function)
+            self.metered.add_function_route(method, path, self.sample_backend)
+        self.metered.add_usage_route(usage_function, ROUTE_USAGE[1])
 
     @property
     def url(self) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from tollgate.cdk.constants import PROJECT_ROOT
-
 Template = dict[str, Any]
-CDK_JSON = PROJECT_ROOT / "cdk.json"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CDK_JSON = REPO_ROOT / "cdk.json"
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -96,3 +96,18 @@ def allowed(statements: list[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
         for action in as_list(statement["Action"]):
             for resource in as_list(statement["Resource"]):
                 yield action, resource
+
+
+# W3005 (a DependsOn next to a GetAtt) comes from CDK's Lambda/role wiring; nothing else is tolerated.
+TOLERATED_CFN_LINT_RULES = frozenset({"W3005"})
+
+
+def cfn_lint_findings(template_path: Path) -> list[str]:
+    """cfn-lint's errors and warnings on a template, less the tolerated rules."""
+    from cfnlint.api import lint_file
+
+    return [
+        f"{m.rule.id} {m.message} ({m.path})"
+        for m in lint_file(template_path)
+        if m.rule.id not in TOLERATED_CFN_LINT_RULES and m.rule.id[:1] in {"E", "W"}
+    ]

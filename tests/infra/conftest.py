@@ -24,10 +24,9 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_lambda as lambda_
 
-from infra.app import build_app
+from infra.app import TollgateStack, build_app
 from tests.infra.cfn import cdk_json_context
 from tollgate.cdk.metering import MeteredApi
-from tollgate.cdk.stack import TollgateStack
 
 INFRA_TESTS = Path(__file__).resolve().parent
 SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}

@@ -160,5 +160,133 @@ def test_integration_kind_must_match_the_api(fresh_stack: Callable[[], cdk.Stack
 
 def test_rejects_something_that_is_not_an_api(fresh_stack: Callable[[], cdk.Stack]) -> None:
     stack = fresh_stack()
-    with pytest.raises(TypeError, match=r"RestApi or an apigatewayv2\.HttpApi"):
+    with pytest.raises(TypeError, match=r"REST API or an apigatewayv2 HTTP API"):
         MeteredApi(stack, "Nope", api=stack, authorizer_function=_function(stack, "A"))  # type: ignore[arg-type]
+
+
+# --- APIs the provider imports, responses they already have, the usage route ------------------------------
+
+
+def _template(stack: cdk.Stack) -> dict[str, Any]:
+    from aws_cdk.assertions import Template
+
+    template: dict[str, Any] = Template.from_stack(stack).to_json()
+    return template
+
+
+def test_imported_rest_api_is_metered_and_deployed_to_its_stage(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi.from_rest_api_attributes(
+        stack, "Existing", rest_api_id="a1b2c3", root_resource_id="r00t"
+    )
+    metered = MeteredApi(
+        stack, "Metered", api=api, authorizer_function=_function(stack, "A"), deploy_to_stage="prod"
+    )
+    metered.add_function_route("GET", "/v1/items/{id}", _function(stack, "Items"))
+    metered.add_usage_route(_function(stack, "Usage"))
+    template = _template(stack)
+
+    authorizer_id, authorizer = only(resources(template, "AWS::ApiGateway::Authorizer"))
+    assert props(authorizer)["RestApiId"] == "a1b2c3"
+    assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 0
+    methods = resources(template, "AWS::ApiGateway::Method")
+    assert sorted(props(m)["HttpMethod"] for m in methods.values()) == ["GET", "GET"]
+    for logical_id, method in methods.items():
+        assert props(method)["RestApiId"] == "a1b2c3", logical_id
+        assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
+        assert props(method)["AuthorizerId"] == ref(authorizer_id), logical_id
+    types = {
+        props(r)["ResponseType"] for r in resources(template, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert types == {r.response_type for r in gateway_responses.GATEWAY_RESPONSES}
+    _, deployment = only(resources(template, "AWS::ApiGateway::Deployment"))
+    assert props(deployment)["StageName"] == "prod"
+    assert set(deployment["DependsOn"]) >= set(methods)  # published after every metered method exists
+
+
+def test_a_new_route_on_an_imported_rest_api_makes_a_new_deployment(
+    fresh_stack: Callable[[], cdk.Stack],
+) -> None:
+    def deployment_id(paths: list[str]) -> str:
+        stack = fresh_stack()
+        api = apigw.RestApi.from_rest_api_attributes(
+            stack, "Existing", rest_api_id="a1", root_resource_id="r"
+        )
+        metered = MeteredApi(
+            stack, "Metered", api=api, authorizer_function=_function(stack, "A"), deploy_to_stage="prod"
+        )
+        for path in paths:
+            metered.add_function_route("GET", path, _function(stack, "F" + str(len(path))))
+        logical_id, _ = only(resources(_template(stack), "AWS::ApiGateway::Deployment"))
+        return logical_id
+
+    assert deployment_id(["/a"]) == deployment_id(["/a"])
+    assert deployment_id(["/a"]) != deployment_id(["/a", "/bb"])
+
+
+def test_imported_http_api_is_metered(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    api = apigwv2.HttpApi.from_http_api_attributes(stack, "Existing", http_api_id="h77")
+    metered = MeteredApi.for_http_api(stack, "Metered", api=api, authorizer_function=_function(stack, "A"))
+    metered.add_function_route("POST", "/v1/generate", _function(stack, "Generate"))
+    metered.add_usage_route(_function(stack, "Usage"))
+    template = _template(stack)
+
+    authorizer_id, authorizer = only(resources(template, "AWS::ApiGatewayV2::Authorizer"))
+    assert props(authorizer)["ApiId"] == "h77"
+    assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 0
+    routes = resources(template, "AWS::ApiGatewayV2::Route")
+    assert sorted(props(r)["RouteKey"] for r in routes.values()) == ["GET /usage", "POST /v1/generate"]
+    for logical_id, route in routes.items():
+        assert props(route)["ApiId"] == "h77", logical_id
+        assert props(route)["AuthorizationType"] == "CUSTOM", logical_id
+        assert props(route)["AuthorizerId"] == ref(authorizer_id), logical_id
+
+
+def test_gateway_responses_the_provider_defined_are_kept(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi(stack, "Api")
+    api.add_gateway_response(
+        "TheirDenied",
+        type=apigw.ResponseType.ACCESS_DENIED,
+        status_code="403",
+        templates={"application/json": '{"message": "theirs"}'},
+    )
+    metered = MeteredApi(stack, "Metered", api=api, authorizer_function=_function(stack, "A"))
+    metered.add_function_route("GET", "/v1/x", _function(stack, "X"))
+
+    responses = [props(r) for r in resources(_template(stack), "AWS::ApiGateway::GatewayResponse").values()]
+    denied = [r for r in responses if r["ResponseType"] == "ACCESS_DENIED"]
+    assert denied == [
+        {
+            "ResponseType": "ACCESS_DENIED",
+            "RestApiId": ref(only(resources(_template(stack), "AWS::ApiGateway::RestApi"))[0]),
+            "StatusCode": "403",
+            "ResponseTemplates": {"application/json": '{"message": "theirs"}'},
+        }
+    ]
+    assert metered.skipped_gateway_responses == ["ACCESS_DENIED"]
+    others = {r["ResponseType"] for r in responses} - {"ACCESS_DENIED"}
+    assert others == {r.response_type for r in gateway_responses.GATEWAY_RESPONSES} - {"ACCESS_DENIED"}
+
+
+def test_gateway_responses_can_be_left_out(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi(stack, "Api")
+    metered = MeteredApi(
+        stack, "Metered", api=api, authorizer_function=_function(stack, "A"), gateway_responses=False
+    )
+    metered.add_function_route("GET", "/v1/x", _function(stack, "X"))
+    assert resources(_template(stack), "AWS::ApiGateway::GatewayResponse") == {}
+
+
+def test_deploy_to_stage_is_for_rest_apis(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    with pytest.raises(ValueError, match="REST APIs only"):
+        MeteredApi(
+            stack,
+            "M",
+            api=apigwv2.HttpApi(stack, "Api"),
+            authorizer_function=_function(stack, "A"),
+            deploy_to_stage="prod",
+        )

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from infra import sample_api
 from tests.infra.cfn import function_by_handler, get_att, only, props, referenced_ids, resources
 from tollgate.cdk import constants
 from tollgate.metering import gateway_responses
@@ -62,13 +63,13 @@ def test_every_method_except_options_uses_the_metering_authorizer(template: dict
 def test_sample_api_routes(template: dict[str, Any]) -> None:
     methods = resources(template, "AWS::ApiGateway::Method").values()
     routes = {_route_of(template, method) for method in methods}
-    assert routes == {constants.ROUTE_SEARCH, constants.ROUTE_GENERATE, constants.ROUTE_USAGE}
+    assert routes == {sample_api.ROUTE_SEARCH, sample_api.ROUTE_GENERATE, sample_api.ROUTE_USAGE}
     assert routes == {("GET", "/v1/search"), ("POST", "/v1/generate"), ("GET", "/usage")}
 
 
 def test_usage_route_is_served_by_the_usage_handler(template: dict[str, Any]) -> None:
     usage_fn, _ = function_by_handler(template, constants.HANDLER_USAGE_API)
-    sample_fn, _ = function_by_handler(template, constants.HANDLER_SAMPLE_API)
+    sample_fn, _ = function_by_handler(template, sample_api.SAMPLE_HANDLER)
     backends = {
         _route_of(template, method): referenced_ids(props(method)["Integration"]["Uri"])
         for method in resources(template, "AWS::ApiGateway::Method").values()
@@ -156,7 +157,7 @@ def test_authorizer_function_configuration(template: dict[str, Any]) -> None:
 
 def test_sample_stage_logs_and_traces(template: dict[str, Any]) -> None:
     _, stage = only(resources(template, "AWS::ApiGateway::Stage"))
-    assert props(stage)["StageName"] == constants.SAMPLE_API_STAGE
+    assert props(stage)["StageName"] == sample_api.SAMPLE_API_STAGE
     assert props(stage)["TracingEnabled"] is True
     access_log_format = json.loads(props(stage)["AccessLogSetting"]["Format"])
     assert access_log_format["requestId"] == "$context.requestId"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from infra import app
 from tests.infra.cfn import function_by_handler, get_att, only, props, ref, referenced_ids, resources
 from tollgate.cdk import constants
 
@@ -16,7 +17,7 @@ def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def alarm(alarms: dict[str, dict[str, Any]], construct_id: str) -> dict[str, Any]:
-    prefix = constants.ID_MONITORING + construct_id
+    prefix = "Tollgate" + constants.ID_MONITORING + construct_id  # the Tollgate construct, then Monitoring
     _, found = only({lid: a for lid, a in alarms.items() if lid.startswith(prefix)})
     return found
 
@@ -109,7 +110,7 @@ def test_alarm_topic_requires_tls(template: dict[str, Any]) -> None:
 def test_outputs_a_provider_needs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     expected = {
-        constants.OUTPUT_API_URL,
+        app.OUTPUT_API_URL,
         constants.OUTPUT_TABLE_NAME,
         constants.OUTPUT_STRIPE_API_KEY_SECRET_ARN,
         constants.OUTPUT_STRIPE_WEBHOOK_SECRET_ARN,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aws_cdk as cdk
 import pytest
 
+from infra.app import TollgateSettings
 from tests.infra.cfn import cdk_json_context
 from tests.infra.conftest import Synthesized
-from tollgate.cdk.stack import TollgateSettings
 
 
 def test_defaults_without_context() -> None:

@@ -1,5 +1,30 @@
-"""Tollgate's AWS CDK app: the constructs a stack assembles, and the ``MeteredApi`` a provider reuses.
+"""Tollgate's CDK constructs for a provider's own app (``pip install "tollgate[cdk]"``).
 
-Nothing is imported here on purpose: ``python -m tollgate.cdk.bundling`` and a local gateway reading
-``infra.gateway_responses`` must not pay for loading aws-cdk-lib.
+- :class:`Tollgate`: the table, the metering authorizer, billing (period close, Stripe webhooks, dunning), the
+  ``GET /usage`` function and monitoring;
+- :class:`MeteredApi`: puts the authorizer (caching off) in front of routes of the provider's REST or HTTP
+  API.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tollgate.cdk.metering import MeteredApi
+    from tollgate.cdk.tollgate import Tollgate
+
+__all__ = ["MeteredApi", "Tollgate"]
+
+
+def __getattr__(name: str) -> Any:
+    """The constructs, imported on first use: ``python -m tollgate.cdk.bundling`` need not load aws-cdk."""
+    if name == "MeteredApi":
+        from tollgate.cdk.metering import MeteredApi
+
+        return MeteredApi
+    if name == "Tollgate":
+        from tollgate.cdk.tollgate import Tollgate
+
+        return Tollgate
+    raise AttributeError(f"module 'tollgate.cdk' has no attribute {name!r}")

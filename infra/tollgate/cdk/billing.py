@@ -178,7 +178,6 @@ class Billing(Construct):
         data: TollgateData,
         close_grace_hours: int,
         dunning_grace_days: int,
-        code: lambda_.Code | None = None,
     ) -> None:
         super().__init__(scope, id)
         table = data.table
@@ -234,7 +233,6 @@ class Billing(Construct):
             description="Tollgate period close: queues one close per customer",
             service_name=SERVICE_PERIOD_CLOSE,
             timeout=cdk.Duration.minutes(5),
-            code=code,
             environment={
                 ENV_TABLE_NAME: table.table_name,
                 ENV_CLOSE_QUEUE_URL: self.close_queue.queue_url,
@@ -260,7 +258,6 @@ class Billing(Construct):
             service_name=SERVICE_PERIOD_CLOSE,
             memory_size=512,
             timeout=cdk.Duration.seconds(CLOSE_WORKER_TIMEOUT_SECONDS),
-            code=code,
             environment={
                 ENV_TABLE_NAME: table.table_name,
                 ENV_STRIPE_API_KEY_SECRET_ARN: self.stripe_api_key_secret.secret_arn,
@@ -302,7 +299,6 @@ class Billing(Construct):
             handler=HANDLER_WEBHOOK,
             description="Tollgate Stripe webhook endpoint (verifies Stripe's signature)",
             service_name=SERVICE_WEBHOOKS,
-            code=code,
             environment={
                 ENV_TABLE_NAME: table.table_name,
                 ENV_STRIPE_WEBHOOK_SECRET_ARN: self.stripe_webhook_secret.secret_arn,
@@ -332,7 +328,6 @@ class Billing(Construct):
             description="Tollgate dunning: suspends customers whose payment grace has passed",
             service_name=SERVICE_WEBHOOKS,
             timeout=cdk.Duration.minutes(5),
-            code=code,
             environment={
                 ENV_TABLE_NAME: table.table_name,
                 ENV_DUNNING_GRACE_DAYS: str(dunning_grace_days),

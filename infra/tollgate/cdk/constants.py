@@ -1,6 +1,6 @@
 """Names shared by the constructs, ``app.py`` and the tests: construct ids, output keys, env vars, handlers.
 
-Standard library only. The table's key and index names come from ``functions/tollgate/tablekeys.py`` (the
+Standard library only. The table's key and index names come from ``tollgate.dal.tablekeys`` (the
 module the Lambda code builds its keys from) so the table and the code cannot drift apart.
 """
 
@@ -8,10 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tollgate import observability as _observability
+from tollgate import outputs as _outputs
+from tollgate import settings as _settings
+from tollgate.billing import settings as _billing_settings
+from tollgate.billing.close import observability as _close_observability
+from tollgate.billing.close import settings as _close_settings
+from tollgate.billing.webhooks import observability as _webhook_observability
+from tollgate.billing.webhooks import settings as _webhook_settings
 from tollgate.dal import tablekeys as _tablekeys
+from tollgate.metering import observability as _metering_observability
+from tollgate.metering import settings as _metering_settings
+from tollgate.usage_api import observability as _usage_observability
 
+# A checkout's root. Only dev-time tooling uses it (generating lambda_lock.json from uv.lock, the tests):
+# synth finds everything it needs inside the installed package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent.parent
-FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 UV_LOCK = PROJECT_ROOT / "uv.lock"
 
 # --- the table (single-table design, see docs/data-model.md) ---------------------------------------------
@@ -23,14 +35,22 @@ GSI1_SK: str = _tablekeys.GSI1_SK
 TTL_ATTRIBUTE: str = _tablekeys.TTL_ATTRIBUTE
 
 # --- Lambda ------------------------------------------------------------------------------------------------
-# The asset root is functions/; these excludes keep the local tooling out of the deployment package.
-ASSET_EXCLUDES: tuple[str, ...] = ("**/__pycache__", "tollgate/cli/**", "tollgate/cdk/**")
+# Each function's asset holds the modules its handler imports (tollgate.cdk.imports) and the locked
+# distributions those need (tollgate/cdk/lambda_lock.json, generated from uv.lock: `make lambda-lock`).
+LAMBDA_LOCK_RESOURCE = "lambda_lock.json"
+# Packages of this project that never go into a Lambda asset: importing one from Lambda code fails synth.
+ASSET_EXCLUDES: tuple[str, ...] = ("tollgate.cli", "tollgate.cdk")
 # Distributions the Lambda python3.12 runtime already ships: never bundled (nor their own dependencies).
 RUNTIME_PROVIDED_DISTRIBUTIONS: frozenset[str] = frozenset({"boto3", "botocore", "s3transfer"})
-# Runtime dependencies of the project that only the local CLI uses (tollgate/cli is excluded from the asset).
-CLI_ONLY_DISTRIBUTIONS: frozenset[str] = frozenset({"typer", "rich", "pyyaml"})
+# Distributions only the local CLI may use: a Lambda function whose imports need one fails synth.
+CLI_ONLY_DISTRIBUTIONS: frozenset[str] = frozenset({"typer", "rich", "click"})
 LAMBDA_PYTHON_VERSION = "3.12"
 LAMBDA_PIP_PLATFORM = "manylinux2014_aarch64"
+LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the asset (the file names compiled into the bytecode)
+# A python3.12 interpreter to compile the assets' bytecode with; "none" builds without bytecode.
+LAMBDA_PYTHON_ENV_VAR = "TOLLGATE_LAMBDA_PYTHON"
+# Where installed and compiled distributions are kept between builds (default ~/.cache/tollgate/lambda).
+LAMBDA_CACHE_ENV_VAR = "TOLLGATE_LAMBDA_CACHE"
 
 HANDLER_AUTHORIZER = "tollgate.metering.handler.handler"
 HANDLER_CLOSE_STARTER = "tollgate.billing.close.starter.handler"
@@ -38,45 +58,37 @@ HANDLER_CLOSE_WORKER = "tollgate.billing.close.worker.handler"
 HANDLER_WEBHOOK = "tollgate.billing.webhooks.handler.handler"
 HANDLER_DUNNING_SWEEPER = "tollgate.billing.dunning.sweeper.handler"
 HANDLER_USAGE_API = "tollgate.usage_api.handler.handler"
-HANDLER_SAMPLE_API = "sample_api.handler.handler"
 
-# --- environment variables read by the handlers ------------------------------------------------------------
-ENV_TABLE_NAME = "TABLE_NAME"
-ENV_KEY_CACHE_TTL_SECONDS = "KEY_CACHE_TTL_SECONDS"
-ENV_NEGATIVE_CACHE_TTL_SECONDS = "NEGATIVE_CACHE_TTL_SECONDS"
-ENV_FAIL_OPEN = "FAIL_OPEN"
-ENV_CLOSE_QUEUE_URL = "CLOSE_QUEUE_URL"
-ENV_STRIPE_API_KEY_SECRET_ARN = "STRIPE_API_KEY_SECRET_ARN"  # noqa: S105 - a name, not a secret
-ENV_STRIPE_WEBHOOK_SECRET_ARN = "STRIPE_WEBHOOK_SECRET_ARN"  # noqa: S105 - a name, not a secret
-ENV_DUNNING_GRACE_DAYS = "DUNNING_GRACE_DAYS"
-ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
-ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+# --- environment variables read by the handlers (names and defaults: each function's settings module) ----
+ENV_TABLE_NAME = _settings.TABLE_NAME
+ENV_KEY_CACHE_TTL_SECONDS = _metering_settings.KEY_CACHE_TTL_SECONDS
+ENV_NEGATIVE_CACHE_TTL_SECONDS = _metering_settings.NEGATIVE_CACHE_TTL_SECONDS
+ENV_FAIL_OPEN = _metering_settings.FAIL_OPEN
+ENV_CLOSE_QUEUE_URL = _close_settings.CLOSE_QUEUE_URL
+ENV_STRIPE_API_KEY_SECRET_ARN = _billing_settings.STRIPE_API_KEY_SECRET_ARN
+ENV_STRIPE_WEBHOOK_SECRET_ARN = _webhook_settings.STRIPE_WEBHOOK_SECRET_ARN
+ENV_DUNNING_GRACE_DAYS = _webhook_settings.DUNNING_GRACE_DAYS
+ENV_POWERTOOLS_SERVICE_NAME = _observability.POWERTOOLS_SERVICE_NAME
+ENV_POWERTOOLS_METRICS_NAMESPACE = _observability.POWERTOOLS_METRICS_NAMESPACE
 
-AUTHORIZER_KEY_CACHE_TTL_SECONDS = 30
-AUTHORIZER_NEGATIVE_CACHE_TTL_SECONDS = 5
+AUTHORIZER_KEY_CACHE_TTL_SECONDS = _metering_settings.DEFAULT_KEY_CACHE_TTL_SECONDS
+AUTHORIZER_NEGATIVE_CACHE_TTL_SECONDS = _metering_settings.DEFAULT_NEGATIVE_CACHE_TTL_SECONDS
 
-# --- metrics ------------------------------------------------------------------------------------------------
-METRICS_NAMESPACE = "Tollgate"
-STRIPE_FAILURES_METRIC = "StripeFailures"
-SERVICE_AUTHORIZER = "tollgate-authorizer"
-SERVICE_PERIOD_CLOSE = "tollgate-period-close"
-SERVICE_WEBHOOKS = "tollgate-webhooks"
-SERVICE_USAGE_API = "tollgate-usage-api"
-SERVICE_SAMPLE_API = "tollgate-sample-api"
+# --- metrics (names live in each function's observability module) ------------------------------------------
+METRICS_NAMESPACE = _observability.METRICS_NAMESPACE
+STRIPE_FAILURES_METRIC = _close_observability.STRIPE_FAILURES
+SERVICE_AUTHORIZER = _metering_observability.SERVICE
+SERVICE_PERIOD_CLOSE = _close_observability.SERVICE
+SERVICE_WEBHOOKS = _webhook_observability.SERVICE
+SERVICE_USAGE_API = _usage_observability.SERVICE
 
-# --- context (cdk.json / `cdk synth -c key=value`) ----------------------------------------------------------
-CONTEXT_STACK_NAME = "stackName"
-CONTEXT_CLOSE_GRACE_HOURS = "closeGraceHours"
-CONTEXT_DUNNING_GRACE_DAYS = "dunningGraceDays"
-CONTEXT_SAMPLE_API = "sampleApi"
-DEFAULT_STACK_NAME = "Tollgate"
+# --- deploy-time defaults (Tollgate(...) keyword arguments) ------------------------------------------------
 DEFAULT_CLOSE_GRACE_HOURS = 6  # late requests of the month just ended land before the close starts
-DEFAULT_DUNNING_GRACE_DAYS = 7
+DEFAULT_DUNNING_GRACE_DAYS = _webhook_settings.DEFAULT_DUNNING_GRACE_DAYS
 DUNNING_SWEEP_HOUR_UTC = 3
 SCHEDULE_TIMEZONE = "UTC"
 
 # --- construct ids ------------------------------------------------------------------------------------------
-ID_STACK = "Tollgate"
 ID_DATA = "Data"
 ID_TABLE = "Table"
 ID_METERING = "Metering"
@@ -96,11 +108,8 @@ ID_DUNNING_SWEEPER_FUNCTION = "DunningSweeperFunction"
 ID_DUNNING_SCHEDULE = "DunningSchedule"
 ID_MONITORING = "Monitoring"
 ID_ALARM_TOPIC = "AlarmTopic"
-ID_SAMPLE_API = "SampleApi"
-ID_SAMPLE_REST_API = "RestApi"
-ID_SAMPLE_FUNCTION = "SampleBackendFunction"
 ID_USAGE_FUNCTION = "UsageFunction"
-ID_METERED_API = "Metered"
+ID_USAGE_API = "UsageApi"
 
 # Alarm construct ids (also their logical-id prefixes) and what each watches.
 ALARM_AUTHORIZER_ERRORS = "AuthorizerErrorsAlarm"
@@ -126,19 +135,13 @@ CLOSE_QUEUE_MAX_RECEIVE_COUNT = 5
 SCHEDULE_RETRY_ATTEMPTS = 10
 SCHEDULE_MAX_EVENT_AGE_HOURS = 12
 
-# --- sample API routes (credit costs live in the plan, not here) --------------------------------------------
-SAMPLE_API_STAGE = "live"
-ROUTE_SEARCH = ("GET", "/v1/search")
-ROUTE_GENERATE = ("POST", "/v1/generate")
-ROUTE_USAGE = ("GET", "/usage")
-
-# --- stack outputs ------------------------------------------------------------------------------------------
-OUTPUT_TABLE_NAME = "TableName"
-OUTPUT_API_URL = "ApiUrl"
-OUTPUT_STRIPE_API_KEY_SECRET_ARN = "StripeApiKeySecretArn"  # noqa: S105 - a name, not a secret
-OUTPUT_STRIPE_WEBHOOK_SECRET_ARN = "StripeWebhookSecretArn"  # noqa: S105 - a name, not a secret
-OUTPUT_WEBHOOK_URL = "WebhookUrl"
-OUTPUT_ALARM_TOPIC_ARN = "AlarmTopicArn"
-OUTPUT_CLOSE_QUEUE_URL = "CloseQueueUrl"
-OUTPUT_AUTHORIZER_FUNCTION_ARN = "AuthorizerFunctionArn"
-OUTPUT_CLOSE_STARTER_FUNCTION_NAME = "CloseStarterFunctionName"
+# --- stack outputs (the names live in tollgate.outputs, shared with the CLI) -------------------------------
+OUTPUT_TABLE_NAME = _outputs.TABLE_NAME
+OUTPUT_STRIPE_API_KEY_SECRET_ARN = _outputs.STRIPE_API_KEY_SECRET_ARN
+OUTPUT_STRIPE_WEBHOOK_SECRET_ARN = _outputs.STRIPE_WEBHOOK_SECRET_ARN
+OUTPUT_WEBHOOK_URL = _outputs.WEBHOOK_URL
+OUTPUT_ALARM_TOPIC_ARN = _outputs.ALARM_TOPIC_ARN
+OUTPUT_CLOSE_QUEUE_URL = _outputs.CLOSE_QUEUE_URL
+OUTPUT_AUTHORIZER_FUNCTION_ARN = _outputs.AUTHORIZER_FUNCTION_ARN
+OUTPUT_USAGE_FUNCTION_ARN = _outputs.USAGE_FUNCTION_ARN
+OUTPUT_CLOSE_STARTER_FUNCTION_NAME = _outputs.CLOSE_STARTER_FUNCTION_NAME

@@ -1,0 +1,156 @@
+"""``Tollgate``: everything Tollgate runs in a provider's AWS account, as one construct for their own CDK app.
+
+    from tollgate.cdk import MeteredApi, Tollgate
+
+    tollgate = Tollgate(self, "Tollgate")                       # table, authorizer, billing, monitoring
+    metered = MeteredApi(self, "Metered", api=my_api, authorizer_function=tollgate.authorizer_function)
+    metered.add_function_route("GET", "/v1/search", search_fn)  # every route added here is metered
+    metered.add_usage_route(tollgate.usage_function)            # GET /usage for your customers
+
+Parts (each a construct of its own, reachable as an attribute):
+
+- ``data``: the DynamoDB table (``table``);
+- ``metering``: the metering authorizer (``authorizer_function``);
+- ``billing``: the monthly close (schedule, starter, queue, worker), the Stripe secrets, the Stripe webhook
+  endpoint and the dunning sweeper;
+- ``usage_api``: the ``GET /usage`` function (``usage_function``);
+- ``monitoring``: the alarms and their SNS topic (``alarm_topic``).
+
+Its CloudFormation outputs (``TableName``, ``StripeApiKeySecretArn``, ...: ``tollgate.outputs``) are what the
+``tollgate --stack NAME`` CLI reads, so a stack holds at most one ``Tollgate`` (or pass ``outputs=False``).
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from tollgate.cdk.billing import Billing
+from tollgate.cdk.constants import (
+    DEFAULT_CLOSE_GRACE_HOURS,
+    DEFAULT_DUNNING_GRACE_DAYS,
+    ID_BILLING,
+    ID_DATA,
+    ID_METERING,
+    ID_MONITORING,
+    ID_USAGE_API,
+    OUTPUT_ALARM_TOPIC_ARN,
+    OUTPUT_AUTHORIZER_FUNCTION_ARN,
+    OUTPUT_CLOSE_QUEUE_URL,
+    OUTPUT_CLOSE_STARTER_FUNCTION_NAME,
+    OUTPUT_STRIPE_API_KEY_SECRET_ARN,
+    OUTPUT_STRIPE_WEBHOOK_SECRET_ARN,
+    OUTPUT_TABLE_NAME,
+    OUTPUT_USAGE_FUNCTION_ARN,
+    OUTPUT_WEBHOOK_URL,
+)
+from tollgate.cdk.data import TollgateData
+from tollgate.cdk.metering import Metering
+from tollgate.cdk.monitoring import Monitoring
+from tollgate.cdk.usage import UsageApi
+
+
+class Tollgate(Construct):
+    """Tollgate's table, metering authorizer, billing, usage function and monitoring.
+
+    :param close_grace_hours: hours after midnight UTC on the 1st at which the month just ended is closed
+        (0..23, default 6): requests of the last seconds of the month land before the close reads them.
+    :param dunning_grace_days: days an unpaid invoice is tolerated before the customer is suspended (>= 0).
+    :param fail_open: let requests through unmetered when the counter cannot be written (default False:
+        refuse them with 503). A key that cannot be checked is refused either way.
+    :param outputs: add the stack outputs the ``tollgate`` CLI reads (default True;
+        one ``Tollgate`` per stack).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        close_grace_hours: int = DEFAULT_CLOSE_GRACE_HOURS,
+        dunning_grace_days: int = DEFAULT_DUNNING_GRACE_DAYS,
+        fail_open: bool = False,
+        outputs: bool = True,
+    ) -> None:
+        if not 0 <= close_grace_hours <= 23:
+            raise ValueError(f"close_grace_hours must be 0..23, got {close_grace_hours}")
+        if dunning_grace_days < 0:
+            raise ValueError(f"dunning_grace_days must be >= 0, got {dunning_grace_days}")
+        super().__init__(scope, id)
+        self.data = TollgateData(self, ID_DATA)
+        self.metering = Metering(self, ID_METERING, table=self.data.table, fail_open=fail_open)
+        self.billing = Billing(
+            self,
+            ID_BILLING,
+            data=self.data,
+            close_grace_hours=close_grace_hours,
+            dunning_grace_days=dunning_grace_days,
+        )
+        self.usage_api = UsageApi(self, ID_USAGE_API, table=self.data.table)
+        self.monitoring = Monitoring(
+            self,
+            ID_MONITORING,
+            authorizer_function=self.metering.authorizer_function,
+            table=self.data.table,
+            close_dead_letter_queue=self.billing.close_dead_letter_queue,
+            schedule_dead_letter_queue=self.billing.schedule_dead_letter_queue,
+        )
+        if outputs:
+            self._add_outputs()
+
+    @property
+    def table(self) -> dynamodb.Table:
+        return self.data.table
+
+    @property
+    def authorizer_function(self) -> lambda_.Function:
+        """The metering authorizer: hand it to ``MeteredApi``."""
+        return self.metering.authorizer_function
+
+    @property
+    def usage_function(self) -> lambda_.Function:
+        """The ``GET /usage`` function: ``MeteredApi.add_usage_route(tollgate.usage_function)``."""
+        return self.usage_api.function
+
+    @property
+    def alarm_topic(self) -> sns.Topic:
+        return self.monitoring.topic
+
+    def _add_outputs(self) -> None:
+        billing = self.billing
+        for key, value, description in (
+            (OUTPUT_TABLE_NAME, self.table.table_name, "The Tollgate DynamoDB table"),
+            (
+                OUTPUT_STRIPE_API_KEY_SECRET_ARN,
+                billing.stripe_api_key_secret.secret_arn,
+                "Put the Stripe secret API key here (aws secretsmanager put-secret-value)",
+            ),
+            (
+                OUTPUT_STRIPE_WEBHOOK_SECRET_ARN,
+                billing.stripe_webhook_secret.secret_arn,
+                "Put the Stripe webhook signing secret (whsec_...) here",
+            ),
+            (OUTPUT_WEBHOOK_URL, billing.webhook_url.url, "Register this URL as a Stripe webhook endpoint"),
+            (OUTPUT_ALARM_TOPIC_ARN, self.alarm_topic.topic_arn, "Subscribe to be alerted"),
+            (OUTPUT_CLOSE_QUEUE_URL, billing.close_queue.queue_url, "Per-customer close queue"),
+            (
+                OUTPUT_AUTHORIZER_FUNCTION_ARN,
+                self.authorizer_function.function_arn,
+                "The metering authorizer, for MeteredApi in another stack of this account and region",
+            ),
+            (
+                OUTPUT_USAGE_FUNCTION_ARN,
+                self.usage_function.function_arn,
+                "The GET /usage function, for MeteredApi.add_usage_route in another stack",
+            ),
+            (
+                OUTPUT_CLOSE_STARTER_FUNCTION_NAME,
+                billing.close_starter.function.function_name,
+                'Invoke with {"period": "YYYY-MM"} to close a period by hand',
+            ),
+        ):
+            output = cdk.CfnOutput(self, key, value=value, description=description)
+            output.override_logical_id(key)  # the exact key the CLI looks for, wherever this construct sits
