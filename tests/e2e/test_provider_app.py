@@ -74,6 +74,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Adopted:
+    wheel: Path
     app_dir: Path
     python: Path
     tollgate: Path
@@ -124,7 +125,7 @@ def adopted(tmp_path_factory: pytest.TempPathFactory) -> Adopted:
 
     assembly = app_dir / "cdk.out"
     template = json.loads((assembly / "WeatherApi.template.json").read_text())
-    return Adopted(app_dir, python, app_dir / ".venv" / "bin" / "tollgate", assembly, template)
+    return Adopted(wheel, app_dir, python, app_dir / ".venv" / "bin" / "tollgate", assembly, template)
 
 
 def test_the_wheel_installs_only_the_tollgate_package(adopted: Adopted) -> None:
@@ -241,3 +242,23 @@ def test_the_cli_works_from_the_providers_directory(adopted: Adopted, local_tabl
     assert "pro" in created
     listed = _run([str(adopted.tollgate), "plans", "list"], adopted.app_dir, env)
     assert "Pay as you go" in listed
+
+
+def test_the_cli_installs_on_its_own_without_the_cdk(adopted: Adopted, tmp_path: Path) -> None:
+    """``uv tool install`` of the bare wheel (no [cdk] extra): the CLI runs from any directory."""
+    tools, bin_dir, elsewhere = tmp_path / "tools", tmp_path / "bin", tmp_path / "anywhere"
+    elsewhere.mkdir()
+    env = _clean_env(UV_TOOL_DIR=str(tools), UV_TOOL_BIN_DIR=str(bin_dir))
+    _run(
+        [_uv(), "tool", "install", "--quiet", "--python", sys.executable, str(adopted.wheel)], elsewhere, env
+    )
+    tollgate = bin_dir / "tollgate"
+    assert "customers" in _run([str(tollgate), "--help"], elsewhere, env)
+    unconfigured = subprocess.run(  # noqa: S603
+        [str(tollgate), "usage", "acme"], cwd=elsewhere, env=env, capture_output=True, text=True, check=False
+    )
+    assert unconfigured.returncode == 1
+    assert unconfigured.stderr.startswith("error: no table configured"), unconfigured.stderr
+    tool_python = next(tools.glob("tollgate/bin/python"))
+    missing = "import importlib.util as u; print(u.find_spec('aws_cdk') is None)"
+    assert _run([str(tool_python), "-c", missing], elsewhere, env).strip() == "True"
