@@ -595,10 +595,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     double = StripeDouble(port=args.port).start()
-    print(
-        f"Stripe double listening on {double.base_url} (API key: any sk_test_...; Ctrl-C to stop)", flush=True
-    )
-    try:
+    try:  # the banner too: a Ctrl-C that lands while it is being written still stops cleanly
+        print(
+            f"Stripe double listening on {double.base_url} (API key: any sk_test_...; Ctrl-C to stop)",
+            flush=True,
+        )
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
