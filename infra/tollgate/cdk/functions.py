@@ -108,6 +108,11 @@ class TollgateFunction(Construct):
             timeout=timeout or cdk.Duration.seconds(10),
             role=self.role,
             log_group=self.log_group,
+            # Lambda advanced logging: JSON, and the platform's own START/END/REPORT lines (INFO) dropped, so
+            # an allowed request ingests no log bytes at all; the functions' own logs (Powertools) from INFO.
+            logging_format=lambda_.LoggingFormat.JSON,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             # No active tracing: no handler uses a Tracer, and X-Ray would cost ~$5 per million requests.
             tracing=lambda_.Tracing.DISABLED,
             environment={

@@ -1,0 +1,196 @@
+"""What metering costs per million requests, from the synthesized template and a measured warm call.
+
+Reads the authorizer's settings from the synthesized Tollgate app (memory, architecture, tracing,
+logging), measures the CPU time of a warm authorizer call in this process (the handler with in-memory fakes
+for the key directory and the counter: everything but the DynamoDB round trip), computes the counter item's
+size after requests on N routes (DynamoDB's item-size rules), and prices one million metered requests on a
+REST API and on an HTTP API. Every assumption is printed with the result.
+
+Run: .venv/bin/python benchmarks/cost.py [--routes 50] [--calls 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from offline import go_offline
+
+go_offline()
+
+# --- published prices, us-east-1, read 2026-11 (facts.md); no free tier -------------------------------------
+PRICES = {
+    "apigw_rest_per_million": Decimal("3.50"),
+    "apigw_http_per_million": Decimal("1.00"),
+    "lambda_requests_per_million": Decimal("0.20"),
+    "lambda_gb_second_arm64": Decimal("0.0000133334"),
+    "lambda_gb_second_x86_64": Decimal("0.0000166667"),
+    "dynamodb_write_unit_per_million": Decimal("0.625"),
+    "dynamodb_read_unit_per_million": Decimal("0.125"),
+    "logs_ingested_per_gb": Decimal("0.50"),
+    "xray_traces_per_million": Decimal("5.00"),
+}
+# --- assumptions (stated, not measured here) --------------------------------------------------------------
+DYNAMODB_UPDATE_MS = 6  # one in-region UpdateItem round trip, p50 (single-digit ms)
+ONE_VCPU_MB = 1769  # Lambda gives a function one vCPU at 1,769 MB, proportionally less below
+PLATFORM_LOG_BYTES = 330  # START + END + REPORT lines of one invocation, when the platform writes them
+KEY_READS_PER_REQUEST = Decimal(
+    "0.001"
+)  # eventually consistent, 0.5 unit: 3 reads per key per instance per 30 s
+XRAY_SAMPLED = Decimal("0.05")  # the default sampling rule: 1 request/s, then 5%
+
+
+@dataclass(frozen=True)
+class AuthorizerSettings:
+    memory_mb: int
+    architecture: str
+    tracing: str
+    system_log_level: str | None
+
+
+def authorizer_settings() -> AuthorizerSettings:
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    import aws_cdk as cdk
+
+    from infra.app import build_app
+    from tollgate.cdk.constants import HANDLER_AUTHORIZER
+
+    with tempfile.TemporaryDirectory() as out:
+        app = cdk.App(outdir=out, context={"aws:cdk:bundling-stacks": []})
+        stack = build_app(app, nag=False)
+        template: dict[str, Any] = json.loads(
+            json.dumps(app.synth().get_stack_artifact(stack.artifact_id).template)
+        )
+    (function,) = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler") == HANDLER_AUTHORIZER
+    ]
+    logging = function.get("LoggingConfig", {})
+    return AuthorizerSettings(
+        memory_mb=int(function.get("MemorySize", 128)),
+        architecture=(function.get("Architectures") or ["x86_64"])[0],
+        tracing=function.get("TracingConfig", {}).get("Mode", "PassThrough"),
+        system_log_level=logging.get("SystemLogLevel") if logging.get("LogFormat") == "JSON" else None,
+    )
+
+
+def warm_call_cpu_seconds(calls: int) -> float:
+    """CPU seconds of a warm allowed call: parsing, key hashing, cache, decision, policy, Powertools."""
+    from tollgate.domain.keyformat import generate_key, hash_key
+    from tollgate.metering.grants import Grant
+    from tollgate.metering.handler import Deps, make_handler
+    from tollgate_local.apigw import rest_event
+    from tollgate_local.lambda_context import LocalLambdaContext
+
+    key = generate_key()
+    grant = Grant(
+        key_id="k1",
+        customer_id="acme",
+        customer_status="active",
+        status_reason=None,
+        pay_url=None,
+        shards=1,
+        plan_id="payg",
+        plan_version=1,
+        route_costs={"GET /v1/search": 1},
+    )
+
+    class Keys:
+        def find(self, key_hash: str) -> Grant | None:
+            return grant if key_hash == hash_key(key) else None
+
+    class Counter:
+        def add(self, *args: Any) -> int:
+            return 1
+
+    handle = make_handler(Deps(keys=Keys(), counter=Counter()))
+    context = LocalLambdaContext("tollgate-authorizer")
+    event = rest_event(headers={"x-api-key": key}, epoch_ms=int(time.time() * 1000))
+    assert handle(event, context)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    start = time.process_time()
+    for _ in range(calls):
+        handle(event, context)
+    return (time.process_time() - start) / calls
+
+
+def counter_item_bytes(routes: int) -> int:
+    """DynamoDB size of a customer's counter item after requests on ``routes`` routes (names + values)."""
+    from tollgate.dal import tablekeys as tk
+
+    def number(value: int) -> int:  # 1 byte per two significant digits, plus 1
+        return len(str(value).rstrip("0") or "0") // 2 + 2
+
+    key = tk.counter_key("customer-0001", "2026-11", 0)
+    size = sum(len(name) + len(value) for name, value in key.items())
+    size += len("credits") + number(12_345_678) + len("requests") + number(1_234_567)
+    for i in range(routes):
+        route = f"GET /v1/resource-{i:02d}/{{id}}"
+        size += len(tk.route_credits_attribute(route)) + number(1_234_567)
+        size += len(tk.route_requests_attribute(route)) + number(123_456)
+    return size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", type=int, default=50, help="distinct routes a customer calls in a period")
+    parser.add_argument("--calls", type=int, default=20000, help="warm calls measured")
+    args = parser.parse_args()
+
+    settings = authorizer_settings()
+    cpu = warm_call_cpu_seconds(args.calls)
+    item = counter_item_bytes(args.routes)
+    write_units = math.ceil(item / 1024)
+    cpu_share = min(1.0, settings.memory_mb / ONE_VCPU_MB)
+    billed_ms = math.ceil(cpu * 1000 / cpu_share + DYNAMODB_UPDATE_MS)
+    gb_seconds = Decimal(settings.memory_mb) / 1024 * Decimal(billed_ms) / 1000 * 1_000_000
+    arch_price = PRICES[f"lambda_gb_second_{settings.architecture}"]
+    log_bytes = 0 if settings.system_log_level in {"WARN", "ERROR", "FATAL"} else PLATFORM_LOG_BYTES
+    metering = {
+        "authorizer Lambda requests": PRICES["lambda_requests_per_million"],
+        f"authorizer duration: {settings.memory_mb} MB {settings.architecture} x {billed_ms} ms billed": (
+            gb_seconds * arch_price
+        ),
+        f"DynamoDB counter write: {write_units} write unit(s) (item {item} B at {args.routes} routes)": (
+            PRICES["dynamodb_write_unit_per_million"] * write_units
+        ),
+        "DynamoDB key reads (cached 30 s per instance)": (
+            PRICES["dynamodb_read_unit_per_million"] * KEY_READS_PER_REQUEST * Decimal("0.5")
+        ),
+        f"CloudWatch Logs: {log_bytes} B per allowed request": (
+            PRICES["logs_ingested_per_gb"] * Decimal(log_bytes) * 1_000_000 / 1024**3
+        ),
+        f"X-Ray: tracing {settings.tracing}": (
+            PRICES["xray_traces_per_million"] * XRAY_SAMPLED if settings.tracing == "Active" else Decimal(0)
+        ),
+    }
+    print(
+        f"warm authorizer call: {cpu * 1e6:,.0f} us CPU here ({args.calls:,} calls); at {settings.memory_mb} "
+        f"MB Lambda gives {cpu_share:.2f} vCPU; plus {DYNAMODB_UPDATE_MS} ms for the UpdateItem (assumed)"
+    )
+    for api, gateway in (
+        ("REST", PRICES["apigw_rest_per_million"]),
+        ("HTTP", PRICES["apigw_http_per_million"]),
+    ):
+        lines = {f"API Gateway {api} API requests": gateway, **metering}
+        total = sum(lines.values(), Decimal(0))
+        print(f"\n{api} API, per 1,000,000 metered requests:")
+        for label, amount in lines.items():
+            print(f"  {label:<78} ${amount:.4f}")
+        print(f"{api}: ${total:.2f} per million")
+    print(
+        "\nAssumptions: us-east-1 on-demand prices read 2026-11, no free tier, API Gateway's first price "
+        f"tier; key reads {KEY_READS_PER_REQUEST} per request; X-Ray samples {XRAY_SAMPLED:.0%} when active; "
+        f"platform log lines {PLATFORM_LOG_BYTES} B per invocation unless the system log level is WARN+."
+    )
+
+
+if __name__ == "__main__":
+    main()
