@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 
 from tests.infra.cfn import get_att, only, props, ref, referenced_ids, resources
 from tests.infra.conftest import IMPORTED_AUTHORIZER_ARN, ProviderApps
-from tollgate.cdk.metering import MeteredApi
+from tollgate.cdk.metering import DEFAULT_THROTTLE, MeteredApi, Throttle
 from tollgate.metering import gateway_responses
 
 
@@ -290,3 +291,260 @@ def test_deploy_to_stage_is_for_rest_apis(fresh_stack: Callable[[], cdk.Stack]) 
             authorizer_function=_function(stack, "A"),
             deploy_to_stage="prod",
         )
+
+
+# --- floods are bounded: stage throttling and the optional WAF rate limit ---------------------------------
+
+
+def _throttle_of(setting: dict[str, Any]) -> tuple[Any, Any]:
+    return setting.get("ThrottlingRateLimit"), setting.get("ThrottlingBurstLimit")
+
+
+def _stage_method_settings(template: dict[str, Any]) -> list[dict[str, Any]]:
+    _, stage = only(resources(template, "AWS::ApiGateway::Stage"))
+    settings: list[dict[str, Any]] = props(stage).get("MethodSettings", [])
+    return settings
+
+
+def test_rest_stage_is_throttled_by_default(rest: dict[str, Any]) -> None:
+    (setting,) = _stage_method_settings(rest)
+    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+    assert _throttle_of(setting) == (DEFAULT_THROTTLE.rate_limit, DEFAULT_THROTTLE.burst_limit)
+
+
+def test_http_default_stage_is_throttled_by_default(http: dict[str, Any]) -> None:
+    _, stage = only(resources(http, "AWS::ApiGatewayV2::Stage"))
+    assert props(stage)["StageName"] == "$default"
+    assert _throttle_of(props(stage)["DefaultRouteSettings"]) == (1000, 2000)
+
+
+def test_the_default_throttle_is_documented_and_sane() -> None:
+    assert Throttle(rate_limit=1000, burst_limit=2000) == DEFAULT_THROTTLE
+    assert DEFAULT_THROTTLE.rate_limit < 10_000  # the account's regional API Gateway quota
+    with pytest.raises(ValueError, match="positive"):
+        Throttle(rate_limit=0, burst_limit=10)
+    with pytest.raises(ValueError, match="positive"):
+        Throttle(rate_limit=10, burst_limit=0)
+
+
+def test_rest_throttle_can_be_set_and_merges_with_the_stages_own_settings(
+    fresh_stack: Callable[[], cdk.Stack],
+) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi(
+        stack,
+        "Api",
+        deploy_options=apigw.StageOptions(
+            stage_name="live",
+            logging_level=apigw.MethodLoggingLevel.ERROR,
+            data_trace_enabled=False,
+            method_options={"/v1/x/GET": apigw.MethodDeploymentOptions(throttling_rate_limit=5)},
+        ),
+    )
+    metered = MeteredApi(
+        stack, "Metered", api=api, authorizer_function=_function(stack, "A"), throttle=Throttle(50, 80)
+    )
+    metered.add_function_route("GET", "/v1/x", _function(stack, "X"))
+
+    settings = _stage_method_settings(_template(stack))
+    everything = [s for s in settings if (s["ResourcePath"], s["HttpMethod"]) == ("/*", "*")]
+    assert everything == [
+        {
+            "DataTraceEnabled": False,
+            "HttpMethod": "*",
+            "LoggingLevel": "ERROR",
+            "ResourcePath": "/*",
+            "ThrottlingBurstLimit": 80,
+            "ThrottlingRateLimit": 50,
+        }
+    ]
+    (own,) = [s for s in settings if s["ResourcePath"] != "/*"]
+    assert own["ThrottlingRateLimit"] == 5  # the app's per-method setting is untouched
+    assert metered.throttle == Throttle(50, 80)
+
+
+def test_a_throttle_the_app_set_on_its_stage_is_kept(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi(
+        stack,
+        "Api",
+        deploy_options=apigw.StageOptions(throttling_rate_limit=500, throttling_burst_limit=1000),
+    )
+    http = apigwv2.HttpApi(stack, "TheirHttpApi")
+    assert http.default_stage is not None
+    default_stage = http.default_stage.node.default_child
+    assert isinstance(default_stage, apigwv2.CfnStage)
+    default_stage.default_route_settings = apigwv2.CfnStage.RouteSettingsProperty(throttling_rate_limit=7)
+    rest_metered = MeteredApi(stack, "Rest", api=api, authorizer_function=_function(stack, "A1"))
+    http_metered = MeteredApi(stack, "HttpMetered", api=http, authorizer_function=_function(stack, "A2"))
+    rest_metered.add_function_route("GET", "/v1/x", _function(stack, "X"))
+    template = _template(stack)
+
+    (setting,) = _stage_method_settings(template)
+    assert _throttle_of(setting) == (500, 1000)
+    _, http_stage = only(resources(template, "AWS::ApiGatewayV2::Stage"))
+    assert _throttle_of(props(http_stage)["DefaultRouteSettings"]) == (7, None)
+    assert rest_metered.throttle is None
+    assert http_metered.throttle is None
+
+
+def test_throttle_none_leaves_the_stages_alone(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    rest = MeteredApi(
+        stack,
+        "Rest",
+        api=apigw.RestApi(stack, "Api"),
+        authorizer_function=_function(stack, "A1"),
+        throttle=None,
+    )
+    rest.add_function_route("GET", "/v1/x", _function(stack, "X"))
+    MeteredApi.for_http_api(
+        stack,
+        "Http",
+        api=apigwv2.HttpApi(stack, "HttpApi"),
+        authorizer_function=_function(stack, "A2"),
+        throttle=None,
+    )
+    template = _template(stack)
+
+    assert _stage_method_settings(template) == []
+    _, http_stage = only(resources(template, "AWS::ApiGatewayV2::Stage"))
+    assert "DefaultRouteSettings" not in props(http_stage)
+
+
+def test_imported_apis_stages_are_the_providers(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    rest_api = apigw.RestApi.from_rest_api_attributes(
+        stack, "Rest", rest_api_id="a1b2c3", root_resource_id="r"
+    )
+    rest = MeteredApi(
+        stack, "M1", api=rest_api, authorizer_function=_function(stack, "A1"), deploy_to_stage="prod"
+    )
+    rest.add_function_route("GET", "/v1/x", _function(stack, "X"))
+    http_api = apigwv2.HttpApi.from_http_api_attributes(stack, "Http", http_api_id="h77")
+    http = MeteredApi.for_http_api(stack, "M2", api=http_api, authorizer_function=_function(stack, "A2"))
+    undeployed = apigw.RestApi(stack, "Undeployed", deploy=False)
+    manual = MeteredApi(stack, "M3", api=undeployed, authorizer_function=_function(stack, "A3"))
+    manual.add_function_route("GET", "/v1/y", _function(stack, "Y"))
+    template = _template(stack)
+
+    assert resources(template, "AWS::ApiGateway::Stage") == {}
+    assert resources(template, "AWS::ApiGatewayV2::Stage") == {}
+    assert (rest.throttle, http.throttle, manual.throttle) == (None, None, None)
+
+
+def test_waf_rate_limit_puts_a_rate_based_web_acl_on_the_rest_stage(
+    fresh_stack: Callable[[], cdk.Stack],
+) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi(stack, "Api", deploy_options=apigw.StageOptions(stage_name="live"))
+    metered = MeteredApi(
+        stack, "Metered", api=api, authorizer_function=_function(stack, "A"), waf_rate_limit=600
+    )
+    metered.add_function_route("GET", "/v1/x", _function(stack, "X"))
+    template = _template(stack)
+
+    acl_id, acl = only(resources(template, "AWS::WAFv2::WebACL"))
+    config = props(acl)
+    assert config["Scope"] == "REGIONAL"
+    assert config["DefaultAction"] == {"Allow": {}}
+    (rule,) = config["Rules"]
+    assert rule["Action"] == {"Block": {}}
+    assert rule["Statement"] == {
+        "RateBasedStatement": {"Limit": 600, "AggregateKeyType": "IP", "EvaluationWindowSec": 300}
+    }
+    assert rule["VisibilityConfig"]["CloudWatchMetricsEnabled"] is True
+    _, association = only(resources(template, "AWS::WAFv2::WebACLAssociation"))
+    assert props(association)["WebACLArn"] == get_att(acl_id)
+    stage_id, _ = only(resources(template, "AWS::ApiGateway::Stage"))
+    resource_arn = json.dumps(props(association)["ResourceArn"])
+    assert "/restapis/" in resource_arn
+    assert "/stages/" in resource_arn
+    assert stage_id in referenced_ids(props(association)["ResourceArn"])
+    assert metered.web_acl is not None
+
+
+def test_waf_on_an_imported_rest_api_goes_to_the_stage_it_deploys_to(
+    fresh_stack: Callable[[], cdk.Stack],
+) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi.from_rest_api_attributes(
+        stack, "Existing", rest_api_id="a1b2c3", root_resource_id="r"
+    )
+    metered = MeteredApi(
+        stack,
+        "Metered",
+        api=api,
+        authorizer_function=_function(stack, "A"),
+        deploy_to_stage="prod",
+        waf_rate_limit=100,
+    )
+    metered.add_function_route("GET", "/v1/x", _function(stack, "X"))
+    template = _template(stack)
+
+    deployment_id, _ = only(resources(template, "AWS::ApiGateway::Deployment"))
+    _, association = only(resources(template, "AWS::WAFv2::WebACLAssociation"))
+    assert "::/restapis/a1b2c3/stages/prod" in json.dumps(props(association)["ResourceArn"])
+    assert deployment_id in association["DependsOn"]
+
+
+def test_waf_rate_limit_is_checked(fresh_stack: Callable[[], cdk.Stack]) -> None:
+    stack = fresh_stack()
+    with pytest.raises(ValueError, match="REST APIs only"):
+        MeteredApi(
+            stack,
+            "H",
+            api=apigwv2.HttpApi(stack, "Http"),
+            authorizer_function=_function(stack, "A1"),
+            waf_rate_limit=100,
+        )
+    with pytest.raises(ValueError, match="between 10 and"):
+        MeteredApi(
+            stack,
+            "R1",
+            api=apigw.RestApi(stack, "Api1"),
+            authorizer_function=_function(stack, "A2"),
+            waf_rate_limit=9,
+        )
+    with pytest.raises(TypeError, match="whole number"):
+        MeteredApi(
+            stack,
+            "R2",
+            api=apigw.RestApi(stack, "Api2"),
+            authorizer_function=_function(stack, "A3"),
+            waf_rate_limit=True,
+        )  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs the REST API's stage"):
+        MeteredApi(
+            stack,
+            "R3",
+            api=apigw.RestApi.from_rest_api_attributes(
+                stack, "Imported", rest_api_id="x", root_resource_id="r"
+            ),
+            authorizer_function=_function(stack, "A4"),
+            waf_rate_limit=100,
+        )
+
+
+def test_http_throttle_merges_with_the_default_stages_route_settings(
+    fresh_stack: Callable[[], cdk.Stack],
+) -> None:
+    stack = fresh_stack()
+    http = apigwv2.HttpApi(stack, "TheirHttpApi")
+    assert http.default_stage is not None
+    default_stage = http.default_stage.node.default_child
+    assert isinstance(default_stage, apigwv2.CfnStage)
+    default_stage.default_route_settings = apigwv2.CfnStage.RouteSettingsProperty(
+        detailed_metrics_enabled=True
+    )
+    metered = MeteredApi.for_http_api(
+        stack, "Metered", api=http, authorizer_function=_function(stack, "A"), throttle=Throttle(20.5, 40)
+    )
+
+    _, stage = only(resources(_template(stack), "AWS::ApiGatewayV2::Stage"))
+    assert props(stage)["DefaultRouteSettings"] == {
+        "DetailedMetricsEnabled": True,
+        "ThrottlingBurstLimit": 40,
+        "ThrottlingRateLimit": 20.5,
+    }
+    assert metered.throttle == Throttle(20.5, 40)

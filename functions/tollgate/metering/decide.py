@@ -1,8 +1,8 @@
 """The hot path's decision: key -> grant -> route cost -> one atomic counter write -> allow or deny.
 
 Plain logic over two small interfaces (``KeyDirectory``, ``UsageCounter``) so tests can hand in fakes and the
-handler stays thin. Order matters: everything that can be refused without I/O is refused first, and nothing is
-counted unless the request is allowed.
+handler stays thin. Order matters: everything that can be refused without I/O is refused first (a malformed
+event, then a missing or malformed key), and nothing is counted unless the request is allowed.
 
 The two errors the interfaces raise (``MeteringUnavailableError``, ``CreditLimitReachedError``) live in
 :mod:`tollgate.errors` with every other error; that module is standard library only, like this one.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from tollgate.domain.keyformat import hash_key, is_well_formed
@@ -44,12 +45,12 @@ def authorize(
 ) -> Decision:
     """Allow or deny one request; an allowed request has been counted (unless ``fail_open`` let it through
     while the counter could not be written: then ``metered`` is false)."""
+    if request.problem is not None:
+        return Decision.deny(Reason.MALFORMED_REQUEST)
     if not request.candidates:
         return Decision.deny(Reason.MISSING_KEY)
     if len(request.candidates) > 1 or not is_well_formed(request.candidates[0]):
         return Decision.deny(Reason.MALFORMED_KEY)
-    if request.route is None:
-        return Decision.deny(Reason.UNKNOWN_ROUTE)
 
     grant = keys.find(hash_key(request.candidates[0]))  # MeteringUnavailableError propagates: deny
     if grant is None:
@@ -83,10 +84,16 @@ def authorize(
         used = counter.add(grant.customer_id, period, shard, request.route, cost, limit)
     except CreditLimitReachedError:
         return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
-    except MeteringUnavailableError:
+    except MeteringUnavailableError as error:
+        unknown = error.applied is None  # sent, answer lost: it may have been counted (never retried)
         if not fail_open:
-            return Decision.deny(Reason.UNAVAILABLE, grant.customer_id)
-        return Decision(allowed=True, principal=grant.customer_id, context={**context, "metered": False})
+            return replace(Decision.deny(Reason.UNAVAILABLE, grant.customer_id), outcome_unknown=unknown)
+        return Decision(
+            allowed=True,
+            principal=grant.customer_id,
+            context={**context, "metered": False},
+            outcome_unknown=unknown,
+        )
     if grant.shards == 1 and used is not None:
         context["creditsUsed"] = used  # exact only for an unsharded counter
     return Decision(allowed=True, principal=grant.customer_id, context=context)

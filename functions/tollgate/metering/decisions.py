@@ -23,6 +23,7 @@ class Reason(StrEnum):
     UNKNOWN_ROUTE = "unknown_route"
     CREDIT_LIMIT = "credit_limit_reached"
     UNAVAILABLE = "metering_unavailable"
+    MALFORMED_REQUEST = "malformed_request"  # the event is not API Gateway's shape (tollgate.metering.events)
 
 
 MESSAGES: dict[Reason, str] = {
@@ -35,6 +36,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.UNKNOWN_ROUTE: "This route is not part of your plan.",
     Reason.CREDIT_LIMIT: "The credit limit of your plan for this billing period is reached.",
     Reason.UNAVAILABLE: "Metering is unavailable; the request was not served. Retry shortly.",
+    Reason.MALFORMED_REQUEST: "The request is malformed (time, route or resource); it was not served.",
 }
 
 
@@ -44,6 +46,9 @@ class Decision:
     principal: str  # the customer id, or "anonymous"
     reason: Reason | None = None
     context: dict[str, str | int | bool] = field(default_factory=dict)
+    # The counter write was sent but its answer was lost: the request may have been counted although it was
+    # refused (or served unmetered under FAIL_OPEN). Logged and counted apart (MeteringOutcomeUnknown).
+    outcome_unknown: bool = False
 
     @classmethod
     def deny(cls, reason: Reason, principal: str = "anonymous", pay_url: str | None = None) -> Decision:

@@ -7,6 +7,7 @@ after a lost response the outcome is unknown, and ``ADD`` is not idempotent, so 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -21,6 +22,7 @@ from botocore.exceptions import (
 from tollgate.dal import tablekeys as tk
 from tollgate.errors import CreditLimitReachedError, MeteringUnavailableError
 from tollgate.metering.grants import Grant, grant_from_items
+from tollgate.metering.settings import DEFAULT_KEY_CACHE_MAX_ENTRIES, DEFAULT_NEGATIVE_CACHE_MAX_ENTRIES
 
 NOT_APPLIED_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
@@ -31,33 +33,89 @@ def _wire_key(key: dict[str, str]) -> dict[str, dict[str, str]]:
     return {name: {"S": value} for name, value in key.items()}
 
 
-class TtlCache:
-    """A small bounded map whose entries expire: hits cost one dict lookup and a clock read."""
+class _Lru:
+    """Key -> (expiry, value), least recently used first; never more than ``max_entries``."""
 
-    def __init__(self, max_entries: int = 10_000, clock: Any = time.monotonic) -> None:
-        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._max = max_entries
+    __slots__ = ("entries", "max_entries")
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError(f"a cache holds at least one entry, not {max_entries}")
+        self.entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self.max_entries = max_entries
+
+    def put(self, key: str, expires: float, value: Any, now: float) -> None:
+        entries = self.entries
+        entries[key] = (expires, value)
+        entries.move_to_end(key)
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)  # the least recently used
+        while entries:  # expired entries at the cold end go too (the bound is the worst case, not the norm)
+            oldest = next(iter(entries))
+            if entries[oldest][0] > now:
+                break
+            del entries[oldest]
+
+
+class TtlCache:
+    """The key cache: two bounded LRU maps whose entries expire, one for found keys, one for unknown ones.
+
+    A found key's entry holds its grant, an unknown key's holds ``None`` (``put(key, None, ttl)``). Each map
+    keeps at most its own number of entries, evicting the least recently used, so a flood of random unknown
+    keys can push out only other unknown keys, never the grant of a paying customer; memory stays bounded
+    whatever the traffic (an entry is a few hundred bytes, a grant about a kilobyte). A hit costs a lock, one
+    dict lookup and a clock read. Thread-safe (the local gateway and the tests share one cache between
+    threads).
+    """
+
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_KEY_CACHE_MAX_ENTRIES,
+        clock: Any = time.monotonic,
+        *,
+        max_negative_entries: int = DEFAULT_NEGATIVE_CACHE_MAX_ENTRIES,
+    ) -> None:
+        self._found = _Lru(max_entries)
+        self._unknown = _Lru(max_negative_entries)
         self._clock = clock
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[bool, Any]:
-        entry = self._entries.get(key)
-        if entry is None:
+        """``(True, value)`` for a live entry (``value`` None: an unknown key), else ``(False, None)``."""
+        with self._lock:
+            for lru in (self._found, self._unknown):
+                entry = lru.entries.get(key)
+                if entry is None:
+                    continue
+                if entry[0] <= self._clock():
+                    del lru.entries[key]
+                    return False, None
+                lru.entries.move_to_end(key)
+                return True, entry[1]
             return False, None
-        if entry[0] <= self._clock():
-            del self._entries[key]
-            return False, None
-        return True, entry[1]
 
     def put(self, key: str, value: Any, ttl: float) -> None:
         if ttl <= 0:
             return
-        self._entries[key] = (self._clock() + ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        with self._lock:
+            now = self._clock()
+            target, other = (self._unknown, self._found) if value is None else (self._found, self._unknown)
+            other.entries.pop(key, None)
+            target.put(key, now + ttl, value, now)
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._found.entries.clear()
+            self._unknown.entries.clear()
+
+    def sizes(self) -> tuple[int, int]:
+        """(found keys, unknown keys) held now, expired ones included until they are evicted."""
+        with self._lock:
+            return len(self._found.entries), len(self._unknown.entries)
+
+    def __len__(self) -> int:
+        found, unknown = self.sizes()
+        return found + unknown
 
 
 class DynamoKeyDirectory:

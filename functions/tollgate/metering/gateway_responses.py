@@ -5,7 +5,10 @@ Standard library only, so a local gateway can import it and answer exactly like 
 ``$context`` variables the same way API Gateway's mapping templates do (as plain text substitution).
 
 - ``ACCESS_DENIED``: the authorizer answered with a Deny policy. Its ``context`` carries ``reason``,
-  ``message`` and ``payUrl`` (e.g. ``credit_limit_reached`` with a link to buy more).
+  ``message`` and ``payUrl`` (e.g. ``credit_limit_reached`` with a link to buy more). Every reason and its
+  message is in :mod:`tollgate.metering.decisions`, so a new reason needs no new gateway response: e.g.
+  ``malformed_request``, for an event that is not API Gateway's shape (no request time within 5 minutes of
+  the authorizer's clock, no route, no ``methodArn``).
 - ``UNAUTHORIZED``: the authorizer raised ``Unauthorized`` (no usable API key).
 - ``AUTHORIZER_FAILURE`` / ``AUTHORIZER_CONFIGURATION_ERROR``: the authorizer crashed, timed out or could not
   be invoked. The request was not metered, so it must not pass; the client may retry.

@@ -19,6 +19,10 @@ FAIL_OPEN = "FAIL_OPEN"
 DEFAULT_KEY_CACHE_TTL_SECONDS = 30
 DEFAULT_NEGATIVE_CACHE_TTL_SECONDS = 5
 DEFAULT_FAIL_OPEN = False  # fail closed: a request that cannot be counted is refused
+# The key cache's bounds (constants: a Lambda environment's memory is fixed). Each is its own LRU map,
+# so a flood of random unknown keys evicts only unknown keys (tollgate.metering.dynamo.TtlCache).
+DEFAULT_KEY_CACHE_MAX_ENTRIES = 10_000  # found keys, about 1 KB each
+DEFAULT_NEGATIVE_CACHE_MAX_ENTRIES = 10_000  # unknown keys, a few hundred bytes each
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ Routes carry no prices: what a route costs is in the customer's plan (``"GET /v1
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aws_cdk as cdk
@@ -30,6 +31,7 @@ from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from tollgate.cdk.constants import (
@@ -51,6 +53,30 @@ from tollgate.metering import gateway_responses
 AUTHORIZER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 NO_CACHE = cdk.Duration.seconds(0)
 _HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"})
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Stage throttling, API Gateway's token bucket: ``rate_limit`` requests per second on average, bursts of
+    up to ``burst_limit`` requests. API Gateway answers requests over it with 429 before the authorizer runs,
+    so a flood costs no authorizer invocation and no DynamoDB call beyond it."""
+
+    rate_limit: float
+    burst_limit: int
+
+    def __post_init__(self) -> None:
+        if not self.rate_limit > 0 or self.burst_limit < 1:
+            raise ValueError(f"a throttle needs a positive rate and burst, got {self}")
+
+
+# The default for every stage MeteredApi controls: well under an account's regional API Gateway quota (10,000
+# requests/s, burst 5,000, shared by all its APIs), far above what one customer's key needs. Raise it (or pass
+# throttle=None to leave the stage as it is) for an API that serves more.
+DEFAULT_THROTTLE = Throttle(rate_limit=1000, burst_limit=2000)
+# AWS WAF rate-based rules: requests per client IP over a trailing 5-minute window, at least 10.
+WAF_EVALUATION_WINDOW_SECONDS = 300
+WAF_MIN_RATE_LIMIT = 10
+WAF_MAX_RATE_LIMIT = 2_000_000_000
 
 
 class Metering(Construct):
@@ -141,6 +167,20 @@ class MeteredApi(Construct):
     API Gateway is allowed to invoke the authorizer function (a resource-based permission scoped to this
     authorizer), so the function may live in another stack of the same account and region
     (``MeteredApi.function_from_arn``).
+
+    Floods are bounded before they reach the authorizer:
+
+    - ``throttle`` (default :data:`DEFAULT_THROTTLE`, 1,000 requests/s, bursts of 2,000) is applied to the
+      stage this construct controls: a REST API's ``deployment_stage`` (as the ``/*/*`` method setting) and an
+      HTTP API's default stage (its default route settings). A throttle the app already set on that stage
+      (``StageOptions(throttling_rate_limit=...)``, ``HttpStage(throttle=...)``) is kept; ``throttle=None``
+      leaves the stage untouched. ``self.throttle`` is the throttle this construct applied (None if none). An
+      imported API's stages, a REST API built with ``deploy=False`` and HTTP API stages other than the default
+      one are the provider's: set throttling on them where they are defined.
+    - ``waf_rate_limit=N`` (REST APIs only: AWS WAF cannot be associated with an HTTP API; put CloudFront with
+      a web ACL in front of one instead) creates a regional WAFv2 web ACL, default allow, whose rate-based
+      rule blocks a client IP after ``N`` requests in 5 minutes, and associates it with the REST stage (the
+      ``deployment_stage``, or ``deploy_to_stage`` of an imported API). ``self.web_acl`` is the ACL.
     """
 
     def __init__(
@@ -153,12 +193,16 @@ class MeteredApi(Construct):
         request_validator: apigw.IRequestValidator | None = None,
         gateway_responses: bool = True,
         deploy_to_stage: str | None = None,
+        throttle: Throttle | None = DEFAULT_THROTTLE,
+        waf_rate_limit: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.api = api
         self.authorizer_function = authorizer_function
         self.routes: list[tuple[str, str]] = []
         self.skipped_gateway_responses: list[str] = []
+        self.throttle: Throttle | None = None  # what this construct applied to a stage
+        self.web_acl: wafv2.CfnWebACL | None = None
         self._request_validator = request_validator
         self._rest_authorizer: apigw.RequestAuthorizer | None = None
         self._http_authorizer: apigwv2_authorizers.HttpLambdaAuthorizer | None = None
@@ -176,11 +220,24 @@ class MeteredApi(Construct):
                     stage_name=deploy_to_stage,
                     description="Tollgate: publishes the metered methods",
                 )
+            stage = _deployment_stage(rest_api)
+            if throttle is not None and stage is not None:
+                self.throttle = _throttle_rest_stage(stage, throttle)
+            if waf_rate_limit is not None:
+                self.web_acl = self._add_web_acl(rest_api, stage, deploy_to_stage, waf_rate_limit)
         elif _is_http_api(api):
             if request_validator is not None:
                 raise ValueError("request_validator applies to REST APIs only")
             if deploy_to_stage is not None:
                 raise ValueError("deploy_to_stage applies to REST APIs only (HTTP API stages auto-deploy)")
+            if waf_rate_limit is not None:
+                raise ValueError(
+                    "waf_rate_limit applies to REST APIs only: AWS WAF cannot be associated with an HTTP API "
+                    "(put CloudFront with a web ACL in front of it instead)"
+                )
+            default_stage = _default_http_stage(api)
+            if throttle is not None and default_stage is not None:
+                self.throttle = _throttle_http_stage(default_stage, throttle)
             self._http_authorizer = apigwv2_authorizers.HttpLambdaAuthorizer(
                 "TollgateAuthorizer",
                 authorizer_function,
@@ -205,6 +262,8 @@ class MeteredApi(Construct):
         request_validator: apigw.IRequestValidator | None = None,
         gateway_responses: bool = True,
         deploy_to_stage: str | None = None,
+        throttle: Throttle | None = DEFAULT_THROTTLE,
+        waf_rate_limit: int | None = None,
     ) -> MeteredApi:
         return cls(
             scope,
@@ -214,6 +273,8 @@ class MeteredApi(Construct):
             request_validator=request_validator,
             gateway_responses=gateway_responses,
             deploy_to_stage=deploy_to_stage,
+            throttle=throttle,
+            waf_rate_limit=waf_rate_limit,
         )
 
     @classmethod
@@ -224,8 +285,9 @@ class MeteredApi(Construct):
         *,
         api: apigwv2.IHttpApi,
         authorizer_function: lambda_.IFunction,
+        throttle: Throttle | None = DEFAULT_THROTTLE,
     ) -> MeteredApi:
-        return cls(scope, id, api=api, authorizer_function=authorizer_function)
+        return cls(scope, id, api=api, authorizer_function=authorizer_function, throttle=throttle)
 
     @staticmethod
     def function_from_arn(scope: Construct, id: str, function_arn: str) -> lambda_.IFunction:
@@ -343,6 +405,66 @@ class MeteredApi(Construct):
                 response_headers={name: f"'{value}'" for name, value in response.headers.items()} or None,
             )
 
+    def _add_web_acl(
+        self, api: apigw.IRestApi, stage: apigw.Stage | None, deploy_to_stage: str | None, limit: int
+    ) -> wafv2.CfnWebACL:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"waf_rate_limit is a whole number of requests, got {limit!r}")
+        if not WAF_MIN_RATE_LIMIT <= limit <= WAF_MAX_RATE_LIMIT:
+            raise ValueError(
+                f"waf_rate_limit must be between {WAF_MIN_RATE_LIMIT} and {WAF_MAX_RATE_LIMIT} requests per "
+                f"5 minutes (AWS WAF's bounds), got {limit}"
+            )
+        if stage is not None:
+            stage_arn = stage.stage_arn
+        elif deploy_to_stage is not None:
+            stack = cdk.Stack.of(self)
+            stage_arn = (
+                f"arn:{stack.partition}:apigateway:{stack.region}::/restapis/{api.rest_api_id}"
+                f"/stages/{deploy_to_stage}"
+            )
+        else:
+            raise ValueError(
+                "waf_rate_limit needs the REST API's stage: the API's deployment_stage, or deploy_to_stage "
+                "for an imported API"
+            )
+        metric = "Tollgate" + cdk.Names.unique_id(self)[-200:]
+
+        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+            )
+
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            description="Tollgate: blocks a client IP sending more than the rate limit",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow=wafv2.CfnWebACL.AllowActionProperty()),
+            visibility_config=visibility(metric),
+            rules=[
+                wafv2.CfnWebACL.RuleProperty(
+                    name="RateLimitPerIp",
+                    priority=0,
+                    action=wafv2.CfnWebACL.RuleActionProperty(block=wafv2.CfnWebACL.BlockActionProperty()),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                            limit=limit,
+                            aggregate_key_type="IP",
+                            evaluation_window_sec=WAF_EVALUATION_WINDOW_SECONDS,
+                        )
+                    ),
+                    visibility_config=visibility(metric + "RateLimitPerIp"),
+                )
+            ],
+        )
+        association = wafv2.CfnWebACLAssociation(
+            self, "WebAclAssociation", resource_arn=stage_arn, web_acl_arn=acl.attr_arn
+        )
+        if stage is None and self._deployment is not None:
+            association.node.add_dependency(self._deployment)  # the stage exists once deployed to
+        return acl
+
     def _make_rest_authorizer(self, authorizer_function: lambda_.IFunction) -> apigw.RequestAuthorizer:
         authorizer = apigw.RequestAuthorizer(
             self,
@@ -361,3 +483,90 @@ class MeteredApi(Construct):
 
 def _same_rest_api(one: Any, other: apigw.IRestApi) -> bool:
     return _is_rest_api(one) and bool(one.rest_api_id == other.rest_api_id)
+
+
+def _deployment_stage(api: apigw.IRestApi) -> apigw.Stage | None:
+    """The stage a REST API built in the app deploys to, if any (not with ``deploy=False``, not imported)."""
+    if not isinstance(api, apigw.RestApiBase):
+        return None
+    try:
+        stage = api.deployment_stage
+    except Exception:  # jsii raises when the API has no deployment stage
+        return None
+    return stage if isinstance(stage, apigw.Stage) else None
+
+
+def _default_http_stage(api: Any) -> apigwv2.HttpStage | None:
+    if not isinstance(api, apigwv2.HttpApi):
+        return None  # an imported HTTP API's stages are the provider's
+    stage = api.default_stage
+    return stage if isinstance(stage, apigwv2.HttpStage) else None
+
+
+_METHOD_SETTING_FIELDS = (
+    "cache_data_encrypted",
+    "cache_ttl_in_seconds",
+    "caching_enabled",
+    "data_trace_enabled",
+    "http_method",
+    "logging_level",
+    "metrics_enabled",
+    "resource_path",
+    "throttling_burst_limit",
+    "throttling_rate_limit",
+)
+
+
+def _throttle_rest_stage(stage: apigw.Stage, throttle: Throttle) -> Throttle | None:
+    """Put ``throttle`` on every method of ``stage`` (the ``/*/*`` method setting), keeping the stage's other
+    method settings; a throttle the stage already has wins. Returns the throttle applied, if any."""
+    cfn = cast(apigw.CfnStage, stage.node.default_child)
+    current = cfn.method_settings
+    if current is not None and not isinstance(current, list):
+        return None  # a token: nothing to merge with
+    settings = list(current or [])
+    for index, entry in enumerate(settings):
+        if not isinstance(entry, apigw.CfnStage.MethodSettingProperty):
+            return None
+        if (entry.resource_path, entry.http_method) != ("/*", "*"):
+            continue
+        if entry.throttling_rate_limit is not None or entry.throttling_burst_limit is not None:
+            return None  # the app's own stage throttle
+        values = {name: getattr(entry, name) for name in _METHOD_SETTING_FIELDS}
+        values.update(throttling_rate_limit=throttle.rate_limit, throttling_burst_limit=throttle.burst_limit)
+        settings[index] = apigw.CfnStage.MethodSettingProperty(
+            **{name: value for name, value in values.items() if value is not None}
+        )
+        break
+    else:
+        settings.append(
+            apigw.CfnStage.MethodSettingProperty(
+                resource_path="/*",
+                http_method="*",
+                throttling_rate_limit=throttle.rate_limit,
+                throttling_burst_limit=throttle.burst_limit,
+            )
+        )
+    cfn.method_settings = settings
+    return throttle
+
+
+def _throttle_http_stage(stage: apigwv2.HttpStage, throttle: Throttle) -> Throttle | None:
+    """Put ``throttle`` on the default route settings of ``stage``, unless it has a throttle already."""
+    cfn = cast(apigwv2.CfnStage, stage.node.default_child)
+    current = cfn.default_route_settings
+    values: dict[str, Any] = {}
+    if current is not None:
+        if not isinstance(current, apigwv2.CfnStage.RouteSettingsProperty):
+            return None
+        if current.throttling_rate_limit is not None or current.throttling_burst_limit is not None:
+            return None
+        values = {
+            name: getattr(current, name)
+            for name in ("data_trace_enabled", "detailed_metrics_enabled", "logging_level")
+            if getattr(current, name) is not None
+        }
+    cfn.default_route_settings = apigwv2.CfnStage.RouteSettingsProperty(
+        **values, throttling_rate_limit=throttle.rate_limit, throttling_burst_limit=throttle.burst_limit
+    )
+    return throttle

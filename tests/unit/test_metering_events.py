@@ -1,0 +1,198 @@
+"""Parsing authorizer events: the facts of both shapes, and a clean ``problem`` for every malformed one."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.events import http_event, rest_event
+from tollgate.domain.keyformat import generate_key
+from tollgate.errors import MeteringUnavailableError
+from tollgate.metering.decide import authorize
+from tollgate.metering.decisions import Reason
+from tollgate.metering.events import (
+    BAD_HEADERS,
+    BAD_METHOD_ARN,
+    BAD_REQUEST_CONTEXT,
+    BAD_REQUEST_TIME,
+    BAD_ROUTE,
+    NOT_AN_OBJECT,
+    REQUEST_TIME_TOLERANCE_MS,
+    parse_event,
+)
+from tollgate.metering.grants import Grant
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+NOW_MS = _ms("2026-11-15T12:00:00")
+KEY = generate_key()
+
+
+def test_rest_event_facts() -> None:
+    request = parse_event(
+        rest_event("POST", "/v1/items/{id}", headers={"X-Api-Key": KEY}, epoch_ms=NOW_MS), NOW_MS
+    )
+
+    assert request.problem is None
+    assert (request.kind, request.route, request.epoch_ms) == ("rest", "POST /v1/items/{id}", NOW_MS)
+    assert request.candidates == (KEY,)
+    assert request.request_id == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    assert request.method_arn is not None
+    assert request.method_arn.endswith("/prod/POST/v1/items/{id}")
+
+
+def test_http_api_event_uses_time_epoch_and_request_id_like_rest() -> None:
+    stamped = _ms("2026-10-31T23:59:59.999")
+    event = http_event("GET /v1/search", headers={"authorization": f"Bearer {KEY}"}, epoch_ms=stamped)
+    event["requestContext"]["requestId"] = "JKJaXmPLvHcESHA="
+
+    request = parse_event(event, _ms("2026-11-01T00:00:01"))
+
+    assert request.problem is None
+    assert (request.kind, request.route, request.epoch_ms) == ("http", "GET /v1/search", stamped)
+    assert request.request_id == "JKJaXmPLvHcESHA="
+    assert request.candidates == (KEY,)
+
+
+def test_the_period_is_the_stamps_even_when_the_clock_is_in_the_next_month() -> None:
+    """decide counts in the period of request.epoch_ms, never the clock's."""
+    stamped = _ms("2026-10-31T23:59:59.999")
+    counted: list[str] = []
+    grant = Grant("k1", "acme", "active", None, None, 1, "payg", 1)
+
+    class Keys:
+        def find(self, key_hash: str) -> Grant | None:
+            return grant
+
+    class Counter:
+        def add(self, customer_id: str, period: str, *_: Any) -> int | None:
+            counted.append(period)
+            return 1
+
+    request = parse_event(http_event(headers={"x-api-key": KEY}, epoch_ms=stamped), stamped + 1)
+    decision = authorize(request, Keys(), Counter())
+
+    assert decision.allowed
+    assert decision.context["period"] == "2026-10"
+    assert counted == ["2026-10"]
+
+
+@pytest.mark.parametrize("offset", [0, 1, -1, REQUEST_TIME_TOLERANCE_MS, -REQUEST_TIME_TOLERANCE_MS])
+def test_a_stamp_within_the_tolerance_is_accepted(offset: int) -> None:
+    for event in (rest_event(epoch_ms=NOW_MS + offset), http_event(epoch_ms=NOW_MS + offset)):
+        assert parse_event(event, NOW_MS).problem is None
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        NOW_MS + REQUEST_TIME_TOLERANCE_MS + 1,
+        NOW_MS - REQUEST_TIME_TOLERANCE_MS - 1,
+        0,
+        -5,
+        math.nan,
+        math.inf,
+        -math.inf,
+        1e308,
+        10**400,
+        str(NOW_MS),
+        True,
+        False,
+        None,
+        [NOW_MS],
+    ],
+)
+def test_a_stamp_that_is_not_api_gateways_is_a_problem(stamp: Any) -> None:
+    rest = rest_event()
+    rest["requestContext"]["requestTimeEpoch"] = stamp
+    v2 = http_event()
+    v2["requestContext"]["timeEpoch"] = stamp
+
+    assert parse_event(rest, NOW_MS).problem == BAD_REQUEST_TIME
+    assert parse_event(v2, NOW_MS).problem == BAD_REQUEST_TIME
+
+
+def test_a_rest_event_needs_an_arn_to_allow() -> None:
+    for arn in (None, "", "*", 7, "execute-api:*"):
+        event = rest_event(epoch_ms=NOW_MS)
+        event["methodArn"] = arn
+        request = parse_event(event, NOW_MS)
+        assert request.problem == BAD_METHOD_ARN
+        assert request.method_arn is None
+
+
+@pytest.mark.parametrize(
+    ("event", "problem"),
+    [
+        (None, NOT_AN_OBJECT),
+        ([], NOT_AN_OBJECT),
+        ("{}", NOT_AN_OBJECT),
+        ({}, BAD_REQUEST_CONTEXT),
+        ({"version": "2.0"}, BAD_REQUEST_CONTEXT),
+        ({"version": "2.0", "requestContext": {"timeEpoch": NOW_MS}}, BAD_ROUTE),
+        (
+            {"version": "2.0", "requestContext": {"timeEpoch": NOW_MS}, "routeKey": "GET /", "headers": 1},
+            BAD_HEADERS,
+        ),
+    ],
+)
+def test_shapes_that_are_not_events(event: Any, problem: str) -> None:
+    request = parse_event(event, NOW_MS)
+    assert request.problem == problem
+    assert request.malformed
+    assert request.candidates == ()
+
+
+def test_a_malformed_request_is_refused_before_the_key_is_looked_at() -> None:
+    class Nothing:
+        def find(self, key_hash: str) -> Grant | None:
+            raise AssertionError("no lookup for a malformed request")
+
+        def add(self, *_: Any) -> int | None:
+            raise AssertionError("no write for a malformed request")
+
+    event = rest_event(headers={"x-api-key": KEY}, epoch_ms=NOW_MS)
+    event["headers"]["Accept"] = None
+
+    decision = authorize(parse_event(event, NOW_MS), Nothing(), Nothing())
+
+    assert decision.reason is Reason.MALFORMED_REQUEST
+    assert decision.context["message"]
+
+
+def test_headers_absent_or_null_are_no_headers() -> None:
+    event = rest_event(epoch_ms=NOW_MS)
+    event["headers"] = None
+    event["multiValueHeaders"] = None
+    assert parse_event(event, NOW_MS).candidates == ()
+    v2 = http_event(epoch_ms=NOW_MS)
+    del v2["headers"]
+    assert parse_event(v2, NOW_MS).candidates == ()
+
+
+@pytest.mark.parametrize("applied", [None, False])
+def test_an_unknown_write_outcome_is_marked_on_the_decision(applied: bool | None) -> None:
+    grant = Grant("k1", "acme", "active", None, None, 1, "payg", 1)
+
+    class Keys:
+        def find(self, key_hash: str) -> Grant | None:
+            return grant
+
+    class Failing:
+        def add(self, *_: Any) -> int | None:
+            raise MeteringUnavailableError("lost", applied=applied)
+
+    request = parse_event(rest_event(headers={"x-api-key": KEY}, epoch_ms=NOW_MS), NOW_MS)
+    closed = authorize(request, Keys(), Failing())
+    opened = authorize(request, Keys(), Failing(), fail_open=True)
+
+    assert closed.reason is Reason.UNAVAILABLE
+    assert opened.allowed
+    assert opened.context["metered"] is False
+    assert closed.outcome_unknown is opened.outcome_unknown is (applied is None)
