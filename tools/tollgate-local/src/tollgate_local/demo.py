@@ -122,8 +122,11 @@ def send(
     return statuses
 
 
-def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4) -> list[DemoInvoice]:
-    """Tell the story; return each customer's invoice with the total the requests should have cost."""
+def run(
+    console: Console | None = None, *, scale: float = 1.0, threads: int = 4, dynamodb_url: str | None = None
+) -> list[DemoInvoice]:
+    """Tell the story; return each customer's invoice with the total the requests should have cost.
+    ``dynamodb_url``: a DynamoDB Local already running (the tests'), else one is started and stopped here."""
     from tollgate_local.services import local_stack
 
     console = console or Console()
@@ -135,15 +138,15 @@ def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4)
     traffic = scaled_traffic(scale)
     plans = demo_plans(traffic)
 
-    with local_stack(clock=lambda: time.time() + offset) as stack:
+    with local_stack(clock=lambda: time.time() + offset, dynamodb_url=dynamodb_url) as stack:
         stripe_where = f"double {stack.stripe_base}" if stack.stripe_base else "test mode (STRIPE_API_KEY)"
         console.print(
             Panel.fit(
-                f"DynamoDB (moto server) {stack.dynamodb_url}\n"
+                f"DynamoDB Local {stack.dynamodb_url} (listens on every interface, on a random port)\n"
                 f"Stripe {stripe_where}\n"
                 f"API gateway {stack.gateway_url}\n"
                 f"Requests are stamped {business_time:%Y-%m-%d} so that period {period} can be closed now.",
-                title="Tollgate local mode: everything on 127.0.0.1",
+                title="Tollgate local mode: every service reached on 127.0.0.1",
             )
         )
         from tollgate.billing.settings import StripeSettings
@@ -210,8 +213,8 @@ def run(console: Console | None = None, *, scale: float = 1.0, threads: int = 4)
             for cid, plan in plans.items()
         }
         invoices = close_and_check(store, stripe, period, plans, expected, console)
-        console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
-        return invoices
+    console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
+    return invoices
 
 
 def create_customers(

@@ -1,6 +1,7 @@
-"""Local mode: the services Tollgate needs, started in this process on 127.0.0.1 and stopped on exit.
+"""Local mode: the services Tollgate needs, reached on 127.0.0.1 and stopped on exit.
 
-- DynamoDB: moto's server mode (a real HTTP endpoint; boto3 reaches it through ``AWS_ENDPOINT_URL``).
+- DynamoDB: Amazon DynamoDB Local (:mod:`tollgate_local.dynamodb_local`, a Java child process on a random free
+  port, stopped by its pid; boto3 reaches it through ``AWS_ENDPOINT_URL``).
 - Stripe: the Stripe double, or real Stripe test mode when ``STRIPE_API_KEY=sk_test_...`` is set (same code
   path: only the base address and the key differ).
 - API Gateway: :mod:`tollgate_local.gateway` in front of the real authorizer and backend handlers.
@@ -8,9 +9,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,27 +35,7 @@ class LocalStack:
     stripe_base: str | None  # None: real Stripe test mode
     table: str
     stripe_double: Any  # the StripeDouble, or None
-
-
-def atomic(update_item: Callable[..., Any]) -> Callable[..., Any]:
-    """DynamoDB applies the updates of one item one at a time; moto's emulation does not lock, so concurrent
-    ``ADD``s can interleave inside moto. Wrap its ``update_item`` to give it the real service's atomicity."""
-    if getattr(update_item, "_tollgate_atomic", False):
-        return update_item
-    lock = threading.Lock()
-
-    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return update_item(self, *args, **kwargs)
-
-    locked._tollgate_atomic = True  # type: ignore[attr-defined]
-    return locked
-
-
-def make_moto_writes_atomic() -> None:
-    from moto.dynamodb.models import DynamoDBBackend
-
-    DynamoDBBackend.update_item = atomic(DynamoDBBackend.update_item)  # type: ignore[method-assign]
+    dynamodb_pid: int | None = None  # DynamoDB Local's process
 
 
 def sample_routes(table: str) -> list[Any]:
@@ -97,34 +76,37 @@ def local_stack(
     dynamodb_port: int = 0,
     stripe_port: int = 0,
     clock: Callable[[], float] = time.time,
+    dynamodb_url: str | None = None,
 ) -> Iterator[LocalStack]:
-    """Start everything; yield the addresses; stop everything (also on error or Ctrl-C)."""
+    """Start everything; yield the addresses; stop everything (also on error or Ctrl-C). ``dynamodb_port`` 0
+    is a random free port. Without Java 17+ or ``npm ci``: ``DynamoDBLocalError``, before anything starts.
+    ``dynamodb_url``: a DynamoDB already running (the tests' DynamoDB Local), used and left running."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from tollgate.dal.schema import create_table
     from tollgate.metering import handler as authorizer
     from tollgate.metering.observability import logger as authorizer_logger
     from tollgate.metering.settings import MeteringSettings
+    from tollgate_local.dynamodb_local import DynamoDBLocal
     from tollgate_local.gateway import LocalGateway
     from tollgate_local.stripe_double import StripeDouble
 
-    make_moto_writes_atomic()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
-    dynamodb = ThreadedMotoServer(ip_address="127.0.0.1", port=dynamodb_port, verbose=False)
-    dynamodb.start()
+    dynamodb = None
+    if dynamodb_url is None:
+        dynamodb = DynamoDBLocal(port=dynamodb_port).start()
+        dynamodb_url = dynamodb.endpoint_url
     double = None
     try:
-        host, port = dynamodb.get_host_and_port()
-        env = {**LOCAL_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+        env = {**LOCAL_ENV, "AWS_ENDPOINT_URL": dynamodb_url}
         real_stripe = os.environ.get("STRIPE_API_KEY", "").startswith("sk_test_")
         if not real_stripe:
             double = StripeDouble(port=stripe_port).start()
             env.update(STRIPE_API_KEY="sk_test_tollgate_local", STRIPE_API_BASE=double.base_url)
         with _environment(env):
             create_table(boto3.client("dynamodb"), LOCAL_TABLE)
-            # The real handlers, wired here: their clients are made now, on the local endpoint.
-            metering = authorizer.make_handler(authorizer.deps_from(MeteringSettings.from_env()))
+            # The real handlers, wired here: their clients are made now, on the local endpoint. The authorizer
+            # checks each request's timestamp against the clock the gateway stamps requests with.
+            metering = authorizer.make_handler(authorizer.deps_from(MeteringSettings.from_env(), clock=clock))
             authorizer_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             routes = sample_routes(LOCAL_TABLE)
             gateway = LocalGateway(routes, metering, clock=clock).serve(gateway_port)
@@ -135,10 +117,12 @@ def local_stack(
                     stripe_base=None if double is None else double.base_url,
                     table=LOCAL_TABLE,
                     stripe_double=double,
+                    dynamodb_pid=None if dynamodb is None else dynamodb.pid,
                 )
             finally:
                 gateway.stop()
     finally:
         if double is not None:
             double.stop()
-        dynamodb.stop()
+        if dynamodb is not None:
+            dynamodb.stop()
