@@ -1,4 +1,5 @@
-"""Billing: the monthly close schedule, the close queue and worker, the secrets, webhooks and dunning."""
+"""Billing: the monthly close schedule, the close queue and worker, the watchdog, the secrets, webhooks and
+dunning, and what happens to a scheduled invocation that fails."""
 
 from __future__ import annotations
 
@@ -18,8 +19,20 @@ from tests.infra.cfn import (
     referenced_ids,
     resources,
 )
+from tollgate.billing.stripe_client import make_stripe_client
 from tollgate.cdk import constants
-from tollgate.cdk.billing import close_schedule_expression, dunning_schedule_expression
+from tollgate.cdk.billing import (
+    close_schedule_expression,
+    close_watchdog_schedule_expression,
+    dunning_schedule_expression,
+)
+
+# Every function EventBridge Scheduler invokes, i.e. asynchronously.
+SCHEDULED_HANDLERS = (
+    constants.HANDLER_CLOSE_STARTER,
+    constants.HANDLER_DUNNING_SWEEPER,
+    constants.HANDLER_CLOSE_WATCHDOG,
+)
 
 
 def schedule_targeting(template: dict[str, Any], handler: str) -> dict[str, Any]:
@@ -80,6 +93,73 @@ def test_dunning_sweep_runs_daily_with_the_same_dead_letter_queue(template: dict
     assert sweep["Target"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
 
 
+def test_the_close_watchdog_runs_hours_after_the_close_with_the_same_dead_letter_queue(
+    template: dict[str, Any],
+) -> None:
+    close = schedule_targeting(template, constants.HANDLER_CLOSE_STARTER)
+    watchdog = schedule_targeting(template, constants.HANDLER_CLOSE_WATCHDOG)
+    grace_hours = cdk_json_context()["closeGraceHours"]
+    hour = grace_hours + constants.DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS
+    assert hour < 24  # on the 1st with cdk.json's grace
+    assert watchdog["ScheduleExpression"] == f"cron(0 {hour} 1 * ? *)"
+    assert watchdog["ScheduleExpressionTimezone"] == "UTC"
+    assert watchdog["Target"]["DeadLetterConfig"] == close["Target"]["DeadLetterConfig"]
+    assert watchdog["Target"]["RetryPolicy"] == close["Target"]["RetryPolicy"]
+    assert json.loads(watchdog["Target"]["Input"]) == json.loads(close["Target"]["Input"])
+
+
+@pytest.mark.parametrize(
+    ("grace", "delay", "expected"),
+    [(6, 12, "cron(0 18 1 * ? *)"), (6, 18, "cron(0 0 2 * ? *)"), (23, 48, "cron(0 23 3 * ? *)")],
+)
+def test_close_watchdog_schedule_expression(grace: int, delay: int, expected: str) -> None:
+    assert close_watchdog_schedule_expression(grace, delay) == expected
+
+
+@pytest.mark.parametrize(("grace", "delay", "match"), [(6, 0, "1..48"), (6, 49, "1..48"), (24, 12, "0..23")])
+def test_close_watchdog_schedule_expression_refuses_a_bad_delay(grace: int, delay: int, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        close_watchdog_schedule_expression(grace, delay)
+
+
+def async_invoke_config(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    function_id, _ = function_by_handler(template, handler)
+    _, config = only(
+        {
+            lid: c
+            for lid, c in resources(template, "AWS::Lambda::EventInvokeConfig").items()
+            if props(c)["FunctionName"] == ref(function_id)
+        }
+    )
+    return props(config)
+
+
+@pytest.mark.parametrize("handler", SCHEDULED_HANDLERS)
+def test_a_scheduled_function_that_fails_is_retried_then_kept_in_its_own_failure_queue(
+    template: dict[str, Any], handler: str
+) -> None:
+    """Scheduler's retry policy and DLQ only cover delivering the event; Lambda's EventInvokeConfig covers the
+    function failing: bounded retries, then the event (with the error) goes to an on-failure SQS queue."""
+    config = async_invoke_config(template, handler)
+    assert config["Qualifier"] == "$LATEST"
+    assert config["MaximumRetryAttempts"] == constants.ASYNC_RETRY_ATTEMPTS == 2
+    assert config["MaximumEventAgeInSeconds"] == constants.ASYNC_MAX_EVENT_AGE_HOURS * 3600 <= 21600
+    (queue_id,) = referenced_ids(config["DestinationConfig"]["OnFailure"]["Destination"])
+    assert queue_id in queues(template)
+    assert props(queues(template)[queue_id])["MessageRetentionPeriod"] == 14 * 24 * 3600
+    schedule_dlq = referenced_ids(schedule_targeting(template, handler)["Target"]["DeadLetterConfig"])
+    assert queue_id not in schedule_dlq | {close_queue(template)[0]}
+
+
+def test_each_scheduled_function_has_a_failure_queue_of_its_own(template: dict[str, Any]) -> None:
+    destinations = [
+        referenced_ids(async_invoke_config(template, handler)["DestinationConfig"])
+        for handler in SCHEDULED_HANDLERS
+    ]
+    assert len(set().union(*destinations)) == len(SCHEDULED_HANDLERS)
+    assert len(resources(template, "AWS::Lambda::EventInvokeConfig")) == len(SCHEDULED_HANDLERS)
+
+
 @pytest.mark.parametrize(("hours", "expected"), [(0, "cron(0 0 1 * ? *)"), (23, "cron(0 23 1 * ? *)")])
 def test_close_schedule_expression(hours: int, expected: str) -> None:
     assert close_schedule_expression(hours) == expected
@@ -103,7 +183,7 @@ def test_worker_consumes_the_close_queue_with_partial_failures_and_bounded_concu
     _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
     assert props(mapping)["FunctionName"] == ref(worker_id)
     assert props(mapping)["EventSourceArn"] == get_att(queue_id)
-    assert props(mapping)["BatchSize"] == 10
+    assert props(mapping)["BatchSize"] == constants.CLOSE_WORKER_BATCH_SIZE
     assert props(mapping)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 2 <= props(mapping)["ScalingConfig"]["MaximumConcurrency"] <= 10
 
@@ -122,8 +202,37 @@ def test_close_queue_visibility_covers_six_worker_timeouts(template: dict[str, A
     assert props(queue)["VisibilityTimeout"] >= 6 * props(worker)["Timeout"]
 
 
+def test_a_batch_of_closes_always_fits_in_the_worker_timeout(template: dict[str, Any]) -> None:
+    """A timed-out batch returns whole to the queue (and after 5 receives to the DLQ): the worker's timeout
+    must cover the batch size times the worst case of one close (constants.py states the arithmetic)."""
+    _, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
+    _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
+    timeout, batch = props(worker)["Timeout"], props(mapping)["BatchSize"]
+    per_request = (1 + constants.STRIPE_MAX_NETWORK_RETRIES) * constants.STRIPE_REQUEST_TIMEOUT_SECONDS + (
+        constants.STRIPE_MAX_NETWORK_RETRIES * constants.STRIPE_MAX_RETRY_DELAY_SECONDS
+    )
+    per_close = constants.CLOSE_STRIPE_REQUESTS_WORST_CASE * per_request + constants.CLOSE_OTHER_WORK_SECONDS
+    assert (per_request, per_close) == (70, 380)
+    assert timeout >= batch * per_close
+    assert timeout <= constants.LAMBDA_MAX_TIMEOUT_SECONDS
+    _, queue = close_queue(template)
+    assert props(queue)["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_the_time_budget_uses_the_stripe_client_as_configured() -> None:
+    """The budget's Stripe numbers are the client's own: request timeout, retries, longest backoff."""
+    import stripe
+
+    client = make_stripe_client("sk_test_budget")
+    requestor = client._requestor  # private: where the client keeps them
+    assert requestor._options.max_network_retries == constants.STRIPE_MAX_NETWORK_RETRIES
+    assert requestor._client._timeout == constants.STRIPE_REQUEST_TIMEOUT_SECONDS
+    assert stripe._http_client.HTTPClient.MAX_DELAY <= constants.STRIPE_MAX_RETRY_DELAY_SECONDS
+
+
 def test_every_queue_is_encrypted_and_refuses_plain_http(template: dict[str, Any]) -> None:
-    assert len(queues(template)) == 3
+    # the close queue, its DLQ, the schedule DLQ and the three scheduled functions' failure queues
+    assert len(queues(template)) == 6
     policies = resources(template, "AWS::SQS::QueuePolicy").values()
     for queue_id, queue in queues(template).items():
         assert props(queue)["SqsManagedSseEnabled"] is True, queue_id
@@ -172,6 +281,7 @@ def test_function_environments(template: dict[str, Any]) -> None:
         "DUNNING_GRACE_DAYS": dunning_days,
     }
     assert env(constants.HANDLER_DUNNING_SWEEPER) == {"TABLE_NAME": table, "DUNNING_GRACE_DAYS": dunning_days}
+    assert env(constants.HANDLER_CLOSE_WATCHDOG) == {"TABLE_NAME": table}
     assert env(constants.HANDLER_USAGE_API) == {"TABLE_NAME": table}
 
 
@@ -185,6 +295,7 @@ def test_every_function_is_python312_on_arm64_without_tracing(template: dict[str
         constants.HANDLER_WEBHOOK,
         constants.HANDLER_DUNNING_SWEEPER,
         constants.HANDLER_USAGE_API,
+        constants.HANDLER_CLOSE_WATCHDOG,
         sample_api.SAMPLE_HANDLER,
     }
     for logical_id, function in functions.items():
@@ -206,3 +317,11 @@ def test_webhook_is_a_public_function_url(template: dict[str, Any]) -> None:
     assert props(url)["TargetFunctionArn"] == get_att(webhook_id)
     # Stripe cannot sign AWS requests; the handler verifies the Stripe-Signature header instead.
     assert props(url)["AuthType"] == "NONE"
+
+
+@pytest.mark.parametrize("delay", [0, 49])
+def test_tollgate_refuses_a_watchdog_delay_outside_two_days(fresh_stack: Any, delay: int) -> None:
+    from tollgate.cdk import Tollgate
+
+    with pytest.raises(ValueError, match=r"close_watchdog_delay_hours must be 1\.\.48"):
+        Tollgate(fresh_stack(), "Tollgate", close_watchdog_delay_hours=delay)

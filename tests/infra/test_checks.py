@@ -19,7 +19,7 @@ ACKNOWLEDGED_RULES_METADATA = "aws:cdk:acknowledged-rules"
 EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-L1",  # python3.12 pinned with the cp312 wheels
     "AwsSolutions-SMG4",  # Stripe credentials cannot be rotated by Secrets Manager
-    "AwsSolutions-SQS3",  # the schedule DLQ is a DLQ (for EventBridge Scheduler)
+    "AwsSolutions-SQS3",  # the schedule DLQ and the failure queues (Lambda on-failure destinations) are DLQs
     "AwsSolutions-COG4",  # the metered routes use the Lambda REQUEST authorizer
     "AwsSolutions-APIG3",  # WAF on the sample API is the provider's choice
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
@@ -108,3 +108,22 @@ def test_no_error_or_warning_annotations(tollgate: Synthesized) -> None:
 def test_cfn_lint_finds_no_errors(tollgate: Synthesized, provider_apps: ProviderApps) -> None:
     for synthesized in (tollgate, provider_apps.rest, provider_apps.http):
         assert cfn_lint_findings(synthesized.template_path) == [], synthesized.template_path.name
+
+
+def test_only_dead_letter_queues_are_acknowledged_as_such(tollgate: Synthesized) -> None:
+    """SQS3 ("no DLQ") is acknowledged on exactly the queues that are themselves where failures land: the
+    schedule DLQ and each scheduled function's on-failure queue; never on the close queue or its DLQ."""
+    acknowledged = {
+        path
+        for path, entries in tollgate.construct_metadata().items()
+        for entry in entries
+        if entry["type"] == ACKNOWLEDGED_RULES_METADATA
+        and any(rule.endswith("AwsSolutions-SQS3") for rule in entry["data"])
+    }
+    names = {path.rsplit("/", 1)[-1] for path in acknowledged}
+    assert names == {
+        "ScheduleDeadLetterQueue",
+        "CloseStarterFailureQueue",
+        "DunningSweeperFailureQueue",
+        "CloseWatchdogFailureQueue",
+    }

@@ -139,6 +139,18 @@ def test_worker_table_access(template: dict[str, Any]) -> None:
     assert "dynamodb:DeleteItem" not in {action for action, _ in granted}
 
 
+def failure_queue_of(template: dict[str, Any], handler: str) -> str:
+    """The logical id of a scheduled function's on-failure destination (its EventInvokeConfig)."""
+    function_id, _ = function_by_handler(template, handler)
+    (config,) = [
+        props(c)
+        for c in resources(template, "AWS::Lambda::EventInvokeConfig").values()
+        if props(c)["FunctionName"] == ref(function_id)
+    ]
+    destination: str = config["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    return destination
+
+
 def test_starter_lists_customers_and_queues_closes_only(template: dict[str, Any]) -> None:
     granted = {
         (action, str(resource)) for action, resource in grants(template, constants.HANDLER_CLOSE_STARTER)
@@ -150,7 +162,46 @@ def test_starter_lists_customers_and_queues_closes_only(template: dict[str, Any]
     assert business == {
         ("dynamodb:Query", str(gsi1_arn(template))),
         ("sqs:SendMessage", str(get_att(close_queue))),
+        ("sqs:SendMessage", str(get_att(failure_queue_of(template, constants.HANDLER_CLOSE_STARTER)))),
     }
+
+
+def test_the_close_watchdog_only_reads(template: dict[str, Any]) -> None:
+    granted = {
+        (action, str(resource)) for action, resource in grants(template, constants.HANDLER_CLOSE_WATCHDOG)
+    }
+    business = {(a, r) for a, r in granted if not a.startswith("logs:")}
+    assert business == {
+        ("dynamodb:Query", str(gsi1_arn(template))),  # the customers
+        ("dynamodb:BatchGetItem", str(get_att(table_id(template)))),  # their close records
+        ("sqs:SendMessage", str(get_att(failure_queue_of(template, constants.HANDLER_CLOSE_WATCHDOG)))),
+    }
+    assert not {a for a, _ in granted} & WRITE_ACTIONS
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [constants.HANDLER_CLOSE_STARTER, constants.HANDLER_DUNNING_SWEEPER, constants.HANDLER_CLOSE_WATCHDOG],
+)
+def test_a_scheduled_function_may_send_to_its_own_failure_queue_only(
+    template: dict[str, Any], handler: str
+) -> None:
+    """Lambda delivers a failed asynchronous invocation with the function's own role, and checks the
+    permission when the EventInvokeConfig is made: one explicit inline statement, for that queue only."""
+    failure_queue = failure_queue_of(template, handler)
+    sends = {str(r) for a, r in grants(template, handler) if a.startswith("sqs:") and failure_queue in str(r)}
+    assert sends == {str(get_att(failure_queue))}
+    assert {a for a, r in grants(template, handler) if failure_queue in str(r)} == {"sqs:SendMessage"}
+    _, function = function_by_handler(template, handler)
+    inline = props(template["Resources"][role_of(function)])["Policies"]
+    assert any(
+        s["Action"] == "sqs:SendMessage" and s["Resource"] == get_att(failure_queue)
+        for policy in inline
+        for s in policy["PolicyDocument"]["Statement"]
+    )
+    for other in resources(template, "AWS::Lambda::Function").values():
+        if props(other)["Handler"] != handler:
+            assert failure_queue not in str(role_statements(template, role_of(other)))
 
 
 def test_read_only_routes_cannot_write(template: dict[str, Any]) -> None:
@@ -160,9 +211,10 @@ def test_read_only_routes_cannot_write(template: dict[str, Any]) -> None:
     assert not [action for action in sample if action.startswith("dynamodb:")]
 
 
-@pytest.mark.parametrize("schedule_index", [0, 1])
+@pytest.mark.parametrize("schedule_index", [0, 1, 2])
 def test_scheduler_roles_invoke_exactly_their_target(template: dict[str, Any], schedule_index: int) -> None:
     schedules = sorted(resources(template, "AWS::Scheduler::Schedule").items())
+    assert len(schedules) == 3  # the close, its watchdog, the dunning sweep
     _, schedule = schedules[schedule_index]
     target = props(schedule)["Target"]
     role_id = target["RoleArn"]["Fn::GetAtt"][0]

@@ -555,6 +555,107 @@ def test_close_reports_a_failed_customer_and_exits_non_zero(
     assert "Traceback" not in result.output
 
 
+def test_close_run_is_the_same_as_close(
+    cli: Invoke, store: TollgateStore, double: StripeDouble, plan: Plan
+) -> None:
+    store.put_customer(make_customer(plan, stripe_customer_id=None))  # nothing to bill: no Stripe call
+
+    ran = cli("close", "run", "--period", "2026-10")
+
+    assert ran.exit_code == 0, ran.output
+    assert "close of 2026-10" in ran.stdout
+    assert re.search(r"acme\s+│?\s*no_charge", ran.stdout)
+    assert double.calls == []
+
+
+def test_close_options_before_a_subcommand_are_refused(cli: Invoke, plan: Plan) -> None:
+    result = cli("close", "--period", "2026-10", "status")
+    assert result.exit_code == 2  # a usage error, as click reports it
+    assert "put the options after the subcommand" in result.output
+
+
+# -- close status ----------------------------------------------------------------------------------------
+IN_OCTOBER = datetime(2026, 10, 3, 9, 0, tzinfo=NOW.tzinfo)
+
+
+def test_close_status_counts_customers_by_state_and_check_passes_when_done(
+    cli: Invoke, store: TollgateStore, plan: Plan
+) -> None:
+    store.put_customer(make_customer(plan, created_at=IN_OCTOBER))
+    put_close(store, plan, "2026-10", 1_000_000, stripe_invoice_id="in_oct")
+
+    result = cli("close", "status")  # now is 2026-11-15: the previous period is 2026-10
+    checked = cli("close", "status", "--period", "2026-10", "--check")
+
+    assert result.exit_code == 0, result.output
+    assert "close of 2026-10" in result.stdout
+    assert re.search(r"finalized\s+│?\s*1\b", result.stdout)
+    assert re.search(r"missing\s+│?\s*0\b", result.stdout)
+    assert "1 of 1 customer(s) closed, 0 unfinished, 0 mismatched" in result.stdout
+    assert "last error" not in result.stdout  # no table of unfinished customers
+    assert checked.exit_code == 0, checked.output
+    assert checked.stdout == result.stdout
+
+
+def test_close_status_lists_unfinished_and_mismatched_customers_and_check_fails(
+    cli: Invoke, store: TollgateStore, plan: Plan
+) -> None:
+    for customer_id in ("acme", "beta", "gone", "zeta"):
+        store.put_customer(make_customer(plan, id=customer_id, created_at=IN_OCTOBER))
+    store.put_customer(make_customer(plan, id="newbie"))  # created on 2026-11-15: not expected in October
+    put_close(
+        store,
+        plan,
+        "2026-10",
+        1_000,
+        status=CloseStatus.RATED,
+        attempts=2,
+        last_error="StripeCallError: [down]",
+    )
+    record = PeriodClose(
+        customer_id="beta",
+        period="2026-10",
+        status=CloseStatus.FINALIZED,
+        statement=rate_period(plan, "beta", "2026-10", 1_000_000),
+        billed_credits=1_000_000,
+        stripe_invoice_id="in_beta",
+        total_mismatch=True,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    store.table.put_item(Item=close_item(record))
+    zeta = PeriodClose(
+        customer_id="zeta",
+        period="2026-10",
+        status=CloseStatus.NO_CHARGE,
+        statement=rate_period(plan, "zeta", "2026-10", 0),
+        billed_credits=0,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    store.table.put_item(Item=close_item(zeta))
+
+    result = cli("close", "status", "--period", "2026-10")
+    checked = cli("close", "status", "--period", "2026-10", "--check")
+
+    assert result.exit_code == 0, result.output  # a report: the close may still be running
+    assert (
+        "2 of 4 customer(s) closed, 2 unfinished, 1 mismatched (1 created after the period" in result.stdout
+    )
+    assert re.search(r"acme\s+│?\s*rated\s+│?\s*2\s+│?\s*StripeCallError: \[down\]", result.stdout)
+    assert re.search(r"gone\s+│?\s*missing\s+│?\s*0", result.stdout)
+    assert re.search(r"beta\s+│?\s*in_beta\s+│?\s*420\.00 USD", result.stdout)
+    assert "newbie" not in result.stdout
+    assert checked.exit_code == 1
+    assert checked.stdout == result.stdout
+    assert checked.stderr.strip() == "error: the close of 2026-10 is not complete: 2 unfinished, 1 mismatched"
+
+
+def test_close_status_of_a_period_that_has_not_ended_is_refused(cli: Invoke, plan: Plan) -> None:
+    assert_one_line_error(cli("close", "status", "--period", "2026-11"), "period 2026-11 has not ended")
+    assert_one_line_error(cli("close", "status", "--period", "2026-13"), "--period")
+
+
 # -- configuration ---------------------------------------------------------------------------------------
 def test_missing_configuration_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TABLE_NAME")

@@ -233,7 +233,8 @@ def test_the_same_schedule_event_twice_bills_each_customer_once(
     world.assert_billed_once(world.record("beta"), 84, "beta")
     assert world.record("idle").status is CloseStatus.NO_CHARGE
     assert len(world.double.invoices) == 2
-    assert emitted_metrics(capsys.readouterr().out) == Counter({"InvoicesFinalized": 2})
+    # each customer counted once, although every message came twice
+    assert emitted_metrics(capsys.readouterr().out) == Counter({"InvoicesFinalized": 2, "ClosesNoCharge": 1})
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")  # the duplicate adds none
@@ -251,7 +252,7 @@ def test_the_same_message_delivered_twice_bills_once(
     assert emitted_metrics(capsys.readouterr().out)["InvoicesFinalized"] == 1
 
 
-def test_one_bad_record_fails_alone(world: World, work: Handler) -> None:
+def test_one_bad_record_fails_alone(world: World, work: Handler, capsys: pytest.CaptureFixture[str]) -> None:
     world.customer("acme", credits=1_234_567)
     world.customer("nolink", credits=5_000, linked=False)
     world.customer("zeta", credits=10_000)
@@ -268,6 +269,8 @@ def test_one_bad_record_fails_alone(world: World, work: Handler) -> None:
     assert world.record("zeta").status is CloseStatus.FINALIZED
     failed = world.record("nolink")
     assert (failed.status, failed.attempts) == (CloseStatus.RATED, 1)
+    # every failed attempt is counted (the dashboard's close progress), a malformed message included
+    assert emitted_metrics(capsys.readouterr().out) == Counter({"InvoicesFinalized": 2, "CloseFailures": 2})
 
 
 def test_a_stripe_failure_is_counted_and_the_retry_bills_once(
@@ -279,7 +282,9 @@ def test_a_stripe_failure_is_counted_and_the_retry_bills_once(
     record = sqs_record(body("acme"), "m-1")
 
     assert run_worker(work, [record, sqs_record(body("idle"), "m-2")]) == ["m-1"]
-    assert emitted_metrics(capsys.readouterr().out) == Counter({"StripeFailures": 1})
+    assert emitted_metrics(capsys.readouterr().out) == Counter(
+        {"StripeFailures": 1, "CloseFailures": 1, "ClosesNoCharge": 1}
+    )
     assert run_worker(work, [record]) == []
 
     world.assert_billed_once(world.record(), 51_852)

@@ -13,6 +13,7 @@ from tollgate.billing.secrets import read_secret
 from tollgate.billing.settings import STRIPE_API_KEY, STRIPE_API_KEY_SECRET_ARN, StripeSettings
 
 REQUEST_TIMEOUT_SECONDS = 20
+MAX_NETWORK_RETRIES = 2  # stripe-python retries with backoff (idempotency keys make the retries safe)
 
 
 def stripe_client_from(settings: StripeSettings) -> stripe.StripeClient:
@@ -23,9 +24,9 @@ def stripe_client_from(settings: StripeSettings) -> stripe.StripeClient:
 
 def make_stripe_client(api_key: str, base_url: str | None = None) -> stripe.StripeClient:
     options: dict[str, object] = {
-        "max_network_retries": 2,
-        # Below the close worker's 60 s Lambda timeout (stripe-python's default is 80 s), so a hung call
-        # fails inside the function and the message is retried, instead of the function being killed.
+        "max_network_retries": MAX_NETWORK_RETRIES,
+        # Bounds one request (stripe-python's default is 80 s); the close worker's timeout is budgeted from
+        # it (tollgate.cdk.constants), so a hung call fails inside the function and the close is retried.
         "http_client": stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
     }
     if base_url:

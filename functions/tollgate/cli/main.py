@@ -1,6 +1,6 @@
 """``tollgate``: the provider's command line.
 
-    tollgate [--stack NAME] plans | customers | keys | usage | invoices | close ...
+    tollgate [--stack NAME] plans | customers | keys | usage | invoices | close [run | status] ...
 
 Every subcommand group lives in its own module; this one wires them together, resolves the configuration
 (``tollgate.cli.config``) and turns expected errors into one line each on stderr with exit code 1.
@@ -71,4 +71,4 @@ app.add_typer(customers.app, name="customers")
 app.add_typer(keys.app, name="keys")
 app.add_typer(invoices.app, name="invoices")
 app.command("usage")(usage.usage)
-app.command("close")(close.close)
+app.add_typer(close.app, name="close")

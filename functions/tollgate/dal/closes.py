@@ -10,11 +10,13 @@ already moved and does nothing twice.
   ``version``; a lost race raises ``ConflictError`` (the caller re-reads and carries on from what it finds).
 * :func:`record_failure` counts a failed attempt (``attempts``, ``last_error``); it is not a transition.
 * :func:`invoice_status_update` is the webhooks' transaction item: Stripe's status of a finalized invoice.
+* :func:`closes_of_period` pairs every customer with its record of one period (the close watchdog and
+  ``tollgate close status``): the customers from ``gsi1``, the records by ``BatchGetItem``, 100 at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +24,9 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.store import item_fields
+from tollgate.dal.store import TollgateStore, item_fields
 from tollgate.domain.closes import NEW, CloseStatus, PeriodClose
+from tollgate.domain.models import Customer
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
 
 
@@ -61,6 +64,36 @@ def list_closes_up_to(table: Any, customer_id: str, period: str, limit: int) -> 
         ConsistentRead=True,
     )["Items"]
     return [close_from_item(item) for item in items]
+
+
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+
+
+def get_closes(table: Any, customer_ids: Sequence[str], period: str) -> dict[str, PeriodClose]:
+    """The records of ``period`` of up to 100 customers (strongly consistent), by customer id; customers
+    without one are absent. Unprocessed keys are asked for again."""
+    if len(customer_ids) > BATCH_GET_LIMIT:
+        raise ValueError(f"at most {BATCH_GET_LIMIT} customers per call, got {len(customer_ids)}")
+    found: dict[str, PeriodClose] = {}
+    keys = [tk.close_key(customer_id, period) for customer_id in dict.fromkeys(customer_ids)]
+    request: dict[str, Any] = {table.name: {"Keys": keys, "ConsistentRead": True}} if keys else {}
+    while request:
+        answer = table.meta.client.batch_get_item(RequestItems=request)
+        for item in answer["Responses"].get(table.name, []):
+            record = close_from_item(item)
+            found[record.customer_id] = record
+        request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
+def closes_of_period(store: TollgateStore, period: str) -> Iterator[tuple[Customer, PeriodClose | None]]:
+    """Every customer, in ``gsi1`` order, with its record of ``period`` (None: it has none)."""
+    customers = store.list_customers()
+    for start in range(0, len(customers), BATCH_GET_LIMIT):
+        chunk = customers[start : start + BATCH_GET_LIMIT]
+        records = get_closes(store.table, [customer.id for customer in chunk], period)
+        for customer in chunk:
+            yield customer, records.get(customer.id)
 
 
 def close_item(record: PeriodClose) -> dict[str, Any]:

@@ -1,10 +1,17 @@
-"""``Billing``: the monthly period close, the Stripe secrets, the webhook endpoint and the dunning sweeper.
+"""``Billing``: the monthly period close and its watchdog, the Stripe secrets, the webhook endpoint and the
+dunning sweeper.
 
 Period close: an EventBridge Scheduler schedule fires at ``grace_hours`` past midnight UTC on the 1st and
 invokes the starter, which lists customers (Query on ``gsi1``) and sends one message per customer to the close
-queue. The worker consumes the queue (batches of 10, partial batch failures reported, bounded concurrency so
-Stripe's rate limits hold) and invoices through Stripe. Poison messages land in the close DLQ after 5
-receives; schedule invocations that fail all retries land in the schedule DLQ. Both DLQs are alarmed.
+queue. The worker consumes the queue (one close per invocation, partial batch failures reported, bounded
+concurrency so Stripe's rate limits hold; the time budget is in ``tollgate.cdk.constants``) and invoices
+through Stripe. Poison messages land in the close DLQ after 5 receives. ``close_watchdog_delay_hours`` after
+the close schedule, the close watchdog counts the customers without a terminal record of the period.
+
+Nothing fails silently. Scheduler retries delivering an invocation, then sends it to the schedule DLQ. Lambda
+runs each scheduled function asynchronously: one that errors or times out is retried twice, then the event
+goes to that function's failure queue (an on-failure destination, ``EventInvokeConfig``). Every queue of
+failures is alarmed (``tollgate.cdk.monitoring``).
 
 The starter can also be invoked by hand with ``{"period": "2026-10"}``. From the schedule it receives
 ``{"trigger": "schedule", "scheduledTime": "<ISO-8601>"}`` (the schedule's own time, stable across retries).
@@ -24,10 +31,15 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from tollgate.cdk.constants import (
+    ASYNC_MAX_EVENT_AGE_HOURS,
+    ASYNC_RETRY_ATTEMPTS,
     CLOSE_QUEUE_MAX_RECEIVE_COUNT,
+    CLOSE_QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     CLOSE_WORKER_BATCH_SIZE,
     CLOSE_WORKER_MAX_CONCURRENCY,
     CLOSE_WORKER_TIMEOUT_SECONDS,
+    DEAD_LETTER_RETENTION_DAYS,
+    DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
     DUNNING_SWEEP_HOUR_UTC,
     ENV_CLOSE_QUEUE_URL,
     ENV_DUNNING_GRACE_DAYS,
@@ -35,15 +47,22 @@ from tollgate.cdk.constants import (
     ENV_STRIPE_WEBHOOK_SECRET_ARN,
     ENV_TABLE_NAME,
     HANDLER_CLOSE_STARTER,
+    HANDLER_CLOSE_WATCHDOG,
     HANDLER_CLOSE_WORKER,
     HANDLER_DUNNING_SWEEPER,
     HANDLER_WEBHOOK,
+    ID_ASYNC_INVOKE_CONFIG,
     ID_CLOSE_DLQ,
     ID_CLOSE_QUEUE,
     ID_CLOSE_SCHEDULE,
+    ID_CLOSE_STARTER_FAILURES,
     ID_CLOSE_STARTER_FUNCTION,
+    ID_CLOSE_WATCHDOG_FAILURES,
+    ID_CLOSE_WATCHDOG_FUNCTION,
+    ID_CLOSE_WATCHDOG_SCHEDULE,
     ID_CLOSE_WORKER_FUNCTION,
     ID_DUNNING_SCHEDULE,
+    ID_DUNNING_SWEEPER_FAILURES,
     ID_DUNNING_SWEEPER_FUNCTION,
     ID_SCHEDULE_DLQ,
     ID_STRIPE_API_KEY_SECRET,
@@ -70,6 +89,8 @@ CLOSE_WORKER_TABLE_ACTIONS = (
 )
 WEBHOOK_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 SWEEPER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
+WATCHDOG_TABLE_ACTIONS = ("dynamodb:BatchGetItem",)  # the close records; customers by Query on gsi1
+SEND_FAILURE_ACTIONS = ("sqs:SendMessage",)  # what Lambda needs to deliver to an on-failure SQS destination
 READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"  # Scheduler context attribute: the schedule's own time
 
@@ -90,6 +111,15 @@ def dunning_schedule_expression(hour: int = DUNNING_SWEEP_HOUR_UTC) -> str:
     return f"cron(0 {hour} * * ? *)"
 
 
+def close_watchdog_schedule_expression(grace_hours: int, delay_hours: int) -> str:
+    """``delay_hours`` after the close schedule (which may carry into the 2nd or 3rd of the month)."""
+    close_schedule_expression(grace_hours)  # validates the grace
+    if not 1 <= delay_hours <= 48:
+        raise ValueError(f"the close watchdog's delay must be 1..48 hours, got {delay_hours}")
+    day, hour = divmod(grace_hours + delay_hours, 24)
+    return f"cron(0 {hour} {1 + day} * ? *)"
+
+
 def _queue(scope: Construct, id: str, **props: object) -> sqs.Queue:
     """An SQS queue encrypted at rest (SSE-SQS) that refuses requests not made over TLS."""
     return sqs.Queue(
@@ -98,6 +128,46 @@ def _queue(scope: Construct, id: str, **props: object) -> sqs.Queue:
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
         **props,  # type: ignore[arg-type]
+    )
+
+
+def _failure_queue(scope: Construct, id: str, what: str) -> sqs.Queue:
+    """The queue a function's failed asynchronous invocations go to (its on-failure destination)."""
+    queue = _queue(scope, id, retention_period=cdk.Duration.days(DEAD_LETTER_RETENTION_DAYS))
+    acknowledge(
+        queue,
+        "AwsSolutions-SQS3",
+        f"This queue IS a dead-letter queue: Lambda sends the asynchronous invocations of {what} that failed "
+        "every retry here, as the function's on-failure destination (cdk-nag only recognises SQS redrive "
+        "and Lambda DeadLetterConfig).",
+    )
+    return queue
+
+
+def send_failures_statement(queue: sqs.IQueue) -> iam.PolicyStatement:
+    """The function's own permission to deliver to its on-failure queue (Lambda sends as the function)."""
+    return iam.PolicyStatement(
+        sid="SendFailedInvocations", actions=list(SEND_FAILURE_ACTIONS), resources=[queue.queue_arn]
+    )
+
+
+def configure_async_invoke(scope: Construct, function: lambda_.IFunction, failure_queue: sqs.IQueue) -> None:
+    """Bounded retries for asynchronous invocations, then the event goes to ``failure_queue``.
+
+    Without this Lambda retries a failing event twice and then drops it: Scheduler's own retries and DLQ
+    only cover *delivering* the event, not the function failing. The function's role must already allow
+    ``sqs:SendMessage`` on the queue (``send_failures_statement``): Lambda checks it when the config is made.
+    """
+    lambda_.CfnEventInvokeConfig(
+        scope,
+        ID_ASYNC_INVOKE_CONFIG,
+        function_name=function.function_name,
+        qualifier="$LATEST",
+        maximum_retry_attempts=ASYNC_RETRY_ATTEMPTS,
+        maximum_event_age_in_seconds=ASYNC_MAX_EVENT_AGE_HOURS * 3600,
+        destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
+            on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=failure_queue.queue_arn)
+        ),
     )
 
 
@@ -178,6 +248,7 @@ class Billing(Construct):
         data: TollgateData,
         close_grace_hours: int,
         dunning_grace_days: int,
+        close_watchdog_delay_hours: int = DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
     ) -> None:
         super().__init__(scope, id)
         table = data.table
@@ -205,24 +276,35 @@ class Billing(Construct):
         )
 
         # --- queues ---
-        self.close_dead_letter_queue = _queue(self, ID_CLOSE_DLQ, retention_period=cdk.Duration.days(14))
+        self.close_dead_letter_queue = _queue(
+            self, ID_CLOSE_DLQ, retention_period=cdk.Duration.days(DEAD_LETTER_RETENTION_DAYS)
+        )
         self.close_queue = _queue(
             self,
             ID_CLOSE_QUEUE,
-            visibility_timeout=cdk.Duration.seconds(6 * CLOSE_WORKER_TIMEOUT_SECONDS),
+            visibility_timeout=cdk.Duration.seconds(CLOSE_QUEUE_VISIBILITY_TIMEOUT_SECONDS),
             retention_period=cdk.Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.close_dead_letter_queue, max_receive_count=CLOSE_QUEUE_MAX_RECEIVE_COUNT
             ),
         )
         self.schedule_dead_letter_queue = _queue(
-            self, ID_SCHEDULE_DLQ, retention_period=cdk.Duration.days(14)
+            self, ID_SCHEDULE_DLQ, retention_period=cdk.Duration.days(DEAD_LETTER_RETENTION_DAYS)
         )
         acknowledge(
             self.schedule_dead_letter_queue,
             "AwsSolutions-SQS3",
             "This queue IS a dead-letter queue: EventBridge Scheduler sends the schedule invocations that "
             "failed every retry here (cdk-nag only recognises SQS redrive and Lambda DLQ configurations).",
+        )
+        self.close_starter_failure_queue = _failure_queue(
+            self, ID_CLOSE_STARTER_FAILURES, "the close starter"
+        )
+        self.dunning_sweeper_failure_queue = _failure_queue(
+            self, ID_DUNNING_SWEEPER_FAILURES, "the dunning sweeper"
+        )
+        self.close_watchdog_failure_queue = _failure_queue(
+            self, ID_CLOSE_WATCHDOG_FAILURES, "the close watchdog"
         )
 
         # --- period close ---
@@ -248,7 +330,11 @@ class Billing(Construct):
                     actions=["sqs:SendMessage"],
                     resources=[self.close_queue.queue_arn],
                 ),
+                send_failures_statement(self.close_starter_failure_queue),
             ],
+        )
+        configure_async_invoke(
+            self.close_starter, self.close_starter.function, self.close_starter_failure_queue
         )
         self.close_worker = TollgateFunction(
             self,
@@ -289,6 +375,40 @@ class Billing(Construct):
             description="Tollgate: close the month that just ended",
             expression=close_schedule_expression(close_grace_hours),
             function=self.close_starter.function,
+            dead_letter_queue=self.schedule_dead_letter_queue,
+        )
+        self.close_watchdog = TollgateFunction(
+            self,
+            ID_CLOSE_WATCHDOG_FUNCTION,
+            handler=HANDLER_CLOSE_WATCHDOG,
+            description="Tollgate period close watchdog: counts customers without a finished close",
+            service_name=SERVICE_PERIOD_CLOSE,
+            memory_size=512,  # every customer is listed; their close records are read 100 at a time
+            timeout=cdk.Duration.minutes(5),
+            environment={ENV_TABLE_NAME: table.table_name},
+            statements=[
+                iam.PolicyStatement(
+                    sid="ListCustomers",
+                    actions=["dynamodb:Query"],
+                    resources=[data.gsi1_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadCloseRecords",
+                    actions=list(WATCHDOG_TABLE_ACTIONS),
+                    resources=[table.table_arn],
+                ),
+                send_failures_statement(self.close_watchdog_failure_queue),
+            ],
+        )
+        configure_async_invoke(
+            self.close_watchdog, self.close_watchdog.function, self.close_watchdog_failure_queue
+        )
+        self.close_watchdog_schedule = ScheduledInvocation(
+            self,
+            ID_CLOSE_WATCHDOG_SCHEDULE,
+            description="Tollgate: check that the close of the month that just ended finished",
+            expression=close_watchdog_schedule_expression(close_grace_hours, close_watchdog_delay_hours),
+            function=self.close_watchdog.function,
             dead_letter_queue=self.schedule_dead_letter_queue,
         )
 
@@ -337,8 +457,12 @@ class Billing(Construct):
                     sid="SuspendOverdueCustomers",
                     actions=list(SWEEPER_TABLE_ACTIONS),
                     resources=[table.table_arn, data.gsi1_arn],
-                )
+                ),
+                send_failures_statement(self.dunning_sweeper_failure_queue),
             ],
+        )
+        configure_async_invoke(
+            self.dunning_sweeper, self.dunning_sweeper.function, self.dunning_sweeper_failure_queue
         )
         self.dunning_schedule = ScheduledInvocation(
             self,

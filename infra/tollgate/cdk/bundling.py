@@ -44,6 +44,7 @@ from typing import Any
 from tollgate.cdk.constants import (
     HANDLER_AUTHORIZER,
     HANDLER_CLOSE_STARTER,
+    HANDLER_CLOSE_WATCHDOG,
     HANDLER_CLOSE_WORKER,
     HANDLER_DUNNING_SWEEPER,
     HANDLER_USAGE_API,
@@ -85,6 +86,7 @@ DEPLOYED_HANDLERS: Mapping[str, str] = {
     "webhooks": HANDLER_WEBHOOK,
     "dunning-sweeper": HANDLER_DUNNING_SWEEPER,
     "usage-api": HANDLER_USAGE_API,
+    "close-watchdog": HANDLER_CLOSE_WATCHDOG,
 }
 RECIPE_FORMAT = 1
 RECIPE_FILE = "recipe.json"

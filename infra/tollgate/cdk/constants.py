@@ -12,11 +12,13 @@ from tollgate import observability as _observability
 from tollgate import outputs as _outputs
 from tollgate import settings as _settings
 from tollgate.billing import settings as _billing_settings
+from tollgate.billing import stripe_client as _stripe_client
 from tollgate.billing.close import observability as _close_observability
 from tollgate.billing.close import settings as _close_settings
 from tollgate.billing.webhooks import observability as _webhook_observability
 from tollgate.billing.webhooks import settings as _webhook_settings
 from tollgate.dal import tablekeys as _tablekeys
+from tollgate.metering import decisions as _metering_decisions
 from tollgate.metering import observability as _metering_observability
 from tollgate.metering import settings as _metering_settings
 from tollgate.usage_api import observability as _usage_observability
@@ -58,6 +60,7 @@ HANDLER_CLOSE_WORKER = "tollgate.billing.close.worker.handler"
 HANDLER_WEBHOOK = "tollgate.billing.webhooks.handler.handler"
 HANDLER_DUNNING_SWEEPER = "tollgate.billing.dunning.sweeper.handler"
 HANDLER_USAGE_API = "tollgate.usage_api.handler.handler"
+HANDLER_CLOSE_WATCHDOG = "tollgate.billing.close.watchdog.handler"
 
 # --- environment variables read by the handlers (names and defaults: each function's settings module) ----
 ENV_TABLE_NAME = _settings.TABLE_NAME
@@ -77,6 +80,21 @@ AUTHORIZER_NEGATIVE_CACHE_TTL_SECONDS = _metering_settings.DEFAULT_NEGATIVE_CACH
 # --- metrics (names live in each function's observability module) ------------------------------------------
 METRICS_NAMESPACE = _observability.METRICS_NAMESPACE
 STRIPE_FAILURES_METRIC = _close_observability.STRIPE_FAILURES
+TOTAL_MISMATCH_METRIC = _close_observability.TOTAL_MISMATCH
+INVOICES_FINALIZED_METRIC = _close_observability.INVOICES_FINALIZED
+CLOSES_NO_CHARGE_METRIC = _close_observability.CLOSES_NO_CHARGE
+CLOSE_FAILURES_METRIC = _close_observability.CLOSE_FAILURES
+CLOSES_CHECKED_METRIC = _close_observability.CLOSES_CHECKED
+CLOSES_UNFINISHED_METRIC = _close_observability.CLOSES_UNFINISHED
+CLOSES_MISMATCHED_METRIC = _close_observability.CLOSES_MISMATCHED
+CLOSE_PROBLEMS_METRIC = _close_observability.CLOSE_PROBLEMS
+METERING_FAILURES_METRIC = _metering_observability.METERING_FAILURES
+UNMETERED_REQUESTS_METRIC = _metering_observability.UNMETERED_REQUESTS
+# One metric per refusal reason: Denied_missing_api_key, Denied_credit_limit_reached, ...
+DENIED_METRIC_PREFIX = _metering_observability.DENIED_PREFIX
+DENIED_METRICS: tuple[str, ...] = tuple(
+    f"{DENIED_METRIC_PREFIX}{reason.value}" for reason in _metering_decisions.Reason
+)
 SERVICE_AUTHORIZER = _metering_observability.SERVICE
 SERVICE_PERIOD_CLOSE = _close_observability.SERVICE
 SERVICE_WEBHOOKS = _webhook_observability.SERVICE
@@ -110,6 +128,14 @@ ID_MONITORING = "Monitoring"
 ID_ALARM_TOPIC = "AlarmTopic"
 ID_USAGE_FUNCTION = "UsageFunction"
 ID_USAGE_API = "UsageApi"
+ID_CLOSE_WATCHDOG_FUNCTION = "CloseWatchdogFunction"
+ID_CLOSE_WATCHDOG_SCHEDULE = "CloseWatchdogSchedule"
+# Each asynchronously invoked function's on-failure destination (Lambda's EventInvokeConfig) and its config.
+ID_CLOSE_STARTER_FAILURES = "CloseStarterFailureQueue"
+ID_DUNNING_SWEEPER_FAILURES = "DunningSweeperFailureQueue"
+ID_CLOSE_WATCHDOG_FAILURES = "CloseWatchdogFailureQueue"
+ID_ASYNC_INVOKE_CONFIG = "AsyncInvokeConfig"
+ID_DASHBOARD = "Dashboard"
 
 # Alarm construct ids (also their logical-id prefixes) and what each watches.
 ALARM_AUTHORIZER_ERRORS = "AuthorizerErrorsAlarm"
@@ -118,6 +144,22 @@ ALARM_TABLE_THROTTLES = "TableThrottlesAlarm"
 ALARM_CLOSE_DLQ_DEPTH = "CloseDeadLetterQueueAlarm"
 ALARM_STRIPE_FAILURES = "StripeFailuresAlarm"
 ALARM_SCHEDULE_DLQ_DEPTH = "ScheduleDeadLetterQueueAlarm"
+# function errors (the authorizer's above)
+ALARM_CLOSE_STARTER_ERRORS = "CloseStarterErrorsAlarm"
+ALARM_CLOSE_WORKER_ERRORS = "CloseWorkerErrorsAlarm"
+ALARM_WEBHOOK_ERRORS = "WebhookErrorsAlarm"
+ALARM_DUNNING_SWEEPER_ERRORS = "DunningSweeperErrorsAlarm"
+ALARM_USAGE_ERRORS = "UsageFunctionErrorsAlarm"
+ALARM_CLOSE_WATCHDOG_ERRORS = "CloseWatchdogErrorsAlarm"
+# asynchronous invocations that failed every retry (the on-failure queues' depth)
+ALARM_CLOSE_STARTER_FAILURES = "CloseStarterFailureQueueAlarm"
+ALARM_DUNNING_SWEEPER_FAILURES = "DunningSweeperFailureQueueAlarm"
+ALARM_CLOSE_WATCHDOG_FAILURES = "CloseWatchdogFailureQueueAlarm"
+# custom metrics (Metrics Insights: summed over every dimension)
+ALARM_METERING_FAILURES = "MeteringFailuresAlarm"
+ALARM_UNMETERED_REQUESTS = "UnmeteredRequestsAlarm"
+ALARM_TOTAL_MISMATCH = "TotalMismatchAlarm"
+ALARM_CLOSE_PROBLEMS = "CloseProblemsAlarm"
 ALARM_IDS: tuple[str, ...] = (
     ALARM_AUTHORIZER_ERRORS,
     ALARM_AUTHORIZER_THROTTLES,
@@ -125,15 +167,64 @@ ALARM_IDS: tuple[str, ...] = (
     ALARM_CLOSE_DLQ_DEPTH,
     ALARM_STRIPE_FAILURES,
     ALARM_SCHEDULE_DLQ_DEPTH,
+    ALARM_CLOSE_STARTER_ERRORS,
+    ALARM_CLOSE_WORKER_ERRORS,
+    ALARM_WEBHOOK_ERRORS,
+    ALARM_DUNNING_SWEEPER_ERRORS,
+    ALARM_USAGE_ERRORS,
+    ALARM_CLOSE_WATCHDOG_ERRORS,
+    ALARM_CLOSE_STARTER_FAILURES,
+    ALARM_DUNNING_SWEEPER_FAILURES,
+    ALARM_CLOSE_WATCHDOG_FAILURES,
+    ALARM_METERING_FAILURES,
+    ALARM_UNMETERED_REQUESTS,
+    ALARM_TOTAL_MISMATCH,
+    ALARM_CLOSE_PROBLEMS,
 )
 
 # --- period close -------------------------------------------------------------------------------------------
-CLOSE_WORKER_TIMEOUT_SECONDS = 60
-CLOSE_WORKER_BATCH_SIZE = 10
+# The worker's time budget: a batch must always finish inside the function's timeout, or the whole batch
+# (closes that succeeded included) returns to the queue and, after CLOSE_QUEUE_MAX_RECEIVE_COUNT tries, lands
+# in the DLQ. Worst case of one close, every Stripe request answering just before its last attempt times out:
+#   one Stripe request: (1 + 2 retries) x 20 s timeout + 2 backoff sleeps of at most 5 s     =  70 s
+#   requests in one close, at most 5: the invoice search, which fails and is replaced by a
+#   listing of the customer's invoices, then create, add_lines and finalize: 5 x 70 s      = 350 s
+#   DynamoDB reads and writes, the Stripe key from Secrets Manager (milliseconds each)      +  30 s
+#   one close, worst case                                                                  = 380 s
+# A batch of 1 close: timeout 400 s >= 1 x 380 s. (Lambda allows 900 s: a batch of 2 needs 760 s, a thin
+# margin for twice the retry interval; a batch of 10 would need 3,800 s.) Throughput is set by the
+# concurrency, not the batch size: 5 workers each closing one customer at a time.
+# SQS visibility timeout >= 6 x the function timeout (AWS's guidance for Lambda event sources): 2,400 s, so a
+# failing close is retried every 40 minutes and after 5 receives (about 3 hours) lands in the DLQ.
+# (A close that loses a race to a duplicate run of the same customer may make one more request: duplicates are
+# rare, and a timed-out one is retried alone.)
+STRIPE_REQUEST_TIMEOUT_SECONDS = _stripe_client.REQUEST_TIMEOUT_SECONDS
+STRIPE_MAX_NETWORK_RETRIES = _stripe_client.MAX_NETWORK_RETRIES
+STRIPE_MAX_RETRY_DELAY_SECONDS = 5  # stripe-python's longest backoff sleep (HTTPClient.MAX_DELAY)
+STRIPE_REQUEST_WORST_CASE_SECONDS = (
+    1 + STRIPE_MAX_NETWORK_RETRIES
+) * STRIPE_REQUEST_TIMEOUT_SECONDS + STRIPE_MAX_NETWORK_RETRIES * STRIPE_MAX_RETRY_DELAY_SECONDS
+CLOSE_STRIPE_REQUESTS_WORST_CASE = 5
+CLOSE_OTHER_WORK_SECONDS = 30
+CLOSE_WORST_CASE_SECONDS = (
+    CLOSE_STRIPE_REQUESTS_WORST_CASE * STRIPE_REQUEST_WORST_CASE_SECONDS + CLOSE_OTHER_WORK_SECONDS
+)
+CLOSE_WORKER_BATCH_SIZE = 1
+CLOSE_WORKER_TIMEOUT_SECONDS = 400
+CLOSE_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * CLOSE_WORKER_TIMEOUT_SECONDS
 CLOSE_WORKER_MAX_CONCURRENCY = 5  # bounds the Stripe request rate; the event source minimum is 2
 CLOSE_QUEUE_MAX_RECEIVE_COUNT = 5
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
 SCHEDULE_RETRY_ATTEMPTS = 10
 SCHEDULE_MAX_EVENT_AGE_HOURS = 12
+# The close watchdog runs this long after the close schedule: time for the close to finish, failing
+# customers included (5 receives x 40 minutes), before it counts what is not finished.
+DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS = 12
+# Asynchronous invocations (Scheduler -> Lambda): a function that errors or times out is retried this many
+# times, an event waits at most this long in Lambda's queue, then it goes to the function's failure queue.
+ASYNC_RETRY_ATTEMPTS = 2
+ASYNC_MAX_EVENT_AGE_HOURS = 6  # Lambda's maximum
+DEAD_LETTER_RETENTION_DAYS = 14  # SQS's maximum: time to look at what failed
 
 # --- stack outputs (the names live in tollgate.outputs, shared with the CLI) -------------------------------
 OUTPUT_TABLE_NAME = _outputs.TABLE_NAME
@@ -145,3 +236,4 @@ OUTPUT_CLOSE_QUEUE_URL = _outputs.CLOSE_QUEUE_URL
 OUTPUT_AUTHORIZER_FUNCTION_ARN = _outputs.AUTHORIZER_FUNCTION_ARN
 OUTPUT_USAGE_FUNCTION_ARN = _outputs.USAGE_FUNCTION_ARN
 OUTPUT_CLOSE_STARTER_FUNCTION_NAME = _outputs.CLOSE_STARTER_FUNCTION_NAME
+OUTPUT_DASHBOARD_NAME = "DashboardName"  # for people, not the CLI (so not in tollgate.outputs)

@@ -1,16 +1,32 @@
-"""``Monitoring``: one SNS topic and the alarms that mean money is being lost or customers are refused.
+"""``Monitoring``: one SNS topic, the alarms that mean money is being lost or customers are refused, and a
+CloudWatch dashboard.
+
+Alarms (``tollgate.cdk.constants.ALARM_IDS``), each at 1 or more in a period, each notifying the topic:
 
 - the authorizer errors or is throttled: every metered request fails with 503 (or, with FAIL_OPEN, goes
-  unmetered);
+  unmetered); DynamoDB refuses a counter write (``MeteringFailures``); a request is served unmetered
+  (``UnmeteredRequests``, FAIL_OPEN only);
 - DynamoDB throttles requests on the table: lookups and counter increments fail;
+- any other function errors: the close starter, worker and watchdog, the Stripe webhook, the dunning sweeper,
+  the ``GET /usage`` function;
 - a customer's close lands in the close DLQ: that customer was not invoiced;
-- Stripe calls fail (``StripeFailures`` in the ``Tollgate`` namespace, emitted by the Lambda code);
-- a scheduled invocation lands in the schedule DLQ: a period close or a dunning sweep did not start.
+- Stripe calls fail (``StripeFailures``), or Stripe's invoice total differs from the statement's
+  (``TotalMismatch``);
+- a scheduled invocation lands in the schedule DLQ (Scheduler could not deliver it), or fails every Lambda
+  retry and lands in its function's failure queue: a period close, its watchdog or a dunning sweep did not
+  run;
+- the close watchdog finds customers without a finalized or no_charge record, or with a mismatched total,
+  hours after the close started (``CloseProblems``). This alarm keeps its state until the watchdog runs again
+  (next month, or by hand with ``{"period": "YYYY-MM"}`` once fixed): it does not clear itself.
 
-Subscribe to the topic (``AlarmTopicArn`` output) to be paged.
+Custom metrics are alarmed through Metrics Insights (``SELECT SUM(m) FROM Tollgate``), so an alarm does not
+depend on the ``service`` dimension Powertools adds. Subscribe to the topic (``AlarmTopicArn`` output).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -25,16 +41,46 @@ from tollgate.cdk.constants import (
     ALARM_AUTHORIZER_ERRORS,
     ALARM_AUTHORIZER_THROTTLES,
     ALARM_CLOSE_DLQ_DEPTH,
+    ALARM_CLOSE_PROBLEMS,
+    ALARM_CLOSE_STARTER_ERRORS,
+    ALARM_CLOSE_STARTER_FAILURES,
+    ALARM_CLOSE_WATCHDOG_ERRORS,
+    ALARM_CLOSE_WATCHDOG_FAILURES,
+    ALARM_CLOSE_WORKER_ERRORS,
+    ALARM_DUNNING_SWEEPER_ERRORS,
+    ALARM_DUNNING_SWEEPER_FAILURES,
+    ALARM_METERING_FAILURES,
     ALARM_SCHEDULE_DLQ_DEPTH,
     ALARM_STRIPE_FAILURES,
     ALARM_TABLE_THROTTLES,
+    ALARM_TOTAL_MISMATCH,
+    ALARM_UNMETERED_REQUESTS,
+    ALARM_USAGE_ERRORS,
+    ALARM_WEBHOOK_ERRORS,
+    CLOSE_FAILURES_METRIC,
+    CLOSE_PROBLEMS_METRIC,
+    CLOSES_CHECKED_METRIC,
+    CLOSES_MISMATCHED_METRIC,
+    CLOSES_NO_CHARGE_METRIC,
+    CLOSES_UNFINISHED_METRIC,
+    DENIED_METRIC_PREFIX,
+    DENIED_METRICS,
     ID_ALARM_TOPIC,
+    ID_DASHBOARD,
+    INVOICES_FINALIZED_METRIC,
+    METERING_FAILURES_METRIC,
     METRICS_NAMESPACE,
+    SERVICE_AUTHORIZER,
+    SERVICE_PERIOD_CLOSE,
     STRIPE_FAILURES_METRIC,
+    TOTAL_MISMATCH_METRIC,
+    UNMETERED_REQUESTS_METRIC,
 )
 
 ONE_MINUTE = cdk.Duration.minutes(1)
 FIVE_MINUTES = cdk.Duration.minutes(5)
+ONE_HOUR = cdk.Duration.hours(1)
+ONE_DAY = cdk.Duration.days(1)
 TABLE_OPERATIONS = (
     dynamodb.Operation.GET_ITEM,
     dynamodb.Operation.BATCH_GET_ITEM,
@@ -43,23 +89,53 @@ TABLE_OPERATIONS = (
     dynamodb.Operation.QUERY,
     dynamodb.Operation.TRANSACT_WRITE_ITEMS,
 )
+SERVICE_DIMENSION = "service"  # the dimension Powertools Metrics adds: the emitting function's service name
+WIDE, HALF, THIRD, HEIGHT = 24, 12, 8, 6
 
 
-def stripe_failures_metric(period: cdk.Duration = FIVE_MINUTES) -> cloudwatch.IMetric:
-    """``StripeFailures`` summed over every dimension set (Powertools adds a ``service`` dimension).
+def insights_metric(metric_name: str, period: cdk.Duration = FIVE_MINUTES) -> cloudwatch.IMetric:
+    """``metric_name`` summed over every dimension set (Powertools adds a ``service`` dimension).
 
-    A Metrics Insights query, so the alarm does not depend on which service name the emitting code uses.
+    A Metrics Insights query, so an alarm does not depend on which service name the emitting code uses.
     """
     return cloudwatch.MathExpression(
-        expression=f"SELECT SUM({STRIPE_FAILURES_METRIC}) FROM {METRICS_NAMESPACE}",  # noqa: S608 - constants
-        label=STRIPE_FAILURES_METRIC,
+        expression=f"SELECT SUM({metric_name}) FROM {METRICS_NAMESPACE}",  # noqa: S608 - constants
+        label=metric_name,
         period=period,
     )
 
 
+def stripe_failures_metric(period: cdk.Duration = FIVE_MINUTES) -> cloudwatch.IMetric:
+    """``StripeFailures`` over every dimension set (see :func:`insights_metric`)."""
+    return insights_metric(STRIPE_FAILURES_METRIC, period)
+
+
+@dataclass(frozen=True)
+class MonitoredFunctions:
+    """The functions besides the authorizer whose errors are alarmed and graphed."""
+
+    close_starter: lambda_.IFunction
+    close_worker: lambda_.IFunction
+    close_watchdog: lambda_.IFunction
+    webhook: lambda_.IFunction
+    dunning_sweeper: lambda_.IFunction
+    usage: lambda_.IFunction
+
+
+@dataclass(frozen=True)
+class MonitoredQueues:
+    """Every queue of failures: the close DLQ, the schedule DLQ, each scheduled function's failure queue."""
+
+    close_dead_letter_queue: sqs.IQueue
+    schedule_dead_letter_queue: sqs.IQueue
+    close_starter_failures: sqs.IQueue
+    dunning_sweeper_failures: sqs.IQueue
+    close_watchdog_failures: sqs.IQueue
+
+
 class Monitoring(Construct):
-    """The alarm topic and the alarms. ``alarms`` maps each alarm id (``tollgate.cdk.constants.ALARM_*``) to
-    it."""
+    """The alarm topic, the alarms and the dashboard. ``alarms`` maps each alarm id
+    (``tollgate.cdk.constants.ALARM_*``) to it."""
 
     def __init__(
         self,
@@ -68,13 +144,14 @@ class Monitoring(Construct):
         *,
         authorizer_function: lambda_.IFunction,
         table: dynamodb.ITable,
-        close_dead_letter_queue: sqs.IQueue,
-        schedule_dead_letter_queue: sqs.IQueue,
+        functions: MonitoredFunctions,
+        queues: MonitoredQueues,
     ) -> None:
         super().__init__(scope, id)
         self.topic = sns.Topic(self, ID_ALARM_TOPIC, display_name="Tollgate alarms", enforce_ssl=True)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
 
+        # --- metering: the hot path ---
         self._alarm(
             ALARM_AUTHORIZER_ERRORS,
             authorizer_function.metric_errors(period=ONE_MINUTE, statistic="Sum"),
@@ -93,10 +170,58 @@ class Monitoring(Construct):
             "DynamoDB throttles requests on the Tollgate table: key lookups or counter increments fail.",
         )
         self._alarm(
-            ALARM_CLOSE_DLQ_DEPTH,
-            close_dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=FIVE_MINUTES, statistic="Maximum"
+            ALARM_METERING_FAILURES,
+            insights_metric(METERING_FAILURES_METRIC, ONE_MINUTE),
+            "Counter writes are failing (MeteringFailures): requests are refused as metering_unavailable.",
+        )
+        self._alarm(
+            ALARM_UNMETERED_REQUESTS,
+            insights_metric(UNMETERED_REQUESTS_METRIC, ONE_MINUTE),
+            "Requests are served without being counted (UnmeteredRequests, FAIL_OPEN): they are not billed.",
+        )
+
+        # --- every other function's errors ---
+        retried_async = "Lambda retries it twice, then keeps the event in the function's failure queue."
+        for alarm_id, function, description in (
+            (
+                ALARM_CLOSE_STARTER_ERRORS,
+                functions.close_starter,
+                f"The period close starter failed: the close may not have been queued. {retried_async}",
             ),
+            (
+                ALARM_CLOSE_WORKER_ERRORS,
+                functions.close_worker,
+                "The period close worker crashed or timed out (a failing customer alone does not count): its "
+                "messages return to the close queue and, after 5 receives, go to the close DLQ.",
+            ),
+            (
+                ALARM_CLOSE_WATCHDOG_ERRORS,
+                functions.close_watchdog,
+                f"The period close watchdog failed: the close was not checked. {retried_async}",
+            ),
+            (
+                ALARM_WEBHOOK_ERRORS,
+                functions.webhook,
+                "The Stripe webhook function failed: payments and dunning are not recorded until Stripe "
+                "redelivers the events (it retries for up to 3 days).",
+            ),
+            (
+                ALARM_DUNNING_SWEEPER_ERRORS,
+                functions.dunning_sweeper,
+                f"The dunning sweeper failed: overdue customers are not suspended. {retried_async}",
+            ),
+            (
+                ALARM_USAGE_ERRORS,
+                functions.usage,
+                "The GET /usage function failed: customers cannot see their usage.",
+            ),
+        ):
+            self._alarm(alarm_id, function.metric_errors(period=FIVE_MINUTES, statistic="Sum"), description)
+
+        # --- the money path ---
+        self._alarm(
+            ALARM_CLOSE_DLQ_DEPTH,
+            self._depth(queues.close_dead_letter_queue),
             "A customer's period close failed 5 times and sits in the close DLQ: it was not invoiced.",
         )
         self._alarm(
@@ -105,14 +230,227 @@ class Monitoring(Construct):
             "Stripe API calls are failing (StripeFailures): invoices or usage reports are not going out.",
         )
         self._alarm(
-            ALARM_SCHEDULE_DLQ_DEPTH,
-            schedule_dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=FIVE_MINUTES, statistic="Maximum"
-            ),
-            "A scheduled period close or dunning sweep could not be started: see the schedule DLQ.",
+            ALARM_TOTAL_MISMATCH,
+            insights_metric(TOTAL_MISMATCH_METRIC),
+            "A finalized Stripe invoice's total differs from the statement's (TotalMismatch): check it in "
+            "Stripe before the customer pays (tollgate close status lists the mismatched customers).",
+        )
+        self._alarm(
+            ALARM_CLOSE_PROBLEMS,
+            insights_metric(CLOSE_PROBLEMS_METRIC),
+            "The close watchdog found customers without a finalized or no_charge record, or with a "
+            "mismatched total (CloseProblems): run `tollgate close status --period P`. Stays in alarm until "
+            'the watchdog runs again (invoke it with {"period": "YYYY-MM"} once fixed).',
+            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
         )
 
-    def _alarm(self, id: str, metric: cloudwatch.IMetric, description: str) -> cloudwatch.Alarm:
+        # --- scheduled invocations that did not run ---
+        self._alarm(
+            ALARM_SCHEDULE_DLQ_DEPTH,
+            self._depth(queues.schedule_dead_letter_queue),
+            "Scheduler could not invoke a period close, its watchdog or a dunning sweep: see the schedule "
+            "DLQ.",
+        )
+        for alarm_id, queue, what in (
+            (ALARM_CLOSE_STARTER_FAILURES, queues.close_starter_failures, "The period close did not start"),
+            (
+                ALARM_DUNNING_SWEEPER_FAILURES,
+                queues.dunning_sweeper_failures,
+                "A dunning sweep did not run",
+            ),
+            (
+                ALARM_CLOSE_WATCHDOG_FAILURES,
+                queues.close_watchdog_failures,
+                "The period close watchdog did not run",
+            ),
+        ):
+            self._alarm(
+                alarm_id,
+                self._depth(queue),
+                f"{what}: the function failed every retry and the event sits in its failure queue (the "
+                "error is in the message). Fix the cause, then invoke the function again with that event.",
+            )
+
+        self.dashboard = self._dashboard(authorizer_function, functions, queues)
+
+    # --- the dashboard -----------------------------------------------------------------------------------
+    def _dashboard(
+        self,
+        authorizer: lambda_.IFunction,
+        functions: MonitoredFunctions,
+        queues: MonitoredQueues,
+    ) -> cloudwatch.Dashboard:
+        """Metering (metered requests, refusals by reason, failures), the close, Stripe and every DLQ.
+
+        The authorizer emits no metric on its happy path (the counter item is the record), so metered
+        requests are derived: invocations - errors - refusals (every ``Denied_<reason>``) - requests served
+        unmetered (FAIL_OPEN). The graphs read the custom metrics with the ``service`` dimension of the
+        function that emits them (its Powertools service name, from its observability module): plain metrics
+        keep 15 months of history and can be combined in math, where Metrics Insights (the alarms) graphs only
+        two weeks, too little for a close that happens once a month.
+        """
+
+        def emitted(
+            name: str, service: str, period: cdk.Duration = FIVE_MINUTES, label: str | None = None
+        ) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={SERVICE_DIMENSION: service},
+                statistic="Sum",
+                period=period,
+                label=label or name,
+            )
+
+        def authorizer_metric(name: str, label: str | None = None) -> cloudwatch.Metric:
+            return emitted(name, SERVICE_AUTHORIZER, label=label)
+
+        denied = {f"denied{index}": name for index, name in enumerate(DENIED_METRICS)}
+        subtracted = {
+            "errors": authorizer.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            "unmetered": authorizer_metric(UNMETERED_REQUESTS_METRIC, "served unmetered"),
+            **{key: authorizer_metric(name, name) for key, name in denied.items()},
+        }
+        metered = cloudwatch.MathExpression(
+            expression="invocations - " + " - ".join(f"FILL({key}, 0)" for key in subtracted),
+            using_metrics={
+                "invocations": authorizer.metric_invocations(period=FIVE_MINUTES, statistic="Sum"),
+                **subtracted,
+            },
+            label="metered requests",
+            period=FIVE_MINUTES,
+        )
+        refusals = [
+            authorizer_metric(name, name.removeprefix(DENIED_METRIC_PREFIX)) for name in DENIED_METRICS
+        ]
+        every_function = {
+            "authorizer": authorizer,
+            "close starter": functions.close_starter,
+            "close worker": functions.close_worker,
+            "close watchdog": functions.close_watchdog,
+            "webhook": functions.webhook,
+            "dunning sweeper": functions.dunning_sweeper,
+            "GET /usage": functions.usage,
+        }
+        every_queue = {
+            "close DLQ": queues.close_dead_letter_queue,
+            "schedule DLQ": queues.schedule_dead_letter_queue,
+            "close starter failures": queues.close_starter_failures,
+            "dunning sweeper failures": queues.dunning_sweeper_failures,
+            "close watchdog failures": queues.close_watchdog_failures,
+        }
+        rows: Sequence[Sequence[cloudwatch.IWidget]] = [
+            [
+                cloudwatch.TextWidget(
+                    markdown="# Tollgate\nMetering (the authorizer), the monthly period close, Stripe and "
+                    "everything that failed. Alarms notify the `AlarmTopicArn` topic; "
+                    "`tollgate close status --period YYYY-MM` lists the customers of an unfinished close.",
+                    width=WIDE,
+                    height=2,
+                )
+            ],
+            [
+                cloudwatch.GraphWidget(
+                    title="Metered requests (per 5 minutes)",
+                    left=[metered, authorizer.metric_invocations(period=FIVE_MINUTES, statistic="Sum")],
+                    width=HALF,
+                    height=HEIGHT,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Refused requests by reason (403)",
+                    left=refusals,
+                    stacked=True,
+                    width=HALF,
+                    height=HEIGHT,
+                ),
+            ],
+            [
+                cloudwatch.GraphWidget(
+                    title="Metering failures",
+                    left=[
+                        authorizer_metric(METERING_FAILURES_METRIC),
+                        authorizer_metric(UNMETERED_REQUESTS_METRIC),
+                        authorizer.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
+                    ],
+                    width=THIRD,
+                    height=HEIGHT,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Period close (per hour): finalized, no charge, failed attempts",
+                    left=[
+                        emitted(INVOICES_FINALIZED_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
+                        emitted(CLOSES_NO_CHARGE_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
+                        emitted(CLOSE_FAILURES_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
+                    ],
+                    width=THIRD,
+                    height=HEIGHT,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Stripe (per hour): failed calls, total mismatches",
+                    left=[
+                        emitted(STRIPE_FAILURES_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
+                        emitted(TOTAL_MISMATCH_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
+                    ],
+                    width=THIRD,
+                    height=HEIGHT,
+                ),
+            ],
+            [
+                cloudwatch.GraphWidget(
+                    title="Close watchdog (once a month, per day): checked, unfinished, mismatched",
+                    left=[
+                        emitted(CLOSES_CHECKED_METRIC, SERVICE_PERIOD_CLOSE, ONE_DAY),
+                        emitted(CLOSES_UNFINISHED_METRIC, SERVICE_PERIOD_CLOSE, ONE_DAY),
+                        emitted(CLOSES_MISMATCHED_METRIC, SERVICE_PERIOD_CLOSE, ONE_DAY),
+                    ],
+                    width=THIRD,
+                    height=HEIGHT,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Dead-letter and failure queues (messages)",
+                    left=[
+                        queue.metric_approximate_number_of_messages_visible(
+                            period=FIVE_MINUTES, statistic="Maximum", label=label
+                        )
+                        for label, queue in every_queue.items()
+                    ],
+                    width=THIRD,
+                    height=HEIGHT,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Function errors",
+                    left=[
+                        function.metric_errors(period=FIVE_MINUTES, statistic="Sum", label=label)
+                        for label, function in every_function.items()
+                    ],
+                    width=THIRD,
+                    height=HEIGHT,
+                ),
+            ],
+            [
+                cloudwatch.AlarmStatusWidget(
+                    title="Alarms",
+                    alarms=list(self.alarms.values()),
+                    width=WIDE,
+                    height=4,
+                )
+            ],
+        ]
+        return cloudwatch.Dashboard(self, ID_DASHBOARD, widgets=[list(row) for row in rows])
+
+    # --- helpers -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _depth(queue: sqs.IQueue) -> cloudwatch.IMetric:
+        return queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum")
+
+    def _alarm(
+        self,
+        id: str,
+        metric: cloudwatch.IMetric,
+        description: str,
+        *,
+        treat_missing_data: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+    ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
             id,
@@ -120,7 +458,7 @@ class Monitoring(Construct):
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=treat_missing_data,
             alarm_description=description,
         )
         action = cloudwatch_actions.SnsAction(self.topic)

@@ -11,10 +11,10 @@ Parts (each a construct of its own, reachable as an attribute):
 
 - ``data``: the DynamoDB table (``table``);
 - ``metering``: the metering authorizer (``authorizer_function``);
-- ``billing``: the monthly close (schedule, starter, queue, worker), the Stripe secrets, the Stripe webhook
-  endpoint and the dunning sweeper;
+- ``billing``: the monthly close (schedule, starter, queue, worker) and its watchdog, the Stripe secrets, the
+  Stripe webhook endpoint and the dunning sweeper;
 - ``usage_api``: the ``GET /usage`` function (``usage_function``);
-- ``monitoring``: the alarms and their SNS topic (``alarm_topic``).
+- ``monitoring``: the alarms and their SNS topic (``alarm_topic``), and a CloudWatch dashboard.
 
 Its CloudFormation outputs (``TableName``, ``StripeApiKeySecretArn``, ...: ``tollgate.outputs``) are what the
 ``tollgate --stack NAME`` CLI reads, so a stack holds at most one ``Tollgate`` (or pass ``outputs=False``).
@@ -31,6 +31,7 @@ from constructs import Construct
 from tollgate.cdk.billing import Billing
 from tollgate.cdk.constants import (
     DEFAULT_CLOSE_GRACE_HOURS,
+    DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
     DEFAULT_DUNNING_GRACE_DAYS,
     ID_BILLING,
     ID_DATA,
@@ -41,6 +42,7 @@ from tollgate.cdk.constants import (
     OUTPUT_AUTHORIZER_FUNCTION_ARN,
     OUTPUT_CLOSE_QUEUE_URL,
     OUTPUT_CLOSE_STARTER_FUNCTION_NAME,
+    OUTPUT_DASHBOARD_NAME,
     OUTPUT_STRIPE_API_KEY_SECRET_ARN,
     OUTPUT_STRIPE_WEBHOOK_SECRET_ARN,
     OUTPUT_TABLE_NAME,
@@ -49,7 +51,7 @@ from tollgate.cdk.constants import (
 )
 from tollgate.cdk.data import TollgateData
 from tollgate.cdk.metering import Metering
-from tollgate.cdk.monitoring import Monitoring
+from tollgate.cdk.monitoring import MonitoredFunctions, MonitoredQueues, Monitoring
 from tollgate.cdk.usage import UsageApi
 
 
@@ -59,6 +61,10 @@ class Tollgate(Construct):
     :param close_grace_hours: hours after midnight UTC on the 1st at which the month just ended is closed
         (0..23, default 6): requests of the last seconds of the month land before the close reads them.
     :param dunning_grace_days: days an unpaid invoice is tolerated before the customer is suspended (>= 0).
+    :param close_watchdog_delay_hours: hours after the close schedule at which the close watchdog checks that
+        every customer's close finished, and alarms if not (1..48, default 12). Raise it if closing all your
+        customers takes longer: 5 workers close one customer each at a time, and a failing close reaches the
+        close DLQ about 3 hours after its first attempt.
     :param fail_open: let requests through unmetered when the counter cannot be written (default False:
         refuse them with 503). A key that cannot be checked is refused either way.
     :param outputs: add the stack outputs the ``tollgate`` CLI reads (default True;
@@ -72,6 +78,7 @@ class Tollgate(Construct):
         *,
         close_grace_hours: int = DEFAULT_CLOSE_GRACE_HOURS,
         dunning_grace_days: int = DEFAULT_DUNNING_GRACE_DAYS,
+        close_watchdog_delay_hours: int = DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
         fail_open: bool = False,
         outputs: bool = True,
     ) -> None:
@@ -79,6 +86,8 @@ class Tollgate(Construct):
             raise ValueError(f"close_grace_hours must be 0..23, got {close_grace_hours}")
         if dunning_grace_days < 0:
             raise ValueError(f"dunning_grace_days must be >= 0, got {dunning_grace_days}")
+        if not 1 <= close_watchdog_delay_hours <= 48:
+            raise ValueError(f"close_watchdog_delay_hours must be 1..48, got {close_watchdog_delay_hours}")
         super().__init__(scope, id)
         self.data = TollgateData(self, ID_DATA)
         self.metering = Metering(self, ID_METERING, table=self.data.table, fail_open=fail_open)
@@ -88,15 +97,30 @@ class Tollgate(Construct):
             data=self.data,
             close_grace_hours=close_grace_hours,
             dunning_grace_days=dunning_grace_days,
+            close_watchdog_delay_hours=close_watchdog_delay_hours,
         )
         self.usage_api = UsageApi(self, ID_USAGE_API, table=self.data.table)
+        billing = self.billing
         self.monitoring = Monitoring(
             self,
             ID_MONITORING,
             authorizer_function=self.metering.authorizer_function,
             table=self.data.table,
-            close_dead_letter_queue=self.billing.close_dead_letter_queue,
-            schedule_dead_letter_queue=self.billing.schedule_dead_letter_queue,
+            functions=MonitoredFunctions(
+                close_starter=billing.close_starter.function,
+                close_worker=billing.close_worker.function,
+                close_watchdog=billing.close_watchdog.function,
+                webhook=billing.webhook.function,
+                dunning_sweeper=billing.dunning_sweeper.function,
+                usage=self.usage_api.function,
+            ),
+            queues=MonitoredQueues(
+                close_dead_letter_queue=billing.close_dead_letter_queue,
+                schedule_dead_letter_queue=billing.schedule_dead_letter_queue,
+                close_starter_failures=billing.close_starter_failure_queue,
+                dunning_sweeper_failures=billing.dunning_sweeper_failure_queue,
+                close_watchdog_failures=billing.close_watchdog_failure_queue,
+            ),
         )
         if outputs:
             self._add_outputs()
@@ -150,6 +174,11 @@ class Tollgate(Construct):
                 OUTPUT_CLOSE_STARTER_FUNCTION_NAME,
                 billing.close_starter.function.function_name,
                 'Invoke with {"period": "YYYY-MM"} to close a period by hand',
+            ),
+            (
+                OUTPUT_DASHBOARD_NAME,
+                self.monitoring.dashboard.dashboard_name,
+                "The CloudWatch dashboard: metered requests, denials, the close, Stripe, dead letters",
             ),
         ):
             output = cdk.CfnOutput(self, key, value=value, description=description)

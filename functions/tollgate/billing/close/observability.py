@@ -1,4 +1,7 @@
-"""The period close's logger and metrics, created once (Powertools: JSON logs, CloudWatch EMF metrics)."""
+"""The period close's logger and metrics, created once (Powertools: JSON logs, CloudWatch EMF metrics).
+
+Shared by the starter, the worker and the close watchdog (all three are the period close's service).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,13 @@ SERVICE = "tollgate-period-close"
 STRIPE_FAILURES = "StripeFailures"  # a Stripe call failed during a close (the message is retried)
 INVOICES_FINALIZED = "InvoicesFinalized"  # an invoice was finalized and recorded (once per invoice)
 TOTAL_MISMATCH = "TotalMismatch"  # Stripe's invoice total differs from our statement total
+CLOSES_NO_CHARGE = "ClosesNoCharge"  # a customer-period was rated with nothing to bill (once per record)
+CLOSE_FAILURES = "CloseFailures"  # one attempt at a customer-period's close failed (the message is retried)
+# The close watchdog, once per run, for the period just closed (tollgate.billing.close.watchdog):
+CLOSES_CHECKED = "ClosesChecked"  # customers whose close of the period was checked
+CLOSES_UNFINISHED = "ClosesUnfinished"  # ... without a finalized or no_charge record
+CLOSES_MISMATCHED = "ClosesMismatched"  # ... finalized with Stripe's total differing from the statement's
+CLOSE_PROBLEMS = "CloseProblems"  # unfinished + mismatched: anything above 0 pages
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)

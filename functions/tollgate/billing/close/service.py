@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tollgate.billing.close import steps
@@ -29,10 +29,12 @@ MAX_STEPS = 6  # transitions tried in one run (a lost race costs one more)
 
 @dataclass(frozen=True)
 class CloseOutcome:
-    """A run's result: the record, and whether this run is the one that recorded the finalization."""
+    """A run's result: the record, and whether this run is the one that stored the record (``rated_now``) or
+    recorded the finalization (``finalized_now``): what the worker counts once in its metrics."""
 
     record: PeriodClose
     finalized_now: bool = False
+    rated_now: bool = False
 
 
 def close_customer(
@@ -61,10 +63,11 @@ def run_close(
     ctx = steps.CloseContext(ledger, stripe_gateway, customer_id, period, now, customer)
     rated = steps.rated_record(ctx)  # a failure before a record exists has nowhere to be recorded
     try:
-        return _drive(ctx, rated)
+        outcome = _drive(ctx, rated)
     except Exception as error:
         _record_failure(ctx, error)
         raise
+    return replace(outcome, rated_now=rated.stored_now)
 
 
 def close_period(

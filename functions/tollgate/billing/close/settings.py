@@ -1,4 +1,4 @@
-"""Settings of the period close's two functions: every environment variable, with its default.
+"""Settings of the period close's three functions: every environment variable, with its default.
 
 Read once per execution environment (``from_env``); the handlers read their environment only through these.
 The Stripe key's variables are shared with the CLI: ``tollgate.billing.settings``.
@@ -34,3 +34,14 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerSettings:
         return cls(table_name=required(env, TABLE_NAME), stripe=StripeSettings.from_env(env))
+
+
+@dataclass(frozen=True)
+class WatchdogSettings:
+    """The close watchdog's: it only reads the table (customers and their close records)."""
+
+    table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> WatchdogSettings:
+        return cls(table_name=required(env, TABLE_NAME))

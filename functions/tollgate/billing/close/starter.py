@@ -1,16 +1,10 @@
 """Period close starter: queue one close per customer for the period that has just ended.
 
 Invoked by EventBridge Scheduler (monthly, a grace of some hours after midnight UTC on the 1st), or by hand.
-The event is one of::
-
-    {"period": "2026-10"}                                          # by hand: close exactly this period
-    {"trigger": "schedule", "scheduledTime": "2026-11-01T06:00:00Z"}
-                                   # the schedule's Input, with scheduledTime = <aws.scheduler.scheduled-time>
-    {"time": "2026-11-01T06:00:00Z", ...}                          # an EventBridge event (its own time)
-
-From a schedule the period closed is the one *before* the period containing the scheduled time. The
-scheduled time (not the invocation time) decides, so a retry hours later, or a duplicate delivery, closes the
-same period. A period that has not ended yet is refused.
+The event is ``{"period": "2026-10"}`` (by hand) or the schedule's ``{"trigger": "schedule", "scheduledTime":
+"2026-11-01T06:00:00Z"}``; from a schedule the period closed is the one *before* the scheduled time's, so a
+retry hours later, or a duplicate delivery, closes the same period (``tollgate.billing.close.trigger``). A
+period that has not ended yet is refused.
 
 It lists the customers and sends one message per (customer, period) to the close queue (``CLOSE_QUEUE_URL``,
 see ``tollgate.billing.close.settings``; SendMessageBatch, 10 per call). Sending twice is harmless: the
@@ -34,9 +28,9 @@ import boto3
 from tollgate.billing.close.messages import CloseRequest
 from tollgate.billing.close.observability import logger
 from tollgate.billing.close.settings import StarterSettings
+from tollgate.billing.close.trigger import StartError as StartError  # re-exported: the starter's error
+from tollgate.billing.close.trigger import period_to_close
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.closes import ensure_period_ended
-from tollgate.domain.periods import parse_period, period_of, previous_period
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 BATCH_SIZE = 10  # SendMessageBatch's limit
@@ -63,36 +57,6 @@ def deps_from(settings: StarterSettings) -> Deps:
 def default_deps() -> Deps:
     """Built once per execution environment, from the environment."""
     return deps_from(StarterSettings.from_env())
-
-
-class StartError(ValueError):
-    """The event does not say which period to close (or names one that cannot be closed yet)."""
-
-
-def period_to_close(event: dict[str, Any], now: datetime) -> str:
-    """The period an invocation closes (see the module docstring for the event shapes)."""
-    if event.get("period"):
-        period = str(event["period"])
-        try:
-            parse_period(period)
-        except ValueError as error:
-            raise StartError(str(error)) from error
-    else:
-        scheduled = event.get("scheduledTime") or event.get("time")
-        if not scheduled:
-            raise StartError(
-                'the event names no period: send {"period": "YYYY-MM"}, or a schedule\'s '
-                '{"scheduledTime": "<aws.scheduler.scheduled-time>"}'
-            )
-        try:
-            moment = datetime.fromisoformat(str(scheduled).replace("Z", "+00:00"))
-        except ValueError as error:
-            raise StartError(f"scheduledTime {scheduled!r} is not an ISO-8601 time") from error
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)  # Scheduler's times are UTC
-        period = previous_period(period_of(moment))
-    ensure_period_ended(period, now)
-    return period
 
 
 def message_entries(customer_ids: Sequence[str], period: str, *, fifo: bool) -> list[dict[str, Any]]:

@@ -5,8 +5,10 @@ Records are processed one by one with Powertools' batch utility, which reports t
 (``batchItemFailures``) so only those return to the queue; after the queue's maximum receive count a message
 lands in the close DLQ. Closing is idempotent, so a duplicate or retried message bills nothing twice.
 
-Environment: ``tollgate.billing.close.settings.WorkerSettings``. Metrics (namespace Tollgate):
-``StripeFailures``, ``InvoicesFinalized``, ``TotalMismatch`` (``tollgate.billing.close.observability``).
+Environment: ``tollgate.billing.close.settings.WorkerSettings``. Metrics (namespace Tollgate,
+``tollgate.billing.close.observability``): ``InvoicesFinalized`` and ``ClosesNoCharge`` once per
+customer-period (by the run that finalized or stored it), ``CloseFailures`` per failed attempt, of which
+``StripeFailures`` those a Stripe call failed, and ``TotalMismatch``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pydantic import ValidationError
 from tollgate.billing.close.ledger import DynamoLedger, Ledger
 from tollgate.billing.close.messages import CloseRequest
 from tollgate.billing.close.observability import (
+    CLOSE_FAILURES,
+    CLOSES_NO_CHARGE,
     INVOICES_FINALIZED,
     STRIPE_FAILURES,
     TOTAL_MISMATCH,
@@ -38,6 +42,7 @@ from tollgate.billing.close.settings import WorkerSettings
 from tollgate.billing.invoicing import StripeClientInvoicing, StripeInvoicing
 from tollgate.billing.stripe_client import stripe_client_from
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.closes import CloseStatus
 from tollgate.errors import StripeCallError
 
 copy_config_to_registered_loggers(source_logger=logger, include={"period_close"})
@@ -73,6 +78,7 @@ def close_record(record: SQSRecord, deps: Deps) -> None:
     try:
         request = CloseRequest.model_validate_json(record.body)
     except ValidationError:
+        metrics.add_metric(name=CLOSE_FAILURES, unit=MetricUnit.Count, value=1)
         logger.exception("malformed close message", extra={"message_id": record.message_id})
         raise
     context = {"customer_id": request.customer_id, "period": request.period, "message_id": record.message_id}
@@ -80,13 +86,17 @@ def close_record(record: SQSRecord, deps: Deps) -> None:
         now = deps.clock()
         outcome = run_close(deps.ledger, deps.invoicing, request.customer_id, request.period, now=now)
     except StripeCallError as error:
+        metrics.add_metric(name=CLOSE_FAILURES, unit=MetricUnit.Count, value=1)
         metrics.add_metric(name=STRIPE_FAILURES, unit=MetricUnit.Count, value=1)
         logger.error("Stripe call failed; the close will be retried", extra={**context, "error": str(error)})
         raise
     except Exception:
+        metrics.add_metric(name=CLOSE_FAILURES, unit=MetricUnit.Count, value=1)
         logger.exception("close failed; it will be retried", extra=context)
         raise
     closed = outcome.record
+    if outcome.rated_now and closed.status is CloseStatus.NO_CHARGE:
+        metrics.add_metric(name=CLOSES_NO_CHARGE, unit=MetricUnit.Count, value=1)
     if outcome.finalized_now:
         metrics.add_metric(name=INVOICES_FINALIZED, unit=MetricUnit.Count, value=1)
         if closed.total_mismatch:

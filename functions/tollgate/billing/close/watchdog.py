@@ -1,0 +1,127 @@
+"""Close watchdog: some hours after the period close starts, check that every customer got a terminal record.
+
+Invoked by EventBridge Scheduler (``{"trigger": "schedule", "scheduledTime": ...}``: the period just closed,
+``tollgate.billing.close.trigger``) or by hand with ``{"period": "2026-10"}``, for instance to clear the alarm
+after fixing a close. Counts the customers by close state (``tollgate.domain.close_progress``), logs the
+unfinished and mismatched ones, and emits (namespace Tollgate, ``tollgate.billing.close.observability``)
+``ClosesChecked``, ``ClosesUnfinished``, ``ClosesMismatched`` and ``CloseProblems``; the ``CloseProblems``
+alarm pages on any problem. It only reads: a run changes nothing, so running it again is always safe.
+
+Returns ``{"period": ..., "counts": {state: customers}, "unfinished": [ids], "mismatched": [ids]}`` (the
+lists cut at 100 ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from tollgate.billing.close.observability import (
+    CLOSE_PROBLEMS,
+    CLOSES_CHECKED,
+    CLOSES_MISMATCHED,
+    CLOSES_UNFINISHED,
+    logger,
+    metrics,
+)
+from tollgate.billing.close.settings import WatchdogSettings
+from tollgate.billing.close.trigger import period_to_close
+from tollgate.dal.closes import closes_of_period
+from tollgate.dal.store import TollgateStore
+from tollgate.domain.close_progress import CloseProgress, CustomerCloseState, close_progress
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+LISTED = 100  # customer ids per list in the answer and in each log line
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    store: TollgateStore
+    clock: Callable[[], datetime] = utc_now
+
+
+def deps_from(settings: WatchdogSettings) -> Deps:
+    return Deps(TollgateStore(settings.table_name))
+
+
+@cache
+def default_deps() -> Deps:
+    """Built once per execution environment, from the environment."""
+    return deps_from(WatchdogSettings.from_env())
+
+
+def check_period(store: TollgateStore, period: str) -> CloseProgress:
+    return close_progress(period, closes_of_period(store, period))
+
+
+def observe(progress: CloseProgress) -> None:
+    """The metrics of one check, and a log line (an error naming the customers when there are problems)."""
+    for name, value in (
+        (CLOSES_CHECKED, progress.customers),
+        (CLOSES_UNFINISHED, len(progress.unfinished)),
+        (CLOSES_MISMATCHED, len(progress.mismatched)),
+        (CLOSE_PROBLEMS, progress.problems),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    summary = {
+        "period": progress.period,
+        "counts": {str(state): count for state, count in progress.counts.items()},
+        "joined_after": progress.joined_after,
+    }
+    if progress.complete:
+        logger.info("period close complete", extra=summary)
+        return
+    logger.error(
+        "period close incomplete: customers without a finalized or no_charge record, or mismatched totals",
+        extra={
+            **summary,
+            "unfinished": [_line(state) for state in progress.unfinished[:LISTED]],
+            "mismatched": [_line(state) for state in progress.mismatched[:LISTED]],
+        },
+    )
+
+
+def answer(progress: CloseProgress) -> dict[str, Any]:
+    return {
+        "period": progress.period,
+        "counts": {str(state): count for state, count in progress.counts.items()},
+        "unfinished": [state.customer_id for state in progress.unfinished[:LISTED]],
+        "mismatched": [state.customer_id for state in progress.mismatched[:LISTED]],
+    }
+
+
+def _line(state: CustomerCloseState) -> dict[str, Any]:
+    return {
+        "customer_id": state.customer_id,
+        "state": str(state.state),
+        "attempts": state.attempts,
+        "last_error": state.last_error,
+        "invoice_id": state.stripe_invoice_id,
+    }
+
+
+def make_handler(deps: Deps | None = None) -> Handler:
+    """The watchdog over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+
+    @logger.inject_lambda_context(log_event=True)
+    @metrics.log_metrics
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        wired = deps if deps is not None else default_deps()
+        period = period_to_close(event, wired.clock())
+        progress = check_period(wired.store, period)
+        observe(progress)
+        return answer(progress)
+
+    return handle
+
+
+handler = make_handler()
