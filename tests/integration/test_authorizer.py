@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -16,7 +18,6 @@ from tollgate.accounts.keys import issue_key, revoke_key, rotate_key
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import CustomerStatus
-from tollgate_local.services import atomic
 
 NOW_MS = int(NOW.timestamp() * 1000)
 PERIOD = "2026-11"
@@ -187,17 +188,7 @@ def test_sharded_counters_sum_exactly(store: TollgateStore, authorizer: Authoriz
     assert len(counter_items()) > 1  # the load really spread over shards
 
 
-@pytest.fixture
-def atomic_moto_updates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB applies the updates of one item one at a time; moto's in-process emulation does not lock, so
-    concurrent ADDs can interleave inside moto itself. Give moto the item-level atomicity DynamoDB has, so the
-    test checks *our* code under concurrency (shared client, shared key cache), not moto's."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    monkeypatch.setattr(DynamoDBBackend, "update_item", atomic(DynamoDBBackend.update_item))
-
-
-@pytest.mark.usefixtures("atomic_moto_updates")
+@pytest.mark.dynamodb_local  # real item-level atomicity (moto's in-process ADDs can interleave): no lock
 def test_concurrent_requests_give_an_exact_count(world: dict[str, Any], authorizer: Authorizer) -> None:
     threads, per_thread = 4, 150
     event = rest_event(headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS)
@@ -274,7 +265,7 @@ def test_unknown_route_is_refused_when_the_plan_has_no_default_cost(
     del no_route["resource"]
 
     assert answer["context"]["reason"] == "unknown_route"
-    assert authorizer(no_route)["context"]["reason"] == "unknown_route"
+    assert authorizer(no_route)["context"]["reason"] == "malformed_request"  # API Gateway always sends one
     assert effect(rest(authorizer, key)) == "Allow"
     assert usage(store) == (1, 1)
 
@@ -409,12 +400,79 @@ def test_fail_open_is_an_explicit_choice_and_is_flagged(
     assert "UnmeteredRequests" in capsys.readouterr().out
 
 
-def test_write_with_unknown_outcome_is_not_retried(world: dict[str, Any], authorizer: Authorizer) -> None:
+def emitted_metrics(out: str) -> list[str]:
+    """The names of the CloudWatch EMF metrics in captured stdout, in order."""
+    names: list[str] = []
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            for directive in json.loads(line)["_aws"]["CloudWatchMetrics"]:
+                names.extend(metric["Name"] for metric in directive["Metrics"])
+    return names
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[dict[str, Any]]:
+    """The authorizer's log records whose message contains ``text``: level, message and extra fields."""
+    return [
+        {"level": r.levelname, "message": r.getMessage(), **vars(r)}
+        for r in caplog.records
+        if r.name.startswith("tollgate-authorizer") and text in r.getMessage()
+    ]
+
+
+def test_write_with_unknown_outcome_is_not_retried_and_is_counted_apart(
+    world: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    authorizer: Authorizer,
+) -> None:
     attempts = _fail_updates(authorizer, world, ReadTimeoutError(endpoint_url="http://dynamodb"))
+    capsys.readouterr()
     answer = rest(authorizer, world["key"])
 
     assert answer["context"]["reason"] == "metering_unavailable"
     assert len(attempts) == 1
+    out = capsys.readouterr().out
+    assert sorted(emitted_metrics(out)) == [
+        "Denied_metering_unavailable",
+        "MeteringFailures",
+        "MeteringOutcomeUnknown",
+    ]
+    (unknown,) = logged(caplog, "outcome unknown")
+    assert unknown["level"] == "ERROR"
+    assert (unknown["customer_id"], unknown["route"], unknown["period"]) == ("acme", "GET /v1/search", PERIOD)
+    assert unknown["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    assert unknown["served"] is False
+    assert world["key"] not in out
+
+
+def test_write_certainly_not_applied_is_a_failure_but_not_an_unknown_outcome(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], authorizer: Authorizer
+) -> None:
+    attempts = _fail_updates(authorizer, world, _client_error("ThrottlingException"))
+    capsys.readouterr()
+    answer = rest(authorizer, world["key"])
+
+    assert answer["context"]["reason"] == "metering_unavailable"
+    assert len(attempts) == 2  # retried once: a throttled write was not applied
+    assert sorted(emitted_metrics(capsys.readouterr().out)) == [
+        "Denied_metering_unavailable",
+        "MeteringFailures",
+    ]
+
+
+def test_fail_open_with_an_unknown_outcome_is_flagged_both_ways(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    authorizer = make_authorizer(fail_open=True)
+    _fail_updates(authorizer, world, ReadTimeoutError(endpoint_url="http://dynamodb"))
+    capsys.readouterr()
+    answer = rest(authorizer, world["key"])
+
+    assert effect(answer) == "Allow"
+    assert answer["context"]["metered"] is False
+    assert sorted(emitted_metrics(capsys.readouterr().out)) == ["MeteringOutcomeUnknown", "UnmeteredRequests"]
+    (unknown,) = logged(caplog, "outcome unknown")
+    assert unknown["served"] is True
 
 
 def test_throttled_write_is_retried_once_because_it_was_not_applied(
@@ -445,3 +503,213 @@ def test_counter_items_use_the_documented_key(world: dict[str, Any], authorizer:
     rest(authorizer, world["key"])
     (item,) = counter_items()
     assert {k: item[k] for k in ("pk", "sk")} == tk.counter_key("acme", PERIOD, 0)
+
+
+# --- any input, a clean answer ----------------------------------------------------------------------------
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def test_http_api_request_counts_in_the_period_of_its_own_time_epoch(
+    world: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stamped in the last millisecond of October, handled when the authorizer's clock already says November:
+    the request belongs to October, for an HTTP API exactly as for a REST API."""
+    stamped = _ms("2026-10-31T23:59:59.999")
+    authorizer = make_authorizer(wall_clock=lambda: _ms("2026-11-01T00:00:00.400") / 1000)
+    event = http_event("POST /v1/generate", headers={"x-api-key": world["key"]}, epoch_ms=stamped)
+    event["requestContext"]["requestId"] = "v2-request-1"
+
+    answer = authorizer(event)
+    rest_answer = rest(authorizer, world["key"], epoch_ms=stamped)
+
+    assert answer["isAuthorized"] is True
+    assert answer["context"]["period"] == "2026-10"
+    assert rest_answer["context"]["period"] == "2026-10"
+    assert world["store"].read_usage("acme", "2026-10").credits == 26
+    assert world["store"].read_usage("acme", PERIOD).credits == 0
+
+    event["headers"]["x-api-key"] = "tg_live_" + "E" * 43  # unknown: denied, and the deny is logged
+    assert authorizer(event)["isAuthorized"] is False
+    (denied,) = logged(caplog, "denied")
+    assert denied["request_id"] == "v2-request-1"  # v2's requestContext.requestId, carried like REST's
+
+
+TOLERANCE_MS = 5 * 60 * 1000
+
+
+@pytest.mark.parametrize(
+    ("stamp", "allowed"),
+    [
+        (NOW_MS, True),
+        (NOW_MS - TOLERANCE_MS, True),
+        (NOW_MS + TOLERANCE_MS, True),
+        (float(NOW_MS) + 0.5, True),  # a JSON number may arrive as a float
+        (NOW_MS - TOLERANCE_MS - 1, False),  # too old: not API Gateway's stamp of a request made now
+        (NOW_MS + TOLERANCE_MS + 1, False),  # in the future
+        (NOW_MS - 30 * 24 * 3600 * 1000, False),  # would be counted in last month
+        (0, False),  # 1970-01
+        (-1, False),
+        (math.nan, False),
+        (math.inf, False),
+        (-math.inf, False),
+        (1e300, False),
+        (10**30, False),
+        (str(NOW_MS), False),
+        (True, False),
+        (None, False),
+        ([NOW_MS], False),
+        ({"ms": NOW_MS}, False),
+    ],
+)
+def test_a_request_timestamp_is_required_within_five_minutes_of_the_authorizers_clock(
+    world: dict[str, Any], stamp: Any, allowed: bool
+) -> None:
+    authorizer = make_authorizer(wall_clock=lambda: NOW_MS / 1000)
+    rest(authorizer, world["key"])  # warm: the key is cached
+    calls = _count_dynamodb_calls(authorizer)
+    rest_event_ = rest_event(headers={"x-api-key": world["key"]})
+    rest_event_["requestContext"]["requestTimeEpoch"] = stamp
+    v2_event = http_event(headers={"x-api-key": world["key"]})
+    v2_event["requestContext"]["timeEpoch"] = stamp
+
+    rest_answer, v2_answer = authorizer(rest_event_), authorizer(v2_event)
+
+    assert effect(rest_answer) == ("Allow" if allowed else "Deny")
+    assert v2_answer["isAuthorized"] is allowed
+    if allowed:
+        assert calls == ["UpdateItem", "UpdateItem"]
+    else:
+        assert rest_answer["context"]["reason"] == v2_answer["context"]["reason"] == "malformed_request"
+        assert calls == []  # refused before any DynamoDB call
+
+
+def test_a_missing_request_timestamp_is_refused(world: dict[str, Any], authorizer: Authorizer) -> None:
+    rest_event_ = rest_event(headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS)
+    del rest_event_["requestContext"]["requestTimeEpoch"]
+    v2_event = http_event(headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS)
+    del v2_event["requestContext"]["timeEpoch"]
+
+    assert authorizer(rest_event_)["context"]["reason"] == "malformed_request"
+    assert authorizer(v2_event)["context"]["reason"] == "malformed_request"
+    assert counter_items() == []
+
+
+def _set(path: str, value: Any) -> Any:
+    def mutate(event: dict[str, Any]) -> dict[str, Any]:
+        *parents, last = path.split(".")
+        target = event
+        for name in parents:
+            target = target[name]
+        target[last] = value
+        return event
+
+    return mutate
+
+
+def _delete(path: str) -> Any:
+    def mutate(event: dict[str, Any]) -> dict[str, Any]:
+        *parents, last = path.split(".")
+        target = event
+        for name in parents:
+            target = target[name]
+        del target[last]
+        return event
+
+    return mutate
+
+
+REST_MALFORMATIONS: dict[str, Any] = {
+    "requestContext a list": _set("requestContext", []),
+    "requestContext a string": _set("requestContext", "ctx"),
+    "requestContext null": _set("requestContext", None),
+    "requestContext missing": _delete("requestContext"),
+    "requestId a number": _set("requestContext.requestId", 7),
+    "headers a list": _set("headers", ["x-api-key"]),
+    "headers a string": _set("headers", "x-api-key: tg_live_"),
+    "a header value a number": _set("headers.Accept", 1),
+    "a header value null": _set("headers.Accept", None),
+    "multiValueHeaders a string": _set("multiValueHeaders", "x"),
+    "a multi-value header not a list": _set("multiValueHeaders.Accept", "text/plain"),
+    "a multi-value header with a number": _set("multiValueHeaders.Accept", ["text/plain", 3]),
+    "methodArn missing": _delete("methodArn"),
+    "methodArn empty": _set("methodArn", ""),
+    "methodArn a star": _set("methodArn", "*"),
+    "methodArn a number": _set("methodArn", 42),
+    "httpMethod missing": _delete("httpMethod"),
+    "httpMethod a list": _set("httpMethod", ["GET"]),
+    "resource empty": _set("resource", ""),
+    "resource a dict": _set("resource", {"path": "/v1/search"}),
+}
+
+V2_MALFORMATIONS: dict[str, Any] = {
+    "requestContext a list": _set("requestContext", []),
+    "requestContext missing": _delete("requestContext"),
+    "requestId a dict": _set("requestContext.requestId", {}),
+    "headers a list": _set("headers", []),
+    "a header value a list": _set("headers.x-api-key", ["tg_live_"]),
+    "routeKey missing": _delete("routeKey"),
+    "routeKey empty": _set("routeKey", ""),
+    "routeKey a number": _set("routeKey", 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REST_MALFORMATIONS))
+def test_a_malformed_rest_event_is_denied_without_dynamodb_or_a_policy_on_star(
+    world: dict[str, Any], authorizer: Authorizer, name: str
+) -> None:
+    rest(authorizer, world["key"])  # warm: a cached key would be allowed without a read
+    calls = _count_dynamodb_calls(authorizer)
+    event = REST_MALFORMATIONS[name](rest_event(headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS))
+
+    answer = authorizer(event)
+
+    assert effect(answer) == "Deny", name
+    assert answer["context"]["reason"] == "malformed_request", name
+    assert answer["context"]["message"]
+    assert answer["principalId"] == "anonymous"
+    assert calls == [], name
+    assert usage(world["store"]) == (1, 1)
+
+
+@pytest.mark.parametrize("name", sorted(V2_MALFORMATIONS))
+def test_a_malformed_http_api_event_is_denied_without_dynamodb(
+    world: dict[str, Any], authorizer: Authorizer, name: str
+) -> None:
+    authorizer(http_event(headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS))
+    calls = _count_dynamodb_calls(authorizer)
+    event = V2_MALFORMATIONS[name](http_event(headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS))
+
+    answer = authorizer(event)
+
+    assert answer["isAuthorized"] is False, name
+    assert answer["context"]["reason"] == "malformed_request", name
+    assert calls == [], name
+
+
+@pytest.mark.parametrize("event", [None, [], "event", 42, 1.5, True, {}, {"version": "2.0"}])
+def test_an_event_that_is_not_an_api_gateway_event_gets_a_clean_deny(
+    authorizer: Authorizer, event: Any
+) -> None:
+    calls = _count_dynamodb_calls(authorizer)
+    answer = authorizer(event)
+
+    if isinstance(event, dict) and event.get("version") == "2.0":
+        assert answer["isAuthorized"] is False
+    else:
+        assert effect(answer) == "Deny"
+        assert answer["policyDocument"]["Statement"][0]["Resource"] == "*"  # no methodArn: deny everything
+    assert answer["context"]["reason"] == "malformed_request"
+    assert calls == []
+
+
+def test_an_oversized_key_header_is_refused_unsplit(world: dict[str, Any], authorizer: Authorizer) -> None:
+    calls = _count_dynamodb_calls(authorizer)
+    flood = ",".join([world["key"]] * 1000)  # 52 KB of the valid key, comma-joined
+
+    assert rest(authorizer, flood)["context"]["reason"] == "malformed_api_key"
+    bearer = rest_event(headers={"Authorization": "Bearer " + "A" * 5000}, epoch_ms=NOW_MS)
+    assert authorizer(bearer)["context"]["reason"] == "malformed_api_key"
+    assert calls == []

@@ -22,6 +22,8 @@ from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import CustomerStatus
 from tollgate_local.stripe_double import StripeDouble
 
+pytestmark = pytest.mark.dynamodb_local  # the table on DynamoDB Local (tests/conftest.py)
+
 FAILED_AT = NOW  # the first failed payment
 DAY = timedelta(days=1)
 

@@ -1,4 +1,4 @@
-"""The period close end to end: moto DynamoDB + the Stripe double, through the real stripe-python client.
+"""The period close end to end: DynamoDB Local + the Stripe double, through the real stripe-python client.
 
 Worked amounts, zero charge, a customer with no Stripe customer, refusing an open period, the whole-period
 run, and late usage billed exactly once. Faults and crashes: ``test_period_close_faults.py``; the Lambda
@@ -39,6 +39,8 @@ from tollgate.errors import (
 )
 from tollgate_local.stripe_double import StripeDouble
 
+pytestmark = pytest.mark.dynamodb_local  # the table on DynamoDB Local (tests/conftest.py)
+
 PERIOD = "2026-10"
 CLOSE_AT = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)  # the schedule: 06:00 UTC on the 1st
 WRITES = ("invoices.create", "invoices.add_lines", "invoices.finalize")
@@ -71,7 +73,7 @@ def close_time(period: str) -> datetime:
 
 @dataclass
 class World:
-    """A Tollgate table (moto) and a Stripe account (the double), with the real ledger and gateway."""
+    """A Tollgate table (DynamoDB Local) and a Stripe account (the double), the real ledger and gateway."""
 
     store: TollgateStore
     double: StripeDouble

@@ -32,6 +32,8 @@ from tollgate.domain.closes import CloseStatus, PeriodClose
 from tollgate.errors import InvoiceConflictError, StripeCallError
 from tollgate_local.stripe_double import StripeDouble
 
+pytestmark = pytest.mark.dynamodb_local  # the table on DynamoDB Local (tests/conftest.py)
+
 TOTAL = 51_852  # 1,234,567 credits at $0.00042
 FAULTS = ("fail_before_write", "lose_response_after_write", "timeout")
 CLIENT_TIMEOUT = 0.5  # seconds; a timeout fault holds the request longer than this

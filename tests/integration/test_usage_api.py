@@ -21,6 +21,8 @@ from tollgate.domain.models import Plan
 from tollgate.domain.rating import rate_period
 from tollgate.usage_api.handler import Deps, make_handler
 
+pytestmark = pytest.mark.dynamodb_local  # the table on DynamoDB Local (tests/conftest.py)
+
 NOW_MS = int(NOW.timestamp() * 1000)
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "usage-api.openapi.yaml"
 
