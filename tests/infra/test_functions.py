@@ -17,3 +17,29 @@ def test_every_function_logs_json_without_the_platform_lines(template: dict[str,
         assert logging["LogFormat"] == "JSON", logical_id
         assert logging["SystemLogLevel"] == "WARN", logical_id
         assert logging["ApplicationLogLevel"] == "INFO", logical_id
+
+
+def test_background_functions_are_capped_so_they_cannot_starve_the_authorizer(
+    template: dict[str, Any],
+) -> None:
+    from tests.infra.cfn import function_by_handler
+    from tollgate.cdk import constants
+
+    def reserved(handler: str) -> int | None:
+        _, function = function_by_handler(template, handler)
+        value = props(function).get("ReservedConcurrentExecutions")
+        return None if value is None else int(value)
+
+    assert reserved(constants.HANDLER_CLOSE_WORKER) == constants.CLOSE_WORKER_MAX_CONCURRENCY == 5
+    assert reserved(constants.HANDLER_WEBHOOK) == 10
+    for handler in (
+        constants.HANDLER_CLOSE_STARTER,
+        constants.HANDLER_DUNNING_SWEEPER,
+        constants.HANDLER_CLOSE_WATCHDOG,
+    ):
+        assert reserved(handler) == 1, handler
+    # The authorizer is left unreserved: a reservation would also cap paid traffic.
+    assert reserved(constants.HANDLER_AUTHORIZER) is None
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    worker_mapping = [m for m in mappings if "ScalingConfig" in props(m)]
+    assert [props(m)["ScalingConfig"]["MaximumConcurrency"] for m in worker_mapping] == [5]

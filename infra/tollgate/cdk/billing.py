@@ -37,6 +37,7 @@ from tollgate.cdk.constants import (
     CLOSE_QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     CLOSE_WORKER_BATCH_SIZE,
     CLOSE_WORKER_MAX_CONCURRENCY,
+    CLOSE_WORKER_RESERVED_CONCURRENCY,
     CLOSE_WORKER_TIMEOUT_SECONDS,
     DEAD_LETTER_RETENTION_DAYS,
     DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
@@ -72,8 +73,10 @@ from tollgate.cdk.constants import (
     SCHEDULE_MAX_EVENT_AGE_HOURS,
     SCHEDULE_RETRY_ATTEMPTS,
     SCHEDULE_TIMEZONE,
+    SCHEDULED_RESERVED_CONCURRENCY,
     SERVICE_PERIOD_CLOSE,
     SERVICE_WEBHOOKS,
+    WEBHOOK_RESERVED_CONCURRENCY,
 )
 from tollgate.cdk.data import TollgateData
 from tollgate.cdk.functions import TollgateFunction
@@ -319,6 +322,7 @@ class Billing(Construct):
                 ENV_TABLE_NAME: table.table_name,
                 ENV_CLOSE_QUEUE_URL: self.close_queue.queue_url,
             },
+            reserved_concurrency=SCHEDULED_RESERVED_CONCURRENCY,
             statements=[
                 iam.PolicyStatement(
                     sid="ListCustomers",
@@ -348,6 +352,7 @@ class Billing(Construct):
                 ENV_TABLE_NAME: table.table_name,
                 ENV_STRIPE_API_KEY_SECRET_ARN: self.stripe_api_key_secret.secret_arn,
             },
+            reserved_concurrency=CLOSE_WORKER_RESERVED_CONCURRENCY,
             statements=[
                 iam.PolicyStatement(
                     sid="CloseUsage",
@@ -386,6 +391,7 @@ class Billing(Construct):
             memory_size=512,  # every customer is listed; their close records are read 100 at a time
             timeout=cdk.Duration.minutes(5),
             environment={ENV_TABLE_NAME: table.table_name},
+            reserved_concurrency=SCHEDULED_RESERVED_CONCURRENCY,
             statements=[
                 iam.PolicyStatement(
                     sid="ListCustomers",
@@ -424,6 +430,7 @@ class Billing(Construct):
                 ENV_STRIPE_WEBHOOK_SECRET_ARN: self.stripe_webhook_secret.secret_arn,
                 ENV_DUNNING_GRACE_DAYS: str(dunning_grace_days),
             },
+            reserved_concurrency=WEBHOOK_RESERVED_CONCURRENCY,
             statements=[
                 iam.PolicyStatement(
                     sid="RecordPaymentEvents",
@@ -452,6 +459,7 @@ class Billing(Construct):
                 ENV_TABLE_NAME: table.table_name,
                 ENV_DUNNING_GRACE_DAYS: str(dunning_grace_days),
             },
+            reserved_concurrency=SCHEDULED_RESERVED_CONCURRENCY,
             statements=[
                 iam.PolicyStatement(
                     sid="SuspendOverdueCustomers",

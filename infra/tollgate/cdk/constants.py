@@ -213,6 +213,14 @@ CLOSE_WORKER_BATCH_SIZE = 1
 CLOSE_WORKER_TIMEOUT_SECONDS = 400
 CLOSE_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * CLOSE_WORKER_TIMEOUT_SECONDS
 CLOSE_WORKER_MAX_CONCURRENCY = 5  # bounds the Stripe request rate; the event source minimum is 2
+
+# --- reserved concurrency: a cap on each background function, so none can starve the authorizer -------------
+# The authorizer itself is left unreserved on purpose: a reservation would also be a hard cap on paid traffic,
+# and with every other Tollgate function capped (18 in all) the rest of the account's pool is the authorizer's
+# and the provider's own functions'. A provider who wants a guaranteed floor for it reserves it in their app.
+CLOSE_WORKER_RESERVED_CONCURRENCY = CLOSE_WORKER_MAX_CONCURRENCY  # the event source never asks for more
+WEBHOOK_RESERVED_CONCURRENCY = 10  # a throttled webhook gets 429 and Stripe retries it for up to 3 days
+SCHEDULED_RESERVED_CONCURRENCY = 1  # close starter, dunning sweeper, close watchdog: one run at a time
 CLOSE_QUEUE_MAX_RECEIVE_COUNT = 5
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 SCHEDULE_RETRY_ATTEMPTS = 10

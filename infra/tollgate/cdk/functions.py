@@ -70,6 +70,7 @@ class TollgateFunction(Construct):
         memory_size: int = 256,
         timeout: cdk.Duration | None = None,
         code: lambda_.Code | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.log_group = logs.LogGroup(
@@ -105,6 +106,7 @@ class TollgateFunction(Construct):
             handler=handler,
             description=description,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
             timeout=timeout or cdk.Duration.seconds(10),
             role=self.role,
             log_group=self.log_group,
