@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: help setup dist lambda-lock test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean
+.PHONY: help setup dist lambda-lock mutate test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean
 
 help:
 	@echo "make demo   run the whole billing cycle offline (DynamoDB Local + Stripe double; needs Java 17+)"
@@ -18,6 +18,7 @@ help:
 	@echo "make synth  synthesize the CDK app into cdk.out/ (offline)"
 	@echo "make bench  run the benchmarks under benchmarks/"
 	@echo "make dist   build the tollgate wheel and sdist into dist/"
+	@echo "make mutate mutation score of the money and hot paths (mutmut; not part of make test)"
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -83,6 +84,10 @@ synth: $(VENV)/.synced node_modules/.installed
 
 lint-templates: synth
 	$(BIN)/cfn-lint cdk.out/*.template.json
+
+# Mutation testing of the money path and the hot path (tools/mutate.py): not part of `make test`, CI skips it.
+mutate: $(VENV)/.synced node_modules/.installed
+	$(BIN)/python tools/mutate.py
 
 bench: $(VENV)/.synced
 	$(BIN)/python benchmarks/authorizer.py

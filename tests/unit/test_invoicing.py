@@ -1,0 +1,295 @@
+"""The Stripe edge of the close (``StripeClientInvoicing``) over a fake ``client.v1.invoices``.
+
+What the Stripe double cannot easily show: an account where invoice search is refused (then the close lists
+the customer's invoices, from then on), which invoices a listing keeps, what a failed call is reported as,
+and how Stripe's invoice objects are read (an expanded customer, an invoice without lines or metadata).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import stripe
+
+from tollgate.billing.invoicing import InvoiceDraft, InvoiceLine, StripeClientInvoicing
+from tollgate.domain.models import CollectionMethod
+from tollgate.domain.periods import period_start
+from tollgate.errors import StripeCallError
+
+PERIOD = "2026-10"
+MINE = {"tollgate_customer_id": "acme", "tollgate_period": PERIOD}
+
+
+def stripe_invoice(invoice_id: str, metadata: dict[str, str] | None = None, **fields: Any) -> stripe.Invoice:
+    values: dict[str, Any] = {
+        "id": invoice_id,
+        "customer": "cus_acme",
+        "status": "draft",
+        "total": 0,
+        "amount_due": 0,
+        "hosted_invoice_url": None,
+        "lines": {"object": "list", "data": []},
+        "metadata": metadata if metadata is not None else dict(MINE),
+    }
+    values.update(fields)
+    return stripe.Invoice.construct_from(values, "sk_test_fake")
+
+
+class Page:
+    def __init__(self, items: list[stripe.Invoice]) -> None:
+        self.items = items
+
+    def auto_paging_iter(self) -> Iterator[stripe.Invoice]:
+        return iter(self.items)
+
+
+@dataclass
+class FakeInvoices:
+    """``client.v1.invoices``: what it holds, what it raises, and every call it was made."""
+
+    held: list[stripe.Invoice] = field(default_factory=list)
+    search_error: Exception | None = None
+    errors: dict[str, Exception] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def _answer(self, operation: str, params: Any) -> None:
+        self.calls.append((operation, params))
+        if operation in self.errors:
+            raise self.errors[operation]
+
+    def search(self, params: Any) -> Page:
+        self._answer("search", params)
+        if self.search_error is not None:
+            raise self.search_error
+        return Page(self.held)
+
+    def list(self, params: Any) -> Page:
+        self._answer("list", params)
+        return Page(self.held)
+
+    def retrieve(self, invoice_id: str) -> stripe.Invoice:
+        self._answer("retrieve", invoice_id)
+        return next(invoice for invoice in self.held if invoice.id == invoice_id)
+
+    def create(self, params: Any, options: Any) -> stripe.Invoice:
+        self._answer("create", (params, options))
+        return stripe_invoice("in_new")
+
+    def add_lines(self, invoice_id: str, params: Any, options: Any) -> stripe.Invoice:
+        self._answer("add_lines", (invoice_id, params, options))
+        return stripe_invoice(invoice_id, lines={"object": "list", "data": [{"id": "il_1"}]})
+
+    def finalize_invoice(self, invoice_id: str, params: Any, options: Any) -> stripe.Invoice:
+        self._answer("finalize", (invoice_id, params, options))
+        return stripe_invoice(invoice_id, status="open")
+
+    def operations(self) -> list[str]:
+        return [operation for operation, _ in self.calls]
+
+
+def gateway(invoices: FakeInvoices) -> StripeClientInvoicing:
+    return StripeClientInvoicing(SimpleNamespace(v1=SimpleNamespace(invoices=invoices)))  # type: ignore[arg-type]
+
+
+def find(edge: StripeClientInvoicing) -> list[str]:
+    found = edge.find_invoices(stripe_customer_id="cus_acme", customer_id="acme", period=PERIOD)
+    return [invoice.id for invoice in found]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        stripe.InvalidRequestError("Search is not supported in your region", param="query"),
+        stripe.PermissionError("This API key cannot search invoices"),
+    ],
+)
+def test_where_search_is_refused_the_customers_invoices_are_listed_from_then_on(refusal: Exception) -> None:
+    invoices = FakeInvoices(
+        held=[
+            stripe_invoice("in_mine"),
+            stripe_invoice("in_other_period", {**MINE, "tollgate_period": "2026-09"}),
+            stripe_invoice("in_other_customer", {**MINE, "tollgate_customer_id": "beta"}),
+            stripe_invoice("in_by_hand", {}),
+        ],
+        search_error=refusal,
+    )
+    edge = gateway(invoices)
+
+    assert find(edge) == ["in_mine"]  # only the invoice of this customer *and* period
+    assert find(edge) == ["in_mine"]
+
+    assert invoices.operations() == ["search", "list", "list"]  # refused once: not asked again
+    listing = invoices.calls[1][1]
+    assert listing == {
+        "customer": "cus_acme",
+        "created": {"gte": int(period_start(PERIOD).timestamp())},
+        "limit": 100,
+    }
+
+
+def test_a_search_that_fails_for_a_moment_is_answered_by_a_listing_and_tried_again_next_time() -> None:
+    invoices = FakeInvoices(held=[stripe_invoice("in_mine")], search_error=stripe.APIConnectionError("reset"))
+    edge = gateway(invoices)
+
+    assert find(edge) == ["in_mine"]
+    assert find(edge) == ["in_mine"]
+
+    assert invoices.operations() == ["search", "list", "search", "list"]
+
+
+def test_search_asks_for_this_customer_periods_metadata() -> None:
+    invoices = FakeInvoices(held=[stripe_invoice("in_mine")])
+
+    assert find(gateway(invoices)) == ["in_mine"]
+
+    assert invoices.calls == [
+        (
+            "search",
+            {
+                "query": "metadata['tollgate_customer_id']:'acme' AND metadata['tollgate_period']:'2026-10'",
+                "limit": 10,
+            },
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("operation", "call", "name"),
+    [
+        ("list", lambda edge: find(edge), "invoices.list"),
+        ("retrieve", lambda edge: edge.get_invoice("in_1"), "invoices.retrieve"),
+        ("create", lambda edge: edge.create_invoice(DRAFT, idempotency_key="k"), "invoices.create"),
+        ("add_lines", lambda edge: edge.add_lines("in_1", [LINE], idempotency_key="k"), "invoices.add_lines"),
+        ("finalize", lambda edge: edge.finalize("in_1", idempotency_key="k"), "invoices.finalize"),
+    ],
+)
+def test_a_failed_call_is_one_error_naming_the_operation(operation: str, call: Any, name: str) -> None:
+    cause = stripe.APIError("Stripe is having a moment")
+    invoices = FakeInvoices(search_error=stripe.APIConnectionError("reset"), errors={operation: cause})
+
+    with pytest.raises(StripeCallError) as raised:
+        call(gateway(invoices))
+
+    assert raised.value.operation == name
+    assert raised.value.cause is cause
+    assert str(raised.value) == f"Stripe {name} failed: APIError: Stripe is having a moment"
+
+
+DRAFT = InvoiceDraft(
+    stripe_customer_id="cus_acme",
+    currency="usd",
+    collection_method=CollectionMethod.SEND_INVOICE,
+    days_until_due=0,
+    description="Pay as you go: API usage for 2026-10",
+    metadata=MINE,
+)
+LINE = InvoiceLine(
+    product_name="API usage",
+    description="API usage: 1,234,567 credits",
+    currency="usd",
+    unit_amount_decimal=Decimal("1E-7"),
+    quantity=1_234_567,
+    period_start=1,
+    period_end=2,
+    metadata={"tollgate_line_kind": "usage"},
+)
+
+
+@pytest.mark.parametrize(("days", "sent"), [(0, {"days_until_due": 0}), (None, {})])
+def test_a_draft_is_created_as_asked_and_due_today_is_a_due_date(
+    days: int | None, sent: dict[str, int]
+) -> None:
+    invoices = FakeInvoices()
+
+    created = gateway(invoices).create_invoice(
+        replace(DRAFT, days_until_due=days),
+        idempotency_key="tollgate:acme:2026-10:create",
+    )
+
+    assert created.id == "in_new"
+    ((_, (params, options)),) = invoices.calls
+    assert params == {
+        "customer": "cus_acme",
+        "currency": "usd",
+        "collection_method": "send_invoice",
+        "auto_advance": False,  # Stripe leaves the draft alone while its lines are added
+        "pending_invoice_items_behavior": "exclude",
+        "description": "Pay as you go: API usage for 2026-10",
+        "metadata": MINE,
+        **sent,
+    }
+    assert options == {"idempotency_key": "tollgate:acme:2026-10:create"}
+
+
+def test_lines_are_sent_in_one_call_with_plain_decimal_unit_amounts() -> None:
+    invoices = FakeInvoices()
+
+    answer = gateway(invoices).add_lines("in_1", [LINE, LINE], idempotency_key="tollgate:acme:2026-10:add")
+
+    assert answer.has_lines is True
+    ((_, (invoice_id, params, options)),) = invoices.calls
+    assert invoice_id == "in_1"
+    assert options == {"idempotency_key": "tollgate:acme:2026-10:add"}
+    line = params["lines"][0]
+    assert len(params["lines"]) == 2
+    assert str(line["price_data"]["unit_amount_decimal"]) == "0.0000001"  # not "1E-7"
+    assert line == {
+        "price_data": {
+            "currency": "usd",
+            "product_data": {"name": "API usage"},
+            "unit_amount_decimal": Decimal("1E-7"),
+        },
+        "quantity": 1_234_567,
+        "period": {"start": 1, "end": 2},
+        "description": "API usage: 1,234,567 credits",
+        "metadata": {"tollgate_line_kind": "usage"},
+    }
+
+
+def test_finalizing_lets_stripe_collect() -> None:
+    invoices = FakeInvoices()
+
+    answer = gateway(invoices).finalize("in_1", idempotency_key="tollgate:acme:2026-10:finalize")
+
+    assert answer.status == "open"
+    assert invoices.calls == [
+        ("finalize", ("in_1", {"auto_advance": True}, {"idempotency_key": "tollgate:acme:2026-10:finalize"}))
+    ]
+
+
+def test_stripes_invoice_objects_are_read_whatever_shape_they_come_in() -> None:
+    expanded = stripe_invoice(
+        "in_1",
+        customer={"id": "cus_acme", "object": "customer"},
+        status="open",
+        total=51_852,
+        amount_due=51_000,
+        hosted_invoice_url="https://invoice.stripe.com/i/in_1",
+        lines={"object": "list", "data": [{"id": "il_1"}]},
+    )
+    bare = stripe.Invoice.construct_from(
+        {"id": "in_2", "customer": "cus_acme", "status": "draft", "total": 0, "amount_due": 0}, "sk_test_fake"
+    )
+    bare["hosted_invoice_url"] = None
+    invoices = FakeInvoices(held=[expanded, bare])
+    edge = gateway(invoices)
+
+    first, second = edge.get_invoice("in_1"), edge.get_invoice("in_2")
+
+    assert (first.stripe_customer_id, first.status, first.total, first.amount_due) == (
+        "cus_acme",
+        "open",
+        51_852,
+        51_000,
+    )
+    assert (first.hosted_invoice_url, first.has_lines, dict(first.metadata)) == (
+        "https://invoice.stripe.com/i/in_1",
+        True,
+        MINE,
+    )
+    assert (second.stripe_customer_id, second.has_lines, dict(second.metadata)) == ("cus_acme", False, {})
