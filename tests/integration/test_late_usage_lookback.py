@@ -19,17 +19,30 @@ from tollgate.dal import tablekeys as tk
 from tollgate.dal.closes import get_close
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import CloseStatus, PeriodClose
+from tollgate.domain.models import Plan
 from tollgate.domain.rating import LineKind
 
 DOLLAR = make_plan(id="dollar", name="Dollar", price_per_credit=Decimal("1"))  # 100 cents a credit
+YEN = make_plan(id="yen", name="Yen", currency="jpy", price_per_credit=Decimal("1"))
 LATER = datetime(2027, 6, 1, 6, 0, tzinfo=UTC)  # after every period closed here
+
+
+pytestmark = pytest.mark.dynamodb_local  # conditional writes and transactions as DynamoDB does them
 
 
 @pytest.fixture
 def ledger(store: TollgateStore) -> DynamoLedger:
     store.put_plan(DOLLAR)
+    store.put_plan(YEN)
     store.put_customer(make_customer(DOLLAR, stripe_customer_id="cus_acme"))
     return DynamoLedger(store)
+
+
+def switch(store: TollgateStore, plan: Plan) -> None:
+    customer = store.get_customer("acme")
+    store.update_customer(
+        customer, customer.model_copy(update={"plan_id": plan.id, "plan_version": plan.version})
+    )
 
 
 def count(store: TollgateStore, credits: int, period: str) -> None:
@@ -85,8 +98,8 @@ def test_late_usage_is_looked_for_in_the_last_three_closed_periods(
     for period in earlier:
         count(store, 10, period)
         rate(ledger, period)
-    for late, period in enumerate(earlier, start=1):
-        count(store, late, period)  # June 1 late credit, July 2, August 3, September 4
+    for period, late in zip(earlier, (1, 2, 3, 4), strict=True):
+        count(store, late, period)
 
     october = rate(ledger, "2026-10")
 
@@ -99,15 +112,49 @@ def test_late_usage_is_looked_for_in_the_last_three_closed_periods(
     assert [billed(store, period) for period in earlier] == [10, 12, 13, 14]  # June's credit is left unbilled
 
 
+def test_a_period_without_late_usage_does_not_end_the_search(
+    store: TollgateStore, ledger: DynamoLedger
+) -> None:
+    for period in ("2026-07", "2026-08", "2026-09"):
+        count(store, 10, period)
+        rate(ledger, period)
+    count(store, 5, "2026-09")  # July and August: nothing late
+
+    october = rate(ledger, "2026-10")
+
+    assert october.adjusted_periods == {"2026-09": 5}
+    assert october.total == 500
+
+
+def test_late_usage_in_another_currency_is_left_and_the_next_period_still_billed(
+    store: TollgateStore, ledger: DynamoLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    switch(store, YEN)
+    count(store, 10, "2026-08")
+    rate(ledger, "2026-08")  # billed in yen
+    switch(store, DOLLAR)
+    count(store, 10, "2026-09")
+    rate(ledger, "2026-09")
+    count(store, 7, "2026-08")
+    count(store, 2, "2026-09")
+
+    with caplog.at_level(logging.WARNING):
+        october = rate(ledger, "2026-10")
+
+    assert october.adjusted_periods == {"2026-09": 2}  # September's late credits are billed all the same
+    assert [(line.period, line.amount) for line in october.statement.lines] == [("2026-09", 200)]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "late usage of acme 2026-08 (7 credits, jpy) cannot go on a usd invoice: left unbilled"
+    ]
+    assert billed(store, "2026-08") == 10  # still visible as unbilled
+
+
 def test_a_period_with_nothing_late_is_not_billed_or_reported(
     store: TollgateStore, ledger: DynamoLedger, caplog: pytest.LogCaptureFixture
 ) -> None:
     count(store, 10, "2026-10")
     rate(ledger, "2026-10")
-    yen = make_plan(id="yen", name="Yen", currency="jpy", price_per_credit=Decimal("1"))
-    store.put_plan(yen)
-    customer = store.get_customer("acme")
-    store.update_customer(customer, customer.model_copy(update={"plan_id": "yen", "plan_version": 1}))
+    switch(store, YEN)
 
     with caplog.at_level(logging.WARNING):
         november = rate(ledger, "2026-11")

@@ -32,6 +32,8 @@ from tollgate.domain.rating import LineKind
 from tollgate.errors import CloseError
 from tollgate_local.stripe_double import StripeDouble
 
+pytestmark = pytest.mark.dynamodb_local  # conditional writes and transactions as DynamoDB does them
+
 OCTOBER, NOVEMBER, DECEMBER = "2026-10", "2026-11", "2026-12"
 PLAN = make_plan()  # 0.042 cents per credit
 EARLY = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)

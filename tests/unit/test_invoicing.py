@@ -108,7 +108,9 @@ def find(edge: StripeClientInvoicing) -> list[str]:
         stripe.PermissionError("This API key cannot search invoices"),
     ],
 )
-def test_where_search_is_refused_the_customers_invoices_are_listed_from_then_on(refusal: Exception) -> None:
+def test_where_search_is_refused_the_customers_invoices_are_listed_from_then_on(
+    refusal: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
     invoices = FakeInvoices(
         held=[
             stripe_invoice("in_mine"),
@@ -124,6 +126,10 @@ def test_where_search_is_refused_the_customers_invoices_are_listed_from_then_on(
     assert find(edge) == ["in_mine"]
 
     assert invoices.operations() == ["search", "list", "list"]  # refused once: not asked again
+    assert edge.search_unavailable is True
+    assert [record.getMessage() for record in caplog.records] == [
+        f"invoice search refused ({refusal}); listing customers' invoices from now on"
+    ]
     listing = invoices.calls[1][1]
     assert listing == {
         "customer": "cus_acme",
@@ -132,7 +138,9 @@ def test_where_search_is_refused_the_customers_invoices_are_listed_from_then_on(
     }
 
 
-def test_a_search_that_fails_for_a_moment_is_answered_by_a_listing_and_tried_again_next_time() -> None:
+def test_a_search_that_fails_for_a_moment_is_answered_by_a_listing_and_tried_again_next_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     invoices = FakeInvoices(held=[stripe_invoice("in_mine")], search_error=stripe.APIConnectionError("reset"))
     edge = gateway(invoices)
 
@@ -140,6 +148,10 @@ def test_a_search_that_fails_for_a_moment_is_answered_by_a_listing_and_tried_aga
     assert find(edge) == ["in_mine"]
 
     assert invoices.operations() == ["search", "list", "search", "list"]
+    assert edge.search_unavailable is False
+    assert [record.getMessage() for record in caplog.records] == [
+        "invoice search failed (reset); listing the customer's invoices instead"
+    ] * 2
 
 
 def test_search_asks_for_this_customer_periods_metadata() -> None:
