@@ -33,6 +33,7 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
     from tests.events import rest_event
     from tollgate.accounts.keys import issue_key
     from tollgate.dal import tablekeys as tk
+    from tollgate.dal.counter_item import route_code, route_tally
     from tollgate.dal.schema import create_table
     from tollgate.dal.store import TollgateStore
     from tollgate.domain.models import Customer, Plan
@@ -67,14 +68,17 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
         bare_request = {
             "TableName": "tollgate-bench",
             "Key": {name: {"S": value} for name, value in tk.counter_key("baseline", "2026-11", 0).items()},
-            "UpdateExpression": "ADD #c :c, #n :one, #rc :c, #rn :one",
+            "UpdateExpression": "ADD #c :c, #n :one, #r :tally",
             "ExpressionAttributeNames": {
                 "#c": "credits",
                 "#n": "requests",
-                "#rc": "route_credits#GET /v1/search",
-                "#rn": "route_requests#GET /v1/search",
+                "#r": route_code("GET /v1/search"),
             },
-            "ExpressionAttributeValues": {":c": {"N": "1"}, ":one": {"N": "1"}},
+            "ExpressionAttributeValues": {
+                ":c": {"N": "1"},
+                ":one": {"N": "1"},
+                ":tally": {"N": route_tally(1)},
+            },
             "ReturnValues": "UPDATED_NEW",
         }
         bare_client = boto3.client("dynamodb", config=authorizer.CLIENT_CONFIG)

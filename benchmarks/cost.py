@@ -2,9 +2,10 @@
 
 Reads the authorizer's settings from the synthesized Tollgate app (memory, architecture, tracing,
 logging), measures the CPU time of a warm authorizer call in this process (the handler with in-memory fakes
-for the key directory and the counter: everything but the DynamoDB round trip), computes the counter item's
-size after requests on N routes (DynamoDB's item-size rules), and prices one million metered requests on a
-REST API and on an HTTP API. Every assumption is printed with the result.
+for the key directory and the counter: everything but the DynamoDB round trip), measures the
+counter write's units on Amazon DynamoDB Local (a heavy customer's item after requests on N routes), and
+prices one million metered requests on a REST API and on an HTTP API. Every assumption is printed with the
+result.
 
 Run: .venv/bin/python benchmarks/cost.py [--routes 50] [--calls 20000]
 """
@@ -121,21 +122,62 @@ def warm_call_cpu_seconds(calls: int) -> float:
     return (time.process_time() - start) / calls
 
 
-def counter_item_bytes(routes: int) -> int:
-    """DynamoDB size of a customer's counter item after requests on ``routes`` routes (names + values)."""
+@dataclass(frozen=True)
+class CounterWrites:
+    routes: int
+    write_units: float  # of one request's counter write, a heavy customer using ``routes`` routes
+    one_unit_up_to: int  # routes a heavy customer's counter item can hold before a write costs 2 units
+
+
+HEAVY_CREDITS, HEAVY_REQUESTS = 12_345_678, 1_234_567  # a big customer's month on each route
+
+
+def counter_write_units(routes: int, probe_up_to: int = 200) -> CounterWrites:
+    """Measured on Amazon DynamoDB Local, which reports write units by item size as DynamoDB bills them.
+
+    The authorizer's own counter (``DynamoUsageCounter``) writes a request for a customer who already used
+    each route heavily this period (the largest tallies: the worst case for the item's size).
+    """
     from tollgate.dal import tablekeys as tk
+    from tollgate.dal.counter_item import route_code, route_tally
+    from tollgate.dal.schema import create_table
+    from tollgate.metering.dynamo import DynamoUsageCounter
+    from tollgate_local.dynamodb_local import DynamoDBLocal
 
-    def number(value: int) -> int:  # 1 byte per two significant digits, plus 1
-        return len(str(value).rstrip("0") or "0") // 2 + 2
-
-    key = tk.counter_key("customer-0001", "2026-11", 0)
-    size = sum(len(name) + len(value) for name, value in key.items())
-    size += len("credits") + number(12_345_678) + len("requests") + number(1_234_567)
-    for i in range(routes):
-        route = f"GET /v1/resource-{i:02d}/{{id}}"
-        size += len(tk.route_credits_attribute(route)) + number(1_234_567)
-        size += len(tk.route_requests_attribute(route)) + number(123_456)
-    return size
+    customer, period = "cus_0f8fad5b-d9cb-469f-a165-70867728950e", "2026-11"
+    units: list[float] = []
+    with DynamoDBLocal() as ddb:
+        client = ddb.client()
+        create_table(client, "tollgate-bench")
+        client.meta.events.register(
+            "provide-client-params.dynamodb.UpdateItem",
+            lambda params, **_: params.update(ReturnConsumedCapacity="TOTAL"),
+        )
+        client.meta.events.register(
+            "after-call.dynamodb.UpdateItem",
+            lambda parsed, **_: units.append(parsed["ConsumedCapacity"]["CapacityUnits"]),
+        )
+        counter = DynamoUsageCounter(client, "tollgate-bench")
+        measured: dict[int, float] = {}
+        for n in range(1, max(routes, probe_up_to) + 1):
+            route = f"GET /v1/resource-{n:03d}/{{id}}"
+            client.update_item(
+                TableName="tollgate-bench",
+                Key={name: {"S": value} for name, value in tk.counter_key(customer, period, 0).items()},
+                UpdateExpression="ADD #c :c, #n :n, #r :tally",
+                ExpressionAttributeNames={"#c": tk.CREDITS, "#n": tk.REQUESTS, "#r": route_code(route)},
+                ExpressionAttributeValues={
+                    ":c": {"N": str(HEAVY_CREDITS)},
+                    ":n": {"N": str(HEAVY_REQUESTS)},
+                    ":tally": {"N": route_tally(HEAVY_CREDITS, HEAVY_REQUESTS)},
+                },
+            )
+            units.clear()
+            counter.add(customer, period, 0, route, credits=9_999, limit=None)
+            measured[n] = units[-1]
+    two_units = [n for n, used in measured.items() if used > 1.0]
+    one_unit = (min(two_units) if two_units else max(measured) + 1) - 1
+    return CounterWrites(routes=routes, write_units=measured[routes], one_unit_up_to=one_unit)
 
 
 def main() -> None:
@@ -146,8 +188,8 @@ def main() -> None:
 
     settings = authorizer_settings()
     cpu = warm_call_cpu_seconds(args.calls)
-    item = counter_item_bytes(args.routes)
-    write_units = math.ceil(item / 1024)
+    counter = counter_write_units(args.routes)
+    write_units = Decimal(str(counter.write_units))
     cpu_share = min(1.0, settings.memory_mb / ONE_VCPU_MB)
     billed_ms = math.ceil(cpu * 1000 / cpu_share + DYNAMODB_UPDATE_MS)
     gb_seconds = Decimal(settings.memory_mb) / 1024 * Decimal(billed_ms) / 1000 * 1_000_000
@@ -158,7 +200,7 @@ def main() -> None:
         f"authorizer duration: {settings.memory_mb} MB {settings.architecture} x {billed_ms} ms billed": (
             gb_seconds * arch_price
         ),
-        f"DynamoDB counter write: {write_units} write unit(s) (item {item} B at {args.routes} routes)": (
+        f"DynamoDB counter write: {write_units} write unit(s) at {args.routes} routes (measured)": (
             PRICES["dynamodb_write_unit_per_million"] * write_units
         ),
         "DynamoDB key reads (cached 30 s per instance)": (
@@ -174,6 +216,11 @@ def main() -> None:
     print(
         f"warm authorizer call: {cpu * 1e6:,.0f} us CPU here ({args.calls:,} calls); at {settings.memory_mb} "
         f"MB Lambda gives {cpu_share:.2f} vCPU; plus {DYNAMODB_UPDATE_MS} ms for the UpdateItem (assumed)"
+    )
+    print(
+        f"counter write, measured on DynamoDB Local: {counter.write_units} write unit(s) at {args.routes} "
+        f"routes; a heavy customer's item holds {counter.one_unit_up_to} routes at one write unit "
+        f"({HEAVY_CREDITS:,} credits over {HEAVY_REQUESTS:,} requests on each)"
     )
     for api, gateway in (
         ("REST", PRICES["apigw_rest_per_million"]),

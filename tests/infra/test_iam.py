@@ -65,8 +65,23 @@ def test_authorizer_reads_and_increments_only_on_the_table(template: dict[str, A
     assert dynamodb == {
         ("dynamodb:GetItem", table),
         ("dynamodb:UpdateItem", table),
+        ("dynamodb:PutItem", table),
     }
-    assert {action for action, _ in granted if action in WRITE_ACTIONS} == {"dynamodb:UpdateItem"}
+    assert {action for action, _ in granted if action in WRITE_ACTIONS} == {
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+    }
+
+
+def test_authorizer_puts_items_only_in_the_route_registry(template: dict[str, Any]) -> None:
+    _, function = function_by_handler(template, constants.HANDLER_AUTHORIZER)
+    (put,) = [
+        statement
+        for statement in role_statements(template, role_of(function))
+        if "dynamodb:PutItem" in statement["Action"]
+    ]
+    assert put["Action"] == "dynamodb:PutItem"
+    assert put["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["ROUTES"]}}
 
 
 def test_authorizer_cannot_read_any_secret(template: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -399,15 +400,16 @@ def test_key_errors_are_one_line(cli: Invoke, store: TollgateStore, plan: Plan) 
 def add_usage(
     store: TollgateStore, customer_id: str, period: str, shard: int, routes: dict[str, tuple[int, int]]
 ) -> None:
-    """Counter items exactly as the authorizer writes them (credits, requests per route)."""
+    """Counter items exactly as the authorizer writes them (totals, a tally per route, the route registry)."""
     from tollgate.dal import tablekeys as tk
+    from tollgate.dal.counter_item import route_code, route_tally
 
     item: dict[str, Any] = {**tk.counter_key(customer_id, period, shard), "credits": 0, "requests": 0}
     for route, (credits, requests) in routes.items():
         item["credits"] += credits
         item["requests"] += requests
-        item[tk.route_credits_attribute(route)] = credits
-        item[tk.route_requests_attribute(route)] = requests
+        item[route_code(route)] = Decimal(route_tally(credits, requests))
+        store.table.put_item(Item={**tk.route_name_key(route_code(route), route), "route": route})
     store.table.put_item(Item=item)
 
 

@@ -16,6 +16,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from tollgate.dal import tablekeys as tk
+from tollgate.dal.counter_item import is_route_code, read_route_tally, route_name_from_sort_key
 from tollgate.domain.models import ApiKey, Customer, CustomerStatus, Plan, RouteUsage, Usage
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError, TransactionConflictError
 
@@ -300,28 +301,49 @@ class TollgateStore:
 
     # -- usage ---------------------------------------------------------------------------------------
     def read_usage(self, customer_id: str, period: str, shards: int = 1) -> Usage:
-        """Sum all counter shards of a customer-period (strongly consistent)."""
+        """Sum all counter shards of a customer-period (strongly consistent), routes by name.
+
+        A route's tally (``tollgate.dal.counter_item``) is found by its code; the route registry names it.
+        A code no registry item names yet is shown as ``route CODE``; one that two routes share, under both
+        names (``GET /a | GET /b``).
+        """
         keys = [tk.counter_key(customer_id, period, shard) for shard in range(shards)]
         credits = requests = 0
-        routes: dict[str, dict[str, int]] = {}
+        tallies: dict[str, list[int]] = {}
         for item in self._batch_get(keys):
             credits += int(item.get(tk.CREDITS, 0))
             requests += int(item.get(tk.REQUESTS, 0))
             for name, value in item.items():
-                for prefix, field in (
-                    (tk.ROUTE_CREDITS_PREFIX, "credits"),
-                    (tk.ROUTE_REQUESTS_PREFIX, "requests"),
-                ):
-                    if name.startswith(prefix):
-                        route = routes.setdefault(name[len(prefix) :], {"credits": 0, "requests": 0})
-                        route[field] += int(value)
+                if is_route_code(name):
+                    route_credits, route_requests = read_route_tally(value)
+                    tally = tallies.setdefault(name, [0, 0])
+                    tally[0] += route_credits
+                    tally[1] += route_requests
+        names = self.route_names() if tallies else {}
+        routes = {
+            " | ".join(names.get(code, [f"route {code}"])): RouteUsage(credits=c, requests=n)
+            for code, (c, n) in tallies.items()
+        }
         return Usage(
             customer_id=customer_id,
             period=period,
             credits=credits,
             requests=requests,
-            routes={route: RouteUsage(**counts) for route, counts in sorted(routes.items())},
+            routes=dict(sorted(routes.items())),
         )
+
+    def route_names(self) -> dict[str, list[str]]:
+        """The route registry: each counter attribute code and the route(s) it stands for, sorted."""
+        names: dict[str, list[str]] = {}
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key(tk.PK).eq(tk.ROUTES_PK)}
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page["Items"]:
+                code, route = route_name_from_sort_key(str(item[tk.SK]))
+                names.setdefault(code, []).append(route)
+            if "LastEvaluatedKey" not in page:
+                return {code: sorted(routes) for code, routes in names.items()}
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- helpers -------------------------------------------------------------------------------------
     def _create(self, item: dict[str, Any], kind: str, ident: str) -> None:

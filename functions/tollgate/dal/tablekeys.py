@@ -16,8 +16,7 @@ TTL_ATTRIBUTE = "expires_at"
 COUNTER_SK = "COUNTER"
 CREDITS = "credits"
 REQUESTS = "requests"
-ROUTE_CREDITS_PREFIX = "route_credits#"
-ROUTE_REQUESTS_PREFIX = "route_requests#"
+ROUTES_PK = "ROUTES"  # the route registry: which route each counter attribute code stands for
 CUSTOMERS_INDEX_PK = "CUSTOMERS"
 PLANS_INDEX_PK = "PLANS"
 DUNNING_INDEX_PK = "DUNNING"  # open payment failures, oldest first
@@ -73,9 +72,6 @@ def webhook_event_key(event_id: str) -> dict[str, str]:
     return {PK: f"WEBHOOK#{event_id}", SK: "EVENT"}
 
 
-def route_credits_attribute(route: str) -> str:
-    return ROUTE_CREDITS_PREFIX + route
-
-
-def route_requests_attribute(route: str) -> str:
-    return ROUTE_REQUESTS_PREFIX + route
+def route_name_key(code: str, route: str) -> dict[str, str]:
+    """One route registry item: ``code`` (``tollgate.dal.counter_item.route_code``) stands for ``route``."""
+    return {PK: ROUTES_PK, SK: f"{code}#{route}"}

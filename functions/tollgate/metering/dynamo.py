@@ -20,10 +20,13 @@ from botocore.exceptions import (
 )
 
 from tollgate.dal import tablekeys as tk
+from tollgate.dal.counter_item import route_code, route_tally
 from tollgate.errors import CreditLimitReachedError, MeteringUnavailableError
 from tollgate.metering.grants import Grant, grant_from_items
+from tollgate.metering.observability import logger
 from tollgate.metering.settings import DEFAULT_KEY_CACHE_MAX_ENTRIES, DEFAULT_NEGATIVE_CACHE_MAX_ENTRIES
 
+MAX_NAMED_ROUTES = 10_000  # routes an instance remembers having registered (an API has far fewer)
 NOT_APPLIED_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 )
@@ -165,30 +168,60 @@ class DynamoKeyDirectory:
 
 
 class DynamoUsageCounter:
-    """One ``UpdateItem ... ADD`` per request; with a credit limit the same write carries the condition."""
+    """One ``UpdateItem ... ADD`` per request; with a credit limit the same write carries the condition.
 
-    def __init__(self, client: Any, table: str) -> None:
+    The write adds the request to the totals and to its route's tally (``tollgate.dal.counter_item``). The
+    first time an instance counts a route it also names the route's code in the route registry (one
+    ``PutItem``, the same item every time: idempotent); a registry write that fails is tried again with the
+    route's next request and never changes the request's answer.
+    """
+
+    def __init__(self, client: Any, table: str, max_named_routes: int = MAX_NAMED_ROUTES) -> None:
         self._client, self._table = client, table
+        self._named: set[str] = set()  # the routes this instance has named in the registry
+        self._max_named = max_named_routes
 
     def add(
         self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None
     ) -> int | None:
+        code = route_code(route)
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": _wire_key(tk.counter_key(customer_id, period, shard)),
-            "UpdateExpression": "ADD #c :c, #n :one, #rc :c, #rn :one",
-            "ExpressionAttributeNames": {
-                "#c": tk.CREDITS,
-                "#n": tk.REQUESTS,
-                "#rc": tk.route_credits_attribute(route),
-                "#rn": tk.route_requests_attribute(route),
+            "UpdateExpression": "ADD #c :c, #n :one, #r :tally",
+            "ExpressionAttributeNames": {"#c": tk.CREDITS, "#n": tk.REQUESTS, "#r": code},
+            "ExpressionAttributeValues": {
+                ":c": {"N": str(credits)},
+                ":one": {"N": "1"},
+                ":tally": {"N": route_tally(credits)},
             },
-            "ExpressionAttributeValues": {":c": {"N": str(credits)}, ":one": {"N": "1"}},
             "ReturnValues": "UPDATED_NEW",
         }
         if limit is not None:
             request["ConditionExpression"] = "attribute_not_exists(#c) OR #c <= :headroom"
             request["ExpressionAttributeValues"][":headroom"] = {"N": str(limit - credits)}
+        used = self._write(request)
+        self._name(code, route)
+        return used
+
+    def _name(self, code: str, route: str) -> None:
+        if route in self._named:
+            return
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={**_wire_key(tk.route_name_key(code, route)), "route": {"S": route}},
+            )
+        except (ClientError, BotoCoreError) as error:
+            logger.warning(
+                "route registry write failed; tried again next time", route=route, error=str(error)
+            )
+            return
+        if len(self._named) >= self._max_named:
+            self._named.clear()  # bounded memory; a route named again costs one idempotent write
+        self._named.add(route)
+
+    def _write(self, request: dict[str, Any]) -> int | None:
         for attempt in (1, 2):
             try:
                 answer = self._client.update_item(**request)

@@ -47,10 +47,13 @@ from tollgate.cdk.constants import (
 )
 from tollgate.cdk.functions import TollgateFunction
 from tollgate.cdk.nag import acknowledge
+from tollgate.dal import tablekeys
 from tollgate.metering import gateway_responses
 
-# The only DynamoDB actions the hot path performs: key/customer/plan lookups and the counter increment.
+# The only DynamoDB actions the hot path performs: key/customer/plan lookups and the counter increment; and
+# the names of the routes it counts, which it may write in the route registry's partition and nowhere else.
 AUTHORIZER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+AUTHORIZER_ROUTE_NAME_ACTIONS = ("dynamodb:PutItem",)
 NO_CACHE = cdk.Duration.seconds(0)
 _HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"})
 
@@ -82,8 +85,8 @@ WAF_MAX_RATE_LIMIT = 2_000_000_000
 class Metering(Construct):
     """The metering authorizer function and its least-privilege role.
 
-    Its role may call GetItem and UpdateItem on the table and write its own logs and traces;
-    nothing else (in particular no secret). Memory 512 MB buys a faster CPU for the hot path; timeout 3 s.
+    Its role may call GetItem and UpdateItem on the table, PutItem in the route registry's partition only
+    (``dynamodb:LeadingKeys``), and write its own logs; nothing else (in particular no secret). Memory 512 MB buys a faster CPU for the hot path; timeout 3 s.
     """
 
     def __init__(
@@ -114,7 +117,13 @@ class Metering(Construct):
                     sid="MeterRequests",
                     actions=list(AUTHORIZER_TABLE_ACTIONS),
                     resources=[table.table_arn],
-                )
+                ),
+                iam.PolicyStatement(
+                    sid="NameRoutes",
+                    actions=list(AUTHORIZER_ROUTE_NAME_ACTIONS),
+                    resources=[table.table_arn],
+                    conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [tablekeys.ROUTES_PK]}},
+                ),
             ],
         )
 
