@@ -129,6 +129,47 @@ def test_route_costs_come_from_the_plan_by_template(world: dict[str, Any], autho
     assert (got.routes["GET /usage"].credits, got.routes["GET /usage"].requests) == (0, 1)
 
 
+def test_an_any_route_is_priced_and_counted_by_the_requests_own_method(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
+    plan = store.put_plan(
+        make_plan(
+            id="items", route_costs={"ANY /v1/items/{id}": 5, "DELETE /v1/items/{id}": 50}, default_cost=None
+        )
+    )
+    store.put_customer(make_customer(plan))
+    key = issue_key(store, "acme", now=NOW - timedelta(days=1)).key
+    headers = {"x-api-key": key}
+
+    # REST: a resource whose method is ANY sends the real verb in httpMethod
+    get = authorizer(rest_event("GET", "/v1/items/{id}", headers=headers, epoch_ms=NOW_MS))
+    # HTTP API: the route key stays "ANY /v1/items/{id}", the verb is in requestContext.http.method
+    put = authorizer(http_event("ANY /v1/items/{id}", method="PUT", headers=headers, epoch_ms=NOW_MS))
+    delete = authorizer(http_event("ANY /v1/items/{id}", method="DELETE", headers=headers, epoch_ms=NOW_MS))
+    other = authorizer(http_event("GET /v1/other", headers=headers, epoch_ms=NOW_MS))
+
+    assert (get["context"]["credits"], put["context"]["credits"], delete["context"]["credits"]) == (5, 5, 50)
+    assert (other["isAuthorized"], other["context"]["reason"]) == (False, "unknown_route")  # no default cost
+    got = store.read_usage("acme", PERIOD)
+    assert {route: (line.credits, line.requests) for route, line in got.routes.items()} == {
+        "GET /v1/items/{id}": (5, 1),
+        "PUT /v1/items/{id}": (5, 1),
+        "DELETE /v1/items/{id}": (50, 1),
+    }
+
+
+def test_an_http_any_route_without_its_method_is_malformed(
+    world: dict[str, Any], authorizer: Authorizer
+) -> None:
+    event = http_event("ANY /v1/items/{id}", headers={"x-api-key": world["key"]}, epoch_ms=NOW_MS)
+    del event["requestContext"]["http"]
+
+    answer = authorizer(event)
+
+    assert (answer["isAuthorized"], answer["context"]["reason"]) == (False, "malformed_request")
+    assert usage(world["store"]) == (0, 0)
+
+
 def test_usage_belongs_to_the_period_of_the_request_timestamp(
     world: dict[str, Any], authorizer: Authorizer
 ) -> None:

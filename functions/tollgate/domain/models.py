@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollgate.domain.money import MAX_UNIT_DECIMALS, minor_unit_exponent, to_minor_units
+from tollgate.domain.routes import route_cost
 
 ROUTE_RE = re.compile(r"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) /\S*|\$default")
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -133,8 +134,9 @@ class Plan(BaseModel):
         return self.base_fee > 0 or self.included_credits > 0
 
     def cost_of(self, route: str) -> int | None:
-        """Credits one request to ``route`` costs; ``None`` when the plan refuses unlisted routes."""
-        return self.route_costs.get(route, self.default_cost)
+        """Credits one request to ``route`` costs (``tollgate.domain.routes``: the route, then ``ANY`` of its
+        path, then ``default_cost``); ``None`` when the plan refuses unlisted routes."""
+        return route_cost(self.route_costs, self.default_cost, route)
 
 
 class Customer(BaseModel):

@@ -9,7 +9,7 @@ and is refused as ``malformed_request`` before any DynamoDB call:
 - the event is a JSON object; ``requestContext`` is an object;
 - REST: ``httpMethod`` and ``resource`` are non-empty strings (the route template), ``methodArn`` is an ARN
   (an Allow names it and nothing else: never ``*``); HTTP API v2 (``"version": "2.0"``): ``routeKey`` is a
-  non-empty string;
+  non-empty string, and for an ``ANY /path`` route ``requestContext.http.method`` names the method;
 - ``headers`` (and REST's ``multiValueHeaders``) are absent, null, or objects of strings (lists of strings);
 - ``requestContext.requestId``, when present, is a string (it is only logged; absent reads as ``""``);
 - the request's timestamp, below.
@@ -52,7 +52,8 @@ class AccessRequest:
 
     kind: str  # "rest" or "http"
     candidates: tuple[str, ...]  # distinct key values found in the headers (0, 1 or several)
-    route: str  # the route template: "GET /v1/items/{id}" ("" when malformed)
+    # The request's method and route template, "GET /v1/items/{id}", also under ANY ("" when malformed)
+    route: str
     epoch_ms: int  # API Gateway's timestamp of the request (0 when malformed)
     request_id: str
     method_arn: str | None  # REST only: the resource the IAM policy names
@@ -117,17 +118,31 @@ def _from_http_api(event: dict[str, Any], now_ms: int) -> AccessRequest:
     route_key = event.get("routeKey")
     if not (isinstance(route_key, str) and route_key):
         return _malformed(kind, BAD_ROUTE, None, request_id)
+    route = _http_route(route_key, context.get("http"))
+    if route is None:
+        return _malformed(kind, BAD_ROUTE, None, request_id)
     headers = _header_values(event.get("headers"), None)
     if headers is None:
         return _malformed(kind, BAD_HEADERS, None, request_id)
     return AccessRequest(
         kind=kind,
         candidates=_key_candidates(headers),
-        route=route_key,
+        route=route,
         epoch_ms=epoch_ms,
         request_id=request_id,
         method_arn=None,
     )
+
+
+def _http_route(route_key: str, http: Any) -> str | None:
+    """An ``ANY /path`` route key with the request's real method (``GET /path``), as REST events have it;
+    any other route key (``GET /path``, ``$default``) as it is. ``None``: an ``ANY`` route with no method."""
+    if not route_key.startswith("ANY "):
+        return route_key
+    method = http.get("method") if isinstance(http, dict) else None
+    if not (isinstance(method, str) and method.isalpha()):
+        return None
+    return f"{method.upper()} {route_key[4:]}"
 
 
 def _malformed(kind: str, problem: str, method_arn: str | None = None, request_id: str = "") -> AccessRequest:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tollgate.domain.routes import route_cost
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -32,7 +34,7 @@ class Grant:
         return self.valid_until_ms is None or self.valid_until_ms > now_ms
 
     def cost_of(self, route: str) -> int | None:
-        return self.route_costs.get(route, self.default_cost)
+        return route_cost(self.route_costs, self.default_cost, route)
 
 
 def _s(item: dict[str, Any], name: str) -> str | None:

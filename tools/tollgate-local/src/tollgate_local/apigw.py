@@ -66,9 +66,14 @@ def http_event(
     headers: dict[str, str] | None = None,
     epoch_ms: int = EPOCH_MS,
     path_parameters: dict[str, str] | None = None,
+    method: str | None = None,
 ) -> dict[str, Any]:
-    """An HTTP API (v2) authorizer event, payload format 2.0: header names arrive lower-cased."""
-    method, _, template = route_key.partition(" ")
+    """An HTTP API (v2) authorizer event, payload format 2.0: header names arrive lower-cased.
+
+    ``method``: the request's own (``requestContext.http.method``); by default the route key's, which an
+    ``ANY`` route key needs given (API Gateway sends the real one)."""
+    route_method, _, template = route_key.partition(" ")
+    method = method or route_method
     lowered = {name.lower(): value for name, value in (headers or {}).items()}
     concrete = raw_path or template
     return {
