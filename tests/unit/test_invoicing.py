@@ -256,7 +256,7 @@ def test_lines_are_sent_in_one_call_with_plain_decimal_unit_amounts() -> None:
             "product_data": {"name": "API usage"},
             "unit_amount_decimal": Decimal("1E-7"),
         },
-        "quantity": 1_234_567,
+        "quantity_decimal": Decimal(1_234_567),
         "period": {"start": 1, "end": 2},
         "description": "API usage: 1,234,567 credits",
         "metadata": {"tollgate_line_kind": "usage"},

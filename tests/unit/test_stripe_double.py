@@ -41,7 +41,7 @@ def usage_line(unit: str, quantity: int, currency: str = "usd", **extra: Any) ->
             "product_data": {"name": "API calls"},
             "unit_amount_decimal": Decimal(unit),
         },
-        "quantity": quantity,
+        "quantity_decimal": Decimal(quantity),
         **extra,
     }
 
@@ -172,7 +172,6 @@ def test_quantity_decimal_and_line_details(client: stripe.StripeClient) -> None:
     line = usage_line(
         "12.5", 0, period={"start": 1_790_000_000, "end": 1_792_000_000}, metadata={"route": "GET"}
     )
-    del line["quantity"]
     line["quantity_decimal"] = Decimal("2.25")
     invoice = client.v1.invoices.add_lines(invoice.id, params={"lines": [line]})
 
@@ -601,3 +600,25 @@ def test_calls_and_reset(client: stripe.StripeClient, double: StripeDouble) -> N
     double.reset()
     assert (double.calls, double.invoices, double.customers) == ([], {}, {})
     assert client.v1.customers.list().data == []
+
+
+def test_an_integer_quantity_is_refused_as_the_pinned_api_version_deprecates_it(
+    client: stripe.StripeClient,
+) -> None:
+    invoice = draft(client)
+    line = usage_line("1", 3)
+    del line["quantity_decimal"]
+    line["quantity"] = 3
+
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.invoices.add_lines(invoice.id, params={"lines": [line]})
+
+    assert refused.value.param == "lines[0][quantity]"
+    assert "send quantity_decimal" in str(refused.value.user_message)
+    assert client.v1.invoices.retrieve(invoice.id).lines.data == []
+
+
+def test_the_double_emulates_the_api_version_the_pinned_library_sends() -> None:
+    from tollgate_local.stripe_double_state import EMULATED_API_VERSION
+
+    assert stripe.api_version == EMULATED_API_VERSION  # a library upgrade must revisit the emulation

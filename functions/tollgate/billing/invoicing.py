@@ -253,7 +253,8 @@ def _line_params(line: InvoiceLine) -> InvoiceAddLinesParamsLine:
             "product_data": {"name": line.product_name},
             "unit_amount_decimal": plain_decimal(line.unit_amount_decimal),
         },
-        "quantity": line.quantity,
+        # The pinned API version deprecates the integer ``quantity`` (since 2026-03-25.dahlia)
+        "quantity_decimal": plain_decimal(Decimal(line.quantity)),
         "period": {"start": line.period_start, "end": line.period_end},
         "description": line.description,
         "metadata": dict(line.metadata),

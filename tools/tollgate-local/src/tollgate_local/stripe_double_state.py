@@ -48,6 +48,8 @@ DAY = 86_400
 _ALPHABET = string.ascii_letters + string.digits
 _PREFIX_ALPHABET = string.ascii_uppercase + string.digits
 _ONE = Decimal(1)
+EMULATED_API_VERSION = "2026-10-28.endive"  # what stripe-python 16.x pins and sends
+QUANTITY_DEPRECATED_SINCE = "2026-03-25.dahlia"  # an invoice line's integer quantity: use quantity_decimal
 
 T = TypeVar("T")
 
@@ -669,9 +671,10 @@ class StripeState:
     def _unit_and_quantity(
         self, invoice: Invoice, line: dict[str, Any], param: str
     ) -> tuple[Decimal, Decimal]:
-        if "quantity" in line and "quantity_decimal" in line:
+        if "quantity" in line:  # stricter than Stripe, on purpose: nothing of ours may send it
             raise invalid_request(
-                "You may only specify one of these parameters: quantity, quantity_decimal.",
+                f"{param}[quantity] is deprecated in API version {EMULATED_API_VERSION} (since "
+                f"{QUANTITY_DEPRECATED_SINCE}): send quantity_decimal.",
                 f"{param}[quantity]",
             )
         if "amount" in line:
@@ -686,7 +689,7 @@ class StripeState:
                 f"Missing required param: {param}[price_data]. Each line needs amount or price_data.",
                 f"{param}[price_data]",
             )
-        quantity = Decimal(line.get("quantity", line.get("quantity_decimal", _ONE)))
+        quantity = Decimal(line.get("quantity_decimal", _ONE))
         _non_negative(quantity, f"{param}[quantity]")
         _decimal_places(quantity, f"{param}[quantity_decimal]")
         return self._unit_amount(invoice, line["price_data"], f"{param}[price_data]"), quantity
