@@ -86,7 +86,8 @@ class Metering(Construct):
     """The metering authorizer function and its least-privilege role.
 
     Its role may call GetItem and UpdateItem on the table, PutItem in the route registry's partition only
-    (``dynamodb:LeadingKeys``), and write its own logs; nothing else (in particular no secret). Memory 512 MB buys a faster CPU for the hot path; timeout 3 s.
+    (``dynamodb:LeadingKeys``), and write its own logs; nothing else (in particular no secret). Memory 512 MB
+    buys a faster CPU for the hot path; timeout 3 s.
     """
 
     def __init__(
