@@ -111,6 +111,8 @@ def make_plan(**overrides: Any) -> Plan:
         "route_costs": {"GET /v1/search": 1, "POST /v1/generate": 25, "GET /usage": 0},
     }
     fields.update(overrides)
+    if fields.get("tiers") and "price_per_credit" not in overrides:
+        del fields["price_per_credit"]  # a tiered plan has no flat price
     return Plan(**fields)
 
 

@@ -47,7 +47,6 @@ plans:
 GOOD_TOML = """\
 id = "scale"
 name = "Scale"
-price_per_credit = 0.0004
 default_cost = 2
 
 [route_costs]

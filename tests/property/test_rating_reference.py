@@ -106,7 +106,7 @@ def plans(draw: st.DrawFn) -> Plan:
         id="ref",
         name="Reference",
         currency=draw(st.sampled_from(sorted(MINOR_UNITS_PER_MAJOR))),
-        price_per_credit=draw(prices()),
+        price_per_credit=None if tiers else draw(prices()),
         base_fee=draw(
             st.sampled_from([Decimal(0), Decimal("0.5"), Decimal("0.01"), Decimal("1"), Decimal("49")])
         ),
@@ -131,7 +131,8 @@ def plans_and_credits(draw: st.DrawFn) -> tuple[Plan, int]:
 
 
 def plan(**fields: Any) -> Plan:
-    return Plan(**{"id": "ref", "name": "Reference", "price_per_credit": Decimal("0.001"), **fields})
+    flat = {} if fields.get("tiers") else {"price_per_credit": Decimal("0.001")}
+    return Plan(**{"id": "ref", "name": "Reference", **flat, **fields})
 
 
 ONE_CREDIT_BAND = plan(

@@ -46,7 +46,7 @@ def plans(draw: st.DrawFn) -> Plan:
         id="prop",
         name="Property",
         currency=draw(st.sampled_from(CURRENCIES)),
-        price_per_credit=draw(prices()),
+        price_per_credit=None if tiers else draw(prices()),
         base_fee=draw(st.sampled_from([Decimal(0), Decimal("49"), Decimal("0.5"), Decimal("1234.56")])),
         included_credits=draw(st.sampled_from([0, 0, 1_000, 100_000])),
         tiers=tiers,

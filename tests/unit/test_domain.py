@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from tests.conftest import NOW, make_customer, make_plan
 from tollgate.domain import keyformat, periods
-from tollgate.domain.models import ApiKey, CollectionMethod
+from tollgate.domain.models import ApiKey, CollectionMethod, Plan
 from tollgate.domain.money import format_amount, line_amount, to_minor_units
 
 
@@ -132,6 +132,35 @@ def test_tiers_must_ascend_and_end_open() -> None:
                 {"up_to": None, "price_per_credit": "0.01"},
             ]
         )
+
+
+TWO_TIERS = [{"up_to": 1000, "price_per_credit": "0.01"}, {"up_to": None, "price_per_credit": "0.005"}]
+
+
+def test_a_plan_prices_usage_by_a_flat_price_or_by_tiers_never_both() -> None:
+    with pytest.raises(ValidationError, match=r"price_per_credit and tiers: .* one or the other"):
+        make_plan(tiers=TWO_TIERS, price_per_credit="0.002")  # the flat price would be silently ignored
+    with pytest.raises(ValidationError, match="price_per_credit is required"):
+        Plan(id="bare", name="Bare")
+    tiered = make_plan(tiers=TWO_TIERS)
+    assert tiered.price_per_credit is None
+    with pytest.raises(ValueError, match="priced by tiers"):
+        _ = tiered.flat_price
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("price_per_credit", "-0"), ("base_fee", "-0.00"), ("price_per_credit", "-0.001"), ("base_fee", "-5")],
+)
+def test_negative_prices_and_negative_zero_are_refused_naming_the_field(field: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        make_plan(**{field: Decimal(value)})
+
+
+def test_a_negative_zero_tier_price_is_refused_naming_the_tier() -> None:
+    tiers = [{"up_to": 10, "price_per_credit": "0.01"}, {"up_to": None, "price_per_credit": Decimal("-0")}]
+    with pytest.raises(ValidationError, match=r"tiers\[1\]\.price_per_credit: -0 has a minus sign"):
+        make_plan(tiers=tiers)
 
 
 def test_plans_are_immutable_values() -> None:

@@ -32,7 +32,7 @@ def test_yaml_prices_are_exact_decimals_even_past_float_precision(tmp_path: Path
 
 def test_toml_prices_are_exact_and_a_tier_without_up_to_is_the_open_ended_one(tmp_path: Path) -> None:
     text = (
-        'id = "t"\nname = "T"\nprice_per_credit = 0.1\n'
+        'id = "t"\nname = "T"\n'
         "[[tiers]]\nup_to = 10\nprice_per_credit = 0.3\n"
         "[[tiers]]\nprice_per_credit = 0.1\n"
     )

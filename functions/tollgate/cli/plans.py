@@ -165,8 +165,8 @@ def _int(text: str, option: str) -> int:
     return int(text)
 
 
-def _price(plan: Plan, amount: Decimal) -> str:
-    return f"{amount} {plan.currency.upper()}"
+def _price(plan: Plan, amount: Decimal | None) -> str:
+    return "by tiers" if amount is None else f"{amount} {plan.currency.upper()}"
 
 
 @app.command("list")
@@ -193,7 +193,7 @@ def list_plans(
             plan.id,
             str(plan.version),
             plan.name,
-            _price(plan, plan.price_per_credit) + (" (tiers)" if plan.tiers else ""),
+            _price(plan, plan.price_per_credit),
             format_amount(int(to_minor_units(plan.base_fee, plan.currency)), plan.currency),
             f"{plan.included_credits:,}",
             dash(plan.credit_limit and f"{plan.credit_limit:,}"),

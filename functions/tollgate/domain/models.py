@@ -47,7 +47,8 @@ class Tier(BaseModel):
 
 class Plan(BaseModel):
     """What a customer pays. Pay-as-you-go: only ``price_per_credit``. Hybrid: add ``base_fee`` and
-    ``included_credits``; credits above those are billed at ``price_per_credit`` (or by ``tiers``).
+    ``included_credits``; credits above those are billed at ``price_per_credit``, or by graduated ``tiers``
+    instead: a plan has one or the other, never both (a flat price next to tiers would mean nothing).
 
     Plans are immutable once customers use them: a change is a new ``version`` of the same ``id``.
     """
@@ -58,7 +59,7 @@ class Plan(BaseModel):
     version: Annotated[int, Field(ge=1)] = 1
     name: Annotated[str, Field(min_length=1, max_length=200)]
     currency: Annotated[str, Field(pattern=r"^[a-z]{3}$")] = "usd"
-    price_per_credit: Money
+    price_per_credit: Money | None = None
     base_fee: Money = Decimal(0)
     included_credits: Credits = 0
     tiers: tuple[Tier, ...] = ()
@@ -81,12 +82,24 @@ class Plan(BaseModel):
         return currency
 
     @model_validator(mode="after")
+    def _one_usage_price(self) -> Plan:
+        if self.tiers and self.price_per_credit is not None:
+            raise ValueError("price_per_credit and tiers: a plan prices usage by one or the other, not both")
+        if not self.tiers and self.price_per_credit is None:
+            raise ValueError("price_per_credit is required (or tiers)")
+        return self
+
+    @model_validator(mode="after")
     def _prices_fit_stripe(self) -> Plan:
-        """Stripe takes unit amounts in the minor unit with at most 12 decimal places: refuse finer prices
-        now, not at the close."""
-        prices = [("price_per_credit", self.price_per_credit), ("base_fee", self.base_fee)]
+        """Stripe takes unit amounts in the minor unit with at most 12 decimal places, and no negative zero:
+        refuse such prices now, not at the close."""
+        prices = [("base_fee", self.base_fee)]
+        if self.price_per_credit is not None:
+            prices.append(("price_per_credit", self.price_per_credit))
         prices += [(f"tiers[{i}].price_per_credit", t.price_per_credit) for i, t in enumerate(self.tiers)]
         for name, price in prices:
+            if price.is_signed():
+                raise ValueError(f"{name}: {price} has a minus sign; a price is 0 or more")
             exponent = to_minor_units(price, self.currency).normalize().as_tuple().exponent
             if isinstance(exponent, int) and -exponent > MAX_UNIT_DECIMALS:
                 raise ValueError(
@@ -128,6 +141,13 @@ class Plan(BaseModel):
         ):
             raise ValueError("days_until_due only applies when collection_method is send_invoice")
         return self
+
+    @property
+    def flat_price(self) -> Decimal:
+        """``price_per_credit`` of a plan without tiers."""
+        if self.price_per_credit is None:
+            raise ValueError(f"plan {self.id!r} is priced by tiers, not per credit")
+        return self.price_per_credit
 
     @property
     def is_hybrid(self) -> bool:

@@ -101,7 +101,7 @@ def usage_lines(plan: Plan, credits: int, period: str) -> list[StatementLine]:
         return []
     suffix = f" above {plan.included_credits:,} included" if plan.included_credits else ""
     if not plan.tiers:
-        unit = unit_amount_decimal(plan.price_per_credit, plan.currency)
+        unit = unit_amount_decimal(plan.flat_price, plan.currency)
         return [_line(LineKind.USAGE, f"API usage: {billable:,} credits{suffix}", period, billable, unit)]
     lines, floor = [], 0
     for tier in plan.tiers:
