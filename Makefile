@@ -89,9 +89,12 @@ lint-templates: synth
 mutate: $(VENV)/.synced node_modules/.installed
 	$(BIN)/python tools/mutate.py
 
-bench: $(VENV)/.synced
+bench: $(VENV)/.synced node_modules/.installed
 	$(BIN)/python benchmarks/authorizer.py
 	$(BIN)/python benchmarks/period_close.py
+	$(BIN)/python benchmarks/close_throughput.py
+	$(BIN)/python benchmarks/close_starter.py
+	$(BIN)/python benchmarks/cost.py
 
 clean:
 	rm -rf $(VENV) .venv312 .tools cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -3,7 +3,8 @@
 One stack that dog-foods the public constructs, ``tollgate.cdk.Tollgate`` and ``MeteredApi``, the way a
 provider's own app does, plus the sample API. Context (``cdk.json`` or ``cdk synth -c key=value``):
 ``stackName`` (default ``Tollgate``), ``closeGraceHours`` (hours after midnight UTC on the 1st, default 6),
-``dunningGraceDays`` (default 7), ``sampleApi`` (default true).
+``dunningGraceDays`` (default 7), ``sampleApi`` (default true), ``stripeMode`` (``live``, the default:
+Stripe's live rate limits; ``sandbox``: a sandbox's, 25 operations/s).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.sample_api import SampleApi
+from tollgate.billing.close.settings import StripeRateLimits
 from tollgate.cdk import Tollgate
 from tollgate.cdk.constants import DEFAULT_CLOSE_GRACE_HOURS, DEFAULT_DUNNING_GRACE_DAYS
 from tollgate.cdk.nag import add_checks
@@ -27,6 +29,8 @@ CONTEXT_STACK_NAME = "stackName"
 CONTEXT_CLOSE_GRACE_HOURS = "closeGraceHours"
 CONTEXT_DUNNING_GRACE_DAYS = "dunningGraceDays"
 CONTEXT_SAMPLE_API = "sampleApi"
+CONTEXT_STRIPE_MODE = "stripeMode"
+STRIPE_MODES = {"live": StripeRateLimits.live, "sandbox": StripeRateLimits.sandbox}
 DEFAULT_STACK_NAME = "Tollgate"
 
 
@@ -44,6 +48,11 @@ class TollgateSettings:
     close_grace_hours: int = DEFAULT_CLOSE_GRACE_HOURS
     dunning_grace_days: int = DEFAULT_DUNNING_GRACE_DAYS
     sample_api: bool = True
+    stripe_mode: str = "live"
+
+    @property
+    def stripe_rate_limits(self) -> StripeRateLimits:
+        return STRIPE_MODES[self.stripe_mode]()
 
     @classmethod
     def from_context(cls, scope: Construct) -> TollgateSettings:
@@ -56,6 +65,7 @@ class TollgateSettings:
             close_grace_hours=int(context(CONTEXT_CLOSE_GRACE_HOURS, DEFAULT_CLOSE_GRACE_HOURS)),
             dunning_grace_days=int(context(CONTEXT_DUNNING_GRACE_DAYS, DEFAULT_DUNNING_GRACE_DAYS)),
             sample_api=_as_bool(context(CONTEXT_SAMPLE_API, True)),
+            stripe_mode=str(context(CONTEXT_STRIPE_MODE, "live")).strip().lower(),
         )
         settings.validate()
         return settings
@@ -66,6 +76,10 @@ class TollgateSettings:
             raise ValueError(f"{CONTEXT_CLOSE_GRACE_HOURS} must be 0..23, got {self.close_grace_hours}")
         if self.dunning_grace_days < 0:
             raise ValueError(f"{CONTEXT_DUNNING_GRACE_DAYS} must be >= 0, got {self.dunning_grace_days}")
+        if self.stripe_mode not in STRIPE_MODES:
+            raise ValueError(
+                f"{CONTEXT_STRIPE_MODE} must be one of {sorted(STRIPE_MODES)}, got {self.stripe_mode!r}"
+            )
 
 
 class TollgateStack(cdk.Stack):
@@ -86,6 +100,7 @@ class TollgateStack(cdk.Stack):
             ID_TOLLGATE,
             close_grace_hours=settings.close_grace_hours,
             dunning_grace_days=settings.dunning_grace_days,
+            stripe_rate_limits=settings.stripe_rate_limits,
         )
         self.sample_api: SampleApi | None = None
         if settings.sample_api:

@@ -178,14 +178,19 @@ def test_dunning_schedule_expression_default_hour() -> None:
 def test_worker_consumes_the_close_queue_with_partial_failures_and_bounded_concurrency(
     template: dict[str, Any],
 ) -> None:
-    worker_id, _ = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
+    worker_id, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
     queue_id, _ = close_queue(template)
     _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
     assert props(mapping)["FunctionName"] == ref(worker_id)
     assert props(mapping)["EventSourceArn"] == get_att(queue_id)
     assert props(mapping)["BatchSize"] == constants.CLOSE_WORKER_BATCH_SIZE
     assert props(mapping)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert 2 <= props(mapping)["ScalingConfig"]["MaximumConcurrency"] <= 10
+    # One number: the workers the event source runs, the function's reservation and the pacers' fleet size,
+    # so the fleet's requests stay within its share of Stripe's limits.
+    concurrency = props(mapping)["ScalingConfig"]["MaximumConcurrency"]
+    assert concurrency == constants.close_worker_concurrency(constants.DEFAULT_STRIPE_RATE_LIMITS)
+    assert props(worker)["ReservedConcurrentExecutions"] == concurrency
+    assert props(worker)["Environment"]["Variables"]["CLOSE_WORKER_FLEET_SIZE"] == str(concurrency)
 
 
 def test_close_queue_dead_letters_after_five_receives(template: dict[str, Any]) -> None:
@@ -211,8 +216,16 @@ def test_a_batch_of_closes_always_fits_in_the_worker_timeout(template: dict[str,
     per_request = (1 + constants.STRIPE_MAX_NETWORK_RETRIES) * constants.STRIPE_REQUEST_TIMEOUT_SECONDS + (
         constants.STRIPE_MAX_NETWORK_RETRIES * constants.STRIPE_MAX_RETRY_DELAY_SECONDS
     )
-    per_close = constants.CLOSE_STRIPE_REQUESTS_WORST_CASE * per_request + constants.CLOSE_OTHER_WORK_SECONDS
-    assert (per_request, per_close) == (70, 380)
+    paced = per_request + constants.CLOSE_PACING_WAIT_WORST_CASE_SECONDS
+    # the requests of the close's longest path, then the 429s: retried only inside the backoff's window, the
+    # last refused one may begin at its very end
+    per_close = (
+        constants.CLOSE_STRIPE_REQUESTS_WORST_CASE * paced
+        + constants.CLOSE_RATE_LIMIT_WINDOW_SECONDS
+        + paced
+        + constants.CLOSE_OTHER_WORK_SECONDS
+    )
+    assert (per_request, per_close) == (70, 600) == (per_request, constants.CLOSE_WORST_CASE_SECONDS)
     assert timeout >= batch * per_close
     assert timeout <= constants.LAMBDA_MAX_TIMEOUT_SECONDS
     _, queue = close_queue(template)
@@ -274,6 +287,9 @@ def test_function_environments(template: dict[str, Any]) -> None:
     assert env(constants.HANDLER_CLOSE_WORKER) == {
         "TABLE_NAME": table,
         "STRIPE_API_KEY_SECRET_ARN": secrets["api"],
+        "STRIPE_ENDPOINT_RATE": "25",
+        "STRIPE_ACCOUNT_RATE": "100",
+        "CLOSE_WORKER_FLEET_SIZE": str(constants.CLOSE_WORKER_MAX_CONCURRENCY),
     }
     assert env(constants.HANDLER_WEBHOOK) == {
         "TABLE_NAME": table,

@@ -30,7 +30,7 @@ def test_background_functions_are_capped_so_they_cannot_starve_the_authorizer(
         value = props(function).get("ReservedConcurrentExecutions")
         return None if value is None else int(value)
 
-    assert reserved(constants.HANDLER_CLOSE_WORKER) == constants.CLOSE_WORKER_MAX_CONCURRENCY == 5
+    assert reserved(constants.HANDLER_CLOSE_WORKER) == constants.CLOSE_WORKER_MAX_CONCURRENCY
     assert reserved(constants.HANDLER_WEBHOOK) == 10
     for handler in (
         constants.HANDLER_CLOSE_STARTER,
@@ -42,4 +42,6 @@ def test_background_functions_are_capped_so_they_cannot_starve_the_authorizer(
     assert reserved(constants.HANDLER_AUTHORIZER) is None
     mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
     worker_mapping = [m for m in mappings if "ScalingConfig" in props(m)]
-    assert [props(m)["ScalingConfig"]["MaximumConcurrency"] for m in worker_mapping] == [5]
+    assert [props(m)["ScalingConfig"]["MaximumConcurrency"] for m in worker_mapping] == [
+        constants.CLOSE_WORKER_MAX_CONCURRENCY
+    ]

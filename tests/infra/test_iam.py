@@ -9,6 +9,7 @@ import pytest
 from infra import sample_api
 from tests.infra.cfn import (
     allowed,
+    as_list,
     function_by_handler,
     get_att,
     only,
@@ -19,6 +20,7 @@ from tests.infra.cfn import (
     role_statements,
 )
 from tollgate.cdk import constants
+from tollgate.dal import tablekeys
 
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 WRITE_ACTIONS = {
@@ -174,11 +176,30 @@ def test_starter_lists_customers_and_queues_closes_only(template: dict[str, Any]
         {lid: q for lid, q in resources(template, "AWS::SQS::Queue").items() if "RedrivePolicy" in props(q)}
     )
     business = {(a, r) for a, r in granted if not a.startswith("logs:")}
+    starter_id, _ = function_by_handler(template, constants.HANDLER_CLOSE_STARTER)
     assert business == {
         ("dynamodb:Query", str(gsi1_arn(template))),
+        ("dynamodb:GetItem", str(get_att(table_id(template)))),  # its close runs only: see below
+        ("dynamodb:PutItem", str(get_att(table_id(template)))),
         ("sqs:SendMessage", str(get_att(close_queue))),
         ("sqs:SendMessage", str(get_att(failure_queue_of(template, constants.HANDLER_CLOSE_STARTER)))),
+        ("lambda:InvokeFunction", str(get_att(starter_id))),  # itself, to continue a long run
     }
+
+
+def test_the_starter_writes_only_close_run_items(template: dict[str, Any]) -> None:
+    _, function = function_by_handler(template, constants.HANDLER_CLOSE_STARTER)
+    on_table = [
+        s
+        for s in role_statements(template, role_of(function))
+        if any(str(action).startswith("dynamodb:") for action in as_list(s["Action"]))
+        and s["Resource"] == get_att(table_id(template))
+    ]
+    (statement,) = on_table
+    assert statement["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{tablekeys.CLOSE_RUN_PK_PREFIX}*"]}
+    }
+    assert tablekeys.close_run_key("2026-10")[tablekeys.PK].startswith(tablekeys.CLOSE_RUN_PK_PREFIX)
 
 
 def test_the_close_watchdog_only_reads(template: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from tollgate.billing.close.trigger import StartError
 from tollgate.dal import closes
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.close_progress import CloseState
+from tollgate.domain.models import Customer
 from tollgate.errors import PeriodNotEndedError
 from tollgate_local.stripe_double import StripeDouble
 
@@ -160,6 +162,30 @@ def test_close_records_are_read_100_customers_at_a_time(world: World, check: wat
     assert answer["counts"][CloseState.MISSING] == 201
     assert len(answer["unfinished"]) == watchdog.LISTED  # the answer is cut; the metrics are not
     assert {"c000", "c099", "c100", "c204"}.isdisjoint(answer["unfinished"])
+
+
+def test_customers_are_read_a_page_at_a_time_and_only_the_first_problems_are_kept(world: World) -> None:
+    for index in range(250):
+        october_customer(world, f"c{index:03d}")
+    for customer_id in ("c000", "c150"):
+        world.close(customer_id, now=CLOSE_AT)
+    pages: list[int] = []
+    customer_pages = world.store.customer_pages
+
+    def counted_pages(**kwargs: Any) -> Iterator[list[Customer]]:
+        for page in customer_pages(**kwargs):
+            pages.append(len(page))
+            yield page
+
+    world.store.customer_pages = counted_pages  # type: ignore[method-assign]
+
+    progress = watchdog.check_period(world.store, PERIOD, page_size=60)
+
+    assert pages == [60, 60, 60, 60, 10]  # never more than a page of customers at once
+    assert progress.counts[CloseState.NO_CHARGE] == 2
+    assert progress.counts[CloseState.MISSING] == 248
+    assert (progress.unfinished_count, progress.problems) == (248, 248)
+    assert [s.customer_id for s in progress.unfinished] == [f"c{i:03d}" for i in range(1, 101)]  # first 100
 
 
 def test_get_closes_asks_again_for_unprocessed_keys(world: World) -> None:

@@ -159,7 +159,7 @@ def test_the_starter_queues_one_message_per_customer(world: World, queue_url: st
 
     answer = start(SCHEDULE_EVENT, CONTEXT)
 
-    assert answer == {"period": "2026-10", "queued": 23}
+    assert answer == {"period": "2026-10", "status": "finished", "queued": 23, "sent": 23}
     sqs = boto3.client("sqs")
     bodies = []
     while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
@@ -225,7 +225,9 @@ def test_the_same_schedule_event_twice_bills_each_customer_once(
     world.customer("idle")
 
     start(SCHEDULE_EVENT, CONTEXT)
-    start(SCHEDULE_EVENT, CONTEXT)  # Scheduler delivers at least once
+    # Scheduler delivers at least once: the close run says the period is queued, and nothing is sent again
+    assert start(SCHEDULE_EVENT, CONTEXT)["status"] == "already_finished"
+    start({"period": PERIOD, "restart": True}, CONTEXT)  # by hand: every customer's message once more
     handled = drain(work, queue_url)
 
     assert handled == 6

@@ -11,9 +11,14 @@ import stripe
 
 from tollgate.billing.secrets import read_secret
 from tollgate.billing.settings import STRIPE_API_KEY, STRIPE_API_KEY_SECRET_ARN, StripeSettings
+from tollgate.errors import StripeCallError
 
 REQUEST_TIMEOUT_SECONDS = 20
-MAX_NETWORK_RETRIES = 2  # stripe-python retries with backoff (idempotency keys make the retries safe)
+# stripe-python retries a request that failed to connect or timed out, an answer of 409 or 5xx, and one that
+# carries ``Stripe-Should-Retry: true`` (lock timeouts), with a backoff of 0.5 s doubling up to 5 s
+# (idempotency keys make the retries safe). It does NOT retry a rate-limited 429: it raises
+# ``stripe.RateLimitError`` at once, and the close worker backs off itself (tollgate.billing.close.pacing).
+MAX_NETWORK_RETRIES = 2
 
 
 def stripe_client_from(settings: StripeSettings) -> stripe.StripeClient:
@@ -32,3 +37,11 @@ def make_stripe_client(api_key: str, base_url: str | None = None) -> stripe.Stri
     if base_url:
         options["base_addresses"] = {"api": base_url}
     return stripe.StripeClient(api_key, **options)  # type: ignore[arg-type]
+
+
+def is_rate_limited(error: BaseException) -> bool:
+    """Stripe answered 429: too many requests (or a lock timeout), nothing was done; the same request may be
+    sent again later. ``error`` is the library's, or a :class:`~tollgate.errors.StripeCallError` around it."""
+    if isinstance(error, StripeCallError):
+        return is_rate_limited(error.cause)
+    return isinstance(error, stripe.RateLimitError)

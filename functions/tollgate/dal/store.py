@@ -182,6 +182,45 @@ class TollgateStore:
             Customer.model_validate(item_fields(item)) for item in self._query_index(tk.CUSTOMERS_INDEX_PK)
         ]
 
+    def customer_id_page(
+        self, *, limit: int, start_key: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page of customer ids in ``gsi1`` order (one Query, only ``id`` projected): at most ``limit``
+        ids from ``start_key`` (the ``next_key`` of the page before; None: from the first customer).
+
+        Returns ``(ids, next_key)``: ``next_key`` is DynamoDB's ``LastEvaluatedKey``, None after the last
+        page.
+        """
+        kwargs: dict[str, Any] = {
+            "IndexName": tk.GSI1,
+            "KeyConditionExpression": Key(tk.GSI1_PK).eq(tk.CUSTOMERS_INDEX_PK),
+            "ProjectionExpression": "#id",
+            "ExpressionAttributeNames": {"#id": "id"},
+            "Limit": limit,
+        }
+        if start_key is not None:
+            kwargs["ExclusiveStartKey"] = dict(start_key)
+        page = self.table.query(**kwargs)
+        return [str(item["id"]) for item in page["Items"]], page.get("LastEvaluatedKey")
+
+    def customer_pages(self, *, page_size: int | None = None) -> Iterator[list[Customer]]:
+        """Every customer in ``gsi1`` order, one Query page at a time (at most ``page_size`` customers, and
+        DynamoDB's 1 MB): only the page being read is held, whatever the number of customers."""
+        kwargs: dict[str, Any] = {
+            "IndexName": tk.GSI1,
+            "KeyConditionExpression": Key(tk.GSI1_PK).eq(tk.CUSTOMERS_INDEX_PK),
+        }
+        if page_size is not None:
+            kwargs["Limit"] = page_size
+        while True:
+            page = self.table.query(**kwargs)
+            customers = [Customer.model_validate(item_fields(item)) for item in page["Items"]]
+            if customers:
+                yield customers
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def update_customer(self, before: Customer, after: Customer) -> Customer:
         """Replace a customer only if it is still exactly ``before`` (optimistic concurrency)."""
         if before.id != after.id:

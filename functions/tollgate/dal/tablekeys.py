@@ -72,6 +72,14 @@ def webhook_event_key(event_id: str) -> dict[str, str]:
     return {PK: f"WEBHOOK#{event_id}", SK: "EVENT"}
 
 
+CLOSE_RUN_PK_PREFIX = "CLOSE_RUN#"
+
+
+def close_run_key(period: str) -> dict[str, str]:
+    """The close starter's progress through the customers for one period (``tollgate.dal.close_runs``)."""
+    return {PK: f"{CLOSE_RUN_PK_PREFIX}{period}", SK: "RUN"}
+
+
 def route_name_key(code: str, route: str) -> dict[str, str]:
     """One route registry item: ``code`` (``tollgate.dal.counter_item.route_code``) stands for ``route``."""
     return {PK: ROUTES_PK, SK: f"{code}#{route}"}

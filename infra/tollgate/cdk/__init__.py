@@ -3,7 +3,9 @@
 - :class:`Tollgate`: the table, the metering authorizer, billing (period close, Stripe webhooks, dunning), the
   ``GET /usage`` function and monitoring;
 - :class:`MeteredApi`: puts the authorizer (caching off) in front of routes of the provider's REST or HTTP
-  API.
+  API;
+- :class:`StripeRateLimits`: the Stripe account's rate limits the period close paces itself under
+  (``Tollgate(stripe_rate_limits=StripeRateLimits.sandbox())``).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tollgate.billing.close.settings import StripeRateLimits
     from tollgate.cdk.metering import MeteredApi
     from tollgate.cdk.tollgate import Tollgate
 
-__all__ = ["MeteredApi", "Tollgate"]
+__all__ = ["MeteredApi", "StripeRateLimits", "Tollgate"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from tollgate.cdk.metering import MeteredApi
 
         return MeteredApi
+    if name == "StripeRateLimits":
+        from tollgate.billing.close.settings import StripeRateLimits
+
+        return StripeRateLimits
     if name == "Tollgate":
         from tollgate.cdk.tollgate import Tollgate
 

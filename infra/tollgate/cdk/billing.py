@@ -3,10 +3,12 @@ dunning sweeper.
 
 Period close: an EventBridge Scheduler schedule fires at ``grace_hours`` past midnight UTC on the 1st and
 invokes the starter, which lists customers (Query on ``gsi1``) and sends one message per customer to the close
-queue. The worker consumes the queue (one close per invocation, partial batch failures reported, bounded
-concurrency so Stripe's rate limits hold; the time budget is in ``tollgate.cdk.constants``) and invoices
-through Stripe. Poison messages land in the close DLQ after 5 receives. ``close_watchdog_delay_hours`` after
-the close schedule, the close watchdog counts the customers without a terminal record of the period.
+queue. The worker consumes the queue (one close per invocation, partial batch failures reported) and invoices
+through Stripe. Its concurrency is derived from Stripe's rate limits (``stripe_rate_limits``): enough workers,
+each pacing its requests at its share of every limit, that the close runs at 90% of the limit
+(``tollgate.billing.close.pacing``; the time budget is in ``tollgate.cdk.constants``). Poison messages land in
+the close DLQ after 5 receives. ``close_watchdog_delay_hours`` after the close schedule, the close watchdog
+counts the customers without a terminal record of the period.
 
 Nothing fails silently. Scheduler retries delivering an invocation, then sends it to the schedule DLQ. Lambda
 runs each scheduled function asynchronously: one that errors or times out is retried twice, then the event
@@ -30,19 +32,20 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from tollgate.billing.close.settings import StripeRateLimits
 from tollgate.cdk.constants import (
     ASYNC_MAX_EVENT_AGE_HOURS,
     ASYNC_RETRY_ATTEMPTS,
     CLOSE_QUEUE_MAX_RECEIVE_COUNT,
     CLOSE_QUEUE_VISIBILITY_TIMEOUT_SECONDS,
     CLOSE_WORKER_BATCH_SIZE,
-    CLOSE_WORKER_MAX_CONCURRENCY,
-    CLOSE_WORKER_RESERVED_CONCURRENCY,
     CLOSE_WORKER_TIMEOUT_SECONDS,
     DEAD_LETTER_RETENTION_DAYS,
     DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
+    DEFAULT_STRIPE_RATE_LIMITS,
     DUNNING_SWEEP_HOUR_UTC,
     ENV_CLOSE_QUEUE_URL,
+    ENV_CLOSE_WORKER_FLEET_SIZE,
     ENV_DUNNING_GRACE_DAYS,
     ENV_STRIPE_API_KEY_SECRET_ARN,
     ENV_STRIPE_WEBHOOK_SECRET_ARN,
@@ -77,10 +80,12 @@ from tollgate.cdk.constants import (
     SERVICE_PERIOD_CLOSE,
     SERVICE_WEBHOOKS,
     WEBHOOK_RESERVED_CONCURRENCY,
+    close_worker_concurrency,
 )
 from tollgate.cdk.data import TollgateData
 from tollgate.cdk.functions import TollgateFunction
 from tollgate.cdk.nag import acknowledge
+from tollgate.dal.tablekeys import CLOSE_RUN_PK_PREFIX
 
 CLOSE_WORKER_TABLE_ACTIONS = (
     "dynamodb:GetItem",
@@ -93,6 +98,8 @@ CLOSE_WORKER_TABLE_ACTIONS = (
 WEBHOOK_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 SWEEPER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 WATCHDOG_TABLE_ACTIONS = ("dynamodb:BatchGetItem",)  # the close records; customers by Query on gsi1
+CLOSE_STARTER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")  # its close runs (conditional puts)
+CLOSE_STARTER_MEMORY_MB = 1769  # where Lambda gives a function one full vCPU
 SEND_FAILURE_ACTIONS = ("sqs:SendMessage",)  # what Lambda needs to deliver to an on-failure SQS destination
 READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"  # Scheduler context attribute: the schedule's own time
@@ -252,9 +259,14 @@ class Billing(Construct):
         close_grace_hours: int,
         dunning_grace_days: int,
         close_watchdog_delay_hours: int = DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
+        stripe_rate_limits: StripeRateLimits = DEFAULT_STRIPE_RATE_LIMITS,
     ) -> None:
         super().__init__(scope, id)
         table = data.table
+        self.stripe_rate_limits = stripe_rate_limits
+        # The event source's maximum concurrency, the worker's reserved concurrency and its pacers' fleet
+        # size: one number, so the fleet's requests stay within its share of Stripe's limits.
+        self.close_worker_concurrency = close_worker_concurrency(stripe_rate_limits)
 
         # --- secrets: created with a generated placeholder; the real values are put after deploy ---
         self.stripe_api_key_secret = secretsmanager.Secret(
@@ -317,7 +329,11 @@ class Billing(Construct):
             handler=HANDLER_CLOSE_STARTER,
             description="Tollgate period close: queues one close per customer",
             service_name=SERVICE_PERIOD_CLOSE,
-            timeout=cdk.Duration.minutes(5),
+            # One full vCPU: boto3's own CPU per SendMessageBatch bounds how fast the starter sends (about
+            # 5-6 minutes for 1 M customers; tollgate.billing.close.starter). Lambda's longest timeout: the
+            # starter stops at a page boundary before it and continues in a new invocation.
+            memory_size=CLOSE_STARTER_MEMORY_MB,
+            timeout=cdk.Duration.minutes(15),
             environment={
                 ENV_TABLE_NAME: table.table_name,
                 ENV_CLOSE_QUEUE_URL: self.close_queue.queue_url,
@@ -330,11 +346,34 @@ class Billing(Construct):
                     resources=[data.gsi1_arn],
                 ),
                 iam.PolicyStatement(
+                    sid="RecordCloseRuns",  # its cursor per period, and no other item of the table
+                    actions=list(CLOSE_STARTER_TABLE_ACTIONS),
+                    resources=[table.table_arn],
+                    conditions={
+                        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{CLOSE_RUN_PK_PREFIX}*"]}
+                    },
+                ),
+                iam.PolicyStatement(
                     sid="QueueCloses",
                     actions=["sqs:SendMessage"],
                     resources=[self.close_queue.queue_arn],
                 ),
                 send_failures_statement(self.close_starter_failure_queue),
+            ],
+        )
+        # A long run continues in a new invocation, which the starter invokes itself: a policy of its own,
+        # attached once the function exists (in the role's inline policy, the function's ARN would make the
+        # role depend on the function, which depends on the role).
+        iam.Policy(
+            self.close_starter,
+            "ContinueCloseRun",
+            roles=[self.close_starter.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="InvokeItself",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[self.close_starter.function.function_arn],
+                )
             ],
         )
         configure_async_invoke(
@@ -351,8 +390,10 @@ class Billing(Construct):
             environment={
                 ENV_TABLE_NAME: table.table_name,
                 ENV_STRIPE_API_KEY_SECRET_ARN: self.stripe_api_key_secret.secret_arn,
+                **stripe_rate_limits.as_env(),
+                ENV_CLOSE_WORKER_FLEET_SIZE: str(self.close_worker_concurrency),
             },
-            reserved_concurrency=CLOSE_WORKER_RESERVED_CONCURRENCY,
+            reserved_concurrency=self.close_worker_concurrency,
             statements=[
                 iam.PolicyStatement(
                     sid="CloseUsage",
@@ -371,7 +412,7 @@ class Billing(Construct):
                 self.close_queue,
                 batch_size=CLOSE_WORKER_BATCH_SIZE,
                 report_batch_item_failures=True,
-                max_concurrency=CLOSE_WORKER_MAX_CONCURRENCY,
+                max_concurrency=self.close_worker_concurrency,
             )
         )
         self.close_schedule = ScheduledInvocation(

@@ -14,6 +14,7 @@ from tollgate import settings as _settings
 from tollgate.billing import settings as _billing_settings
 from tollgate.billing import stripe_client as _stripe_client
 from tollgate.billing.close import observability as _close_observability
+from tollgate.billing.close import pacing as _pacing
 from tollgate.billing.close import settings as _close_settings
 from tollgate.billing.webhooks import observability as _webhook_observability
 from tollgate.billing.webhooks import settings as _webhook_settings
@@ -68,6 +69,9 @@ ENV_KEY_CACHE_TTL_SECONDS = _metering_settings.KEY_CACHE_TTL_SECONDS
 ENV_NEGATIVE_CACHE_TTL_SECONDS = _metering_settings.NEGATIVE_CACHE_TTL_SECONDS
 ENV_FAIL_OPEN = _metering_settings.FAIL_OPEN
 ENV_CLOSE_QUEUE_URL = _close_settings.CLOSE_QUEUE_URL
+ENV_STRIPE_ENDPOINT_RATE = _close_settings.STRIPE_ENDPOINT_RATE
+ENV_STRIPE_ACCOUNT_RATE = _close_settings.STRIPE_ACCOUNT_RATE
+ENV_CLOSE_WORKER_FLEET_SIZE = _close_settings.CLOSE_WORKER_FLEET_SIZE
 ENV_STRIPE_API_KEY_SECRET_ARN = _billing_settings.STRIPE_API_KEY_SECRET_ARN
 ENV_STRIPE_WEBHOOK_SECRET_ARN = _webhook_settings.STRIPE_WEBHOOK_SECRET_ARN
 ENV_DUNNING_GRACE_DAYS = _webhook_settings.DUNNING_GRACE_DAYS
@@ -183,19 +187,31 @@ ALARM_IDS: tuple[str, ...] = (
 )
 
 # --- period close -------------------------------------------------------------------------------------------
+# Throughput. Stripe allows 25 requests/s per endpoint and 100 operations/s per account (live; a sandbox 25/s
+# per account: StripeRateLimits, a Tollgate(...) prop). A close makes one request to each of three endpoints,
+# so 100,000 invoices take at least 4,000 s live. The worker paces every request at its share of each limit
+# (tollgate.billing.close.pacing: 90% of the limit over the fleet) and the fleet is sized so the pacing, not
+# Stripe's latency, sets the pace: close_worker_concurrency(limits) = 68 workers live, 23 in a sandbox, each
+# closing one invoice every 3 s (a close takes about 1.3 s unpaced). benchmarks/close_throughput.py simulates
+# the deployed close and chose these figures (--search).
+#
 # The worker's time budget: a batch must always finish inside the function's timeout, or the whole batch
 # (closes that succeeded included) returns to the queue and, after CLOSE_QUEUE_MAX_RECEIVE_COUNT tries, lands
 # in the DLQ. Worst case of one close, every Stripe request answering just before its last attempt times out:
 #   one Stripe request: (1 + 2 retries) x 20 s timeout + 2 backoff sleeps of at most 5 s     =  70 s
+#   and the wait for the pacer before it (one pacing interval, at most 5 s)                 +   5 s
 #   requests in one close, at most 5: the invoice search, which fails and is replaced by a
-#   listing of the customer's invoices, then create, add_lines and finalize: 5 x 70 s      = 350 s
+#   listing of the customer's invoices, then create, add_lines and finalize: 5 x 75 s      = 375 s
+#   requests answered 429 and the backoffs after them: a 429 is sent again only while the
+#   close has run less than 120 s (the backoff's window), and the last one refused may
+#   have begun just before: 120 s + 75 s                                                    + 195 s
 #   DynamoDB reads and writes, the Stripe key from Secrets Manager (milliseconds each)      +  30 s
-#   one close, worst case                                                                  = 380 s
-# A batch of 1 close: timeout 400 s >= 1 x 380 s. (Lambda allows 900 s: a batch of 2 needs 760 s, a thin
-# margin for twice the retry interval; a batch of 10 would need 3,800 s.) Throughput is set by the
-# concurrency, not the batch size: 5 workers each closing one customer at a time.
-# SQS visibility timeout >= 6 x the function timeout (AWS's guidance for Lambda event sources): 2,400 s, so a
-# failing close is retried every 40 minutes and after 5 receives (about 3 hours) lands in the DLQ.
+#   one close, worst case                                                                  = 600 s
+# A batch of 1 close: timeout 600 s >= 1 x 600 s. (Lambda allows 900 s: a batch of 2 would need 1,200 s.)
+# Throughput is set by the concurrency and the pacing, not the batch size (the simulation: the same figure
+# with batches of 2 or 10, which no timeout could cover).
+# SQS visibility timeout >= 6 x the function timeout (AWS's guidance for Lambda event sources): 3,600 s, so a
+# failing close is retried every hour and after 5 receives (about 5 hours) lands in the DLQ.
 # (A close that loses a race to a duplicate run of the same customer may make one more request: duplicates are
 # rare, and a timed-out one is retried alone.)
 STRIPE_REQUEST_TIMEOUT_SECONDS = _stripe_client.REQUEST_TIMEOUT_SECONDS
@@ -204,20 +220,31 @@ STRIPE_MAX_RETRY_DELAY_SECONDS = 5  # stripe-python's longest backoff sleep (HTT
 STRIPE_REQUEST_WORST_CASE_SECONDS = (
     1 + STRIPE_MAX_NETWORK_RETRIES
 ) * STRIPE_REQUEST_TIMEOUT_SECONDS + STRIPE_MAX_NETWORK_RETRIES * STRIPE_MAX_RETRY_DELAY_SECONDS
+CLOSE_PACING_WAIT_WORST_CASE_SECONDS = 5  # Pacer.longest_wait for the fleet sized for any limits >= 1/s
 CLOSE_STRIPE_REQUESTS_WORST_CASE = 5
+CLOSE_RATE_LIMIT_WINDOW_SECONDS = _pacing.RATE_LIMIT_WINDOW_SECONDS
 CLOSE_OTHER_WORK_SECONDS = 30
+_PACED_REQUEST_WORST_CASE_SECONDS = STRIPE_REQUEST_WORST_CASE_SECONDS + CLOSE_PACING_WAIT_WORST_CASE_SECONDS
 CLOSE_WORST_CASE_SECONDS = (
-    CLOSE_STRIPE_REQUESTS_WORST_CASE * STRIPE_REQUEST_WORST_CASE_SECONDS + CLOSE_OTHER_WORK_SECONDS
+    CLOSE_STRIPE_REQUESTS_WORST_CASE * _PACED_REQUEST_WORST_CASE_SECONDS
+    + CLOSE_RATE_LIMIT_WINDOW_SECONDS
+    + _PACED_REQUEST_WORST_CASE_SECONDS
+    + CLOSE_OTHER_WORK_SECONDS
 )
 CLOSE_WORKER_BATCH_SIZE = 1
-CLOSE_WORKER_TIMEOUT_SECONDS = 400
+CLOSE_WORKER_TIMEOUT_SECONDS = 600
 CLOSE_QUEUE_VISIBILITY_TIMEOUT_SECONDS = 6 * CLOSE_WORKER_TIMEOUT_SECONDS
-CLOSE_WORKER_MAX_CONCURRENCY = 5  # bounds the Stripe request rate; the event source minimum is 2
+# Workers running at once for Stripe's limits: the event source's maximum concurrency, the function's reserved
+# concurrency and the pacers' fleet size (CLOSE_WORKER_FLEET_SIZE) are all this number.
+close_worker_concurrency = _pacing.fleet_size
+DEFAULT_STRIPE_RATE_LIMITS = _close_settings.StripeRateLimits.live()
+CLOSE_WORKER_MAX_CONCURRENCY = close_worker_concurrency(DEFAULT_STRIPE_RATE_LIMITS)  # live: 68
 
 # --- reserved concurrency: a cap on each background function, so none can starve the authorizer -------------
 # The authorizer itself is left unreserved on purpose: a reservation would also be a hard cap on paid traffic,
-# and with every other Tollgate function capped (18 in all) the rest of the account's pool is the authorizer's
-# and the provider's own functions'. A provider who wants a guaranteed floor for it reserves it in their app.
+# and with every other Tollgate function capped (81 in all with Stripe's live limits) the rest of the
+# account's pool is the authorizer's and the provider's own functions'. A provider who wants a guaranteed
+# floor for it reserves it in their app.
 CLOSE_WORKER_RESERVED_CONCURRENCY = CLOSE_WORKER_MAX_CONCURRENCY  # the event source never asks for more
 WEBHOOK_RESERVED_CONCURRENCY = 10  # a throttled webhook gets 429 and Stripe retries it for up to 3 days
 SCHEDULED_RESERVED_CONCURRENCY = 1  # close starter, dunning sweeper, close watchdog: one run at a time
@@ -226,7 +253,7 @@ LAMBDA_MAX_TIMEOUT_SECONDS = 900
 SCHEDULE_RETRY_ATTEMPTS = 10
 SCHEDULE_MAX_EVENT_AGE_HOURS = 12
 # The close watchdog runs this long after the close schedule: time for the close to finish, failing
-# customers included (5 receives x 40 minutes), before it counts what is not finished.
+# customers included (5 receives x 1 hour), before it counts what is not finished.
 DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS = 12
 # Asynchronous invocations (Scheduler -> Lambda): a function that errors or times out is retried this many
 # times, an event waits at most this long in Lambda's queue, then it goes to the function's failure queue.

@@ -9,12 +9,16 @@ alarm pages on any problem. It only reads: a run changes nothing, so running it 
 
 Returns ``{"period": ..., "counts": {state: customers}, "unfinished": [ids], "mismatched": [ids]}`` (the
 lists cut at 100 ids).
+
+It reads the customers a Query page at a time (``PAGE_SIZE``) and their close records 100 at a time
+(BatchGetItem), and keeps only the counts and the first 100 problems of each kind: its memory does not grow
+with the number of customers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -31,12 +35,13 @@ from tollgate.billing.close.observability import (
 )
 from tollgate.billing.close.settings import WatchdogSettings
 from tollgate.billing.close.trigger import period_to_close
-from tollgate.dal.closes import closes_of_period
+from tollgate.dal.closes import BATCH_GET_LIMIT, get_closes
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.close_progress import CloseProgress, CustomerCloseState, close_progress
+from tollgate.domain.close_progress import CloseProgress, CloseState, CustomerCloseState, close_progress
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 LISTED = 100  # customer ids per list in the answer and in each log line
+PAGE_SIZE = 1000  # customers per Query page: one page (and 100 close records) in memory at a time
 
 
 def utc_now() -> datetime:
@@ -59,16 +64,58 @@ def default_deps() -> Deps:
     return deps_from(WatchdogSettings.from_env())
 
 
-def check_period(store: TollgateStore, period: str) -> CloseProgress:
-    return close_progress(period, closes_of_period(store, period))
+@dataclass
+class PeriodCheck:
+    """The close of a period, summed a page of customers at a time: the customers by state, how many are
+    unfinished and mismatched, and only the first ``LISTED`` of each (by customer id: gsi1's order)."""
+
+    period: str
+    counts: dict[CloseState, int] = field(default_factory=lambda: dict.fromkeys(CloseState, 0))
+    unfinished_count: int = 0
+    mismatched_count: int = 0
+    joined_after: int = 0
+    unfinished: list[CustomerCloseState] = field(default_factory=list)  # the first LISTED
+    mismatched: list[CustomerCloseState] = field(default_factory=list)  # the first LISTED
+
+    def add(self, page: CloseProgress) -> None:
+        for state, count in page.counts.items():
+            self.counts[state] += count
+        self.unfinished_count += len(page.unfinished)
+        self.mismatched_count += len(page.mismatched)
+        self.joined_after += page.joined_after
+        self.unfinished.extend(page.unfinished[: LISTED - len(self.unfinished)])
+        self.mismatched.extend(page.mismatched[: LISTED - len(self.mismatched)])
+
+    @property
+    def customers(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def problems(self) -> int:
+        return self.unfinished_count + self.mismatched_count
+
+    @property
+    def complete(self) -> bool:
+        return self.problems == 0
 
 
-def observe(progress: CloseProgress) -> None:
+def check_period(store: TollgateStore, period: str, page_size: int = PAGE_SIZE) -> PeriodCheck:
+    """Every customer with its record of ``period``, a page at a time (``close_progress`` per 100)."""
+    check = PeriodCheck(period)
+    for customers in store.customer_pages(page_size=page_size):
+        for start in range(0, len(customers), BATCH_GET_LIMIT):
+            chunk = customers[start : start + BATCH_GET_LIMIT]
+            records = get_closes(store.table, [customer.id for customer in chunk], period)
+            check.add(close_progress(period, [(c, records.get(c.id)) for c in chunk]))
+    return check
+
+
+def observe(progress: PeriodCheck) -> None:
     """The metrics of one check, and a log line (an error naming the customers when there are problems)."""
     for name, value in (
         (CLOSES_CHECKED, progress.customers),
-        (CLOSES_UNFINISHED, len(progress.unfinished)),
-        (CLOSES_MISMATCHED, len(progress.mismatched)),
+        (CLOSES_UNFINISHED, progress.unfinished_count),
+        (CLOSES_MISMATCHED, progress.mismatched_count),
         (CLOSE_PROBLEMS, progress.problems),
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
@@ -90,7 +137,7 @@ def observe(progress: CloseProgress) -> None:
     )
 
 
-def answer(progress: CloseProgress) -> dict[str, Any]:
+def answer(progress: PeriodCheck) -> dict[str, Any]:
     return {
         "period": progress.period,
         "counts": {str(state): count for state, count in progress.counts.items()},

@@ -5,6 +5,10 @@ Records are processed one by one with Powertools' batch utility, which reports t
 (``batchItemFailures``) so only those return to the queue; after the queue's maximum receive count a message
 lands in the close DLQ. Closing is idempotent, so a duplicate or retried message bills nothing twice.
 
+Every Stripe request waits for this execution environment's share of Stripe's rate limits, and a 429 is sent
+again after a backoff, a bounded number of times per close (``tollgate.billing.close.pacing``): a rate limit
+slows the close down, it does not fail the message.
+
 Environment: ``tollgate.billing.close.settings.WorkerSettings``. Metrics (namespace Tollgate,
 ``tollgate.billing.close.observability``): ``InvoicesFinalized`` and ``ClosesNoCharge`` once per
 customer-period (by the run that finalized or stored it), ``CloseFailures`` per failed attempt, of which
@@ -37,6 +41,7 @@ from tollgate.billing.close.observability import (
     logger,
     metrics,
 )
+from tollgate.billing.close.pacing import Pacer, Pacing
 from tollgate.billing.close.service import run_close
 from tollgate.billing.close.settings import WorkerSettings
 from tollgate.billing.invoicing import StripeClientInvoicing, StripeInvoicing
@@ -60,12 +65,15 @@ class Deps:
     ledger: Ledger
     invoicing: StripeInvoicing
     clock: Callable[[], datetime] = utc_now
+    pacing: Pacing | None = None  # None: Stripe requests are sent unpaced, a 429 fails the close
 
 
 def deps_from(settings: WorkerSettings) -> Deps:
-    """The table's ledger and the Stripe client (its key read from Secrets Manager, cached)."""
+    """The table's ledger, the Stripe client (its key read from Secrets Manager, cached) and this execution
+    environment's pacer: its share of Stripe's rate limits among ``settings.fleet_size`` workers."""
     ledger = DynamoLedger(TollgateStore(settings.table_name))
-    return Deps(ledger, StripeClientInvoicing(stripe_client_from(settings.stripe)))
+    pacing = Pacing(Pacer(settings.stripe_limits, settings.fleet_size))
+    return Deps(ledger, StripeClientInvoicing(stripe_client_from(settings.stripe)), pacing=pacing)
 
 
 @cache
@@ -82,9 +90,11 @@ def close_record(record: SQSRecord, deps: Deps) -> None:
         logger.exception("malformed close message", extra={"message_id": record.message_id})
         raise
     context = {"customer_id": request.customer_id, "period": request.period, "message_id": record.message_id}
+    paced = None if deps.pacing is None else deps.pacing.for_close(deps.invoicing)
     try:
         now = deps.clock()
-        outcome = run_close(deps.ledger, deps.invoicing, request.customer_id, request.period, now=now)
+        gateway = deps.invoicing if paced is None else paced
+        outcome = run_close(deps.ledger, gateway, request.customer_id, request.period, now=now)
     except StripeCallError as error:
         metrics.add_metric(name=CLOSE_FAILURES, unit=MetricUnit.Count, value=1)
         metrics.add_metric(name=STRIPE_FAILURES, unit=MetricUnit.Count, value=1)
@@ -113,6 +123,7 @@ def close_record(record: SQSRecord, deps: Deps) -> None:
             "total": closed.total,
             "currency": closed.statement.currency,
             "invoice_id": closed.stripe_invoice_id,
+            "rate_limit_retries": 0 if paced is None else paced.retries,
         },
     )
 
