@@ -10,8 +10,9 @@ already moved and does nothing twice.
   ``version``; a lost race raises ``ConflictError`` (the caller re-reads and carries on from what it finds).
 * :func:`record_failure` counts a failed attempt (``attempts``, ``last_error``); it is not a transition.
 * :func:`invoice_status_update` is the webhooks' transaction item: Stripe's status of a finalized invoice.
-* :func:`closes_of_period` pairs every customer with its record of one period (the close watchdog and
-  ``tollgate close status``): the customers from ``gsi1``, the records by ``BatchGetItem``, 100 at a time.
+* :func:`closes_of_period` pairs every customer with its record of one period (``tollgate close status``):
+  the customers from ``gsi1`` a page at a time, the records by ``BatchGetItem``, 100 at a time; only one page
+  is held, whatever the number of customers.
 """
 
 from __future__ import annotations
@@ -88,11 +89,9 @@ def get_closes(table: Any, customer_ids: Sequence[str], period: str) -> dict[str
 
 def closes_of_period(store: TollgateStore, period: str) -> Iterator[tuple[Customer, PeriodClose | None]]:
     """Every customer, in ``gsi1`` order, with its record of ``period`` (None: it has none)."""
-    customers = store.list_customers()
-    for start in range(0, len(customers), BATCH_GET_LIMIT):
-        chunk = customers[start : start + BATCH_GET_LIMIT]
-        records = get_closes(store.table, [customer.id for customer in chunk], period)
-        for customer in chunk:
+    for customers in store.customer_pages(page_size=BATCH_GET_LIMIT):
+        records = get_closes(store.table, [customer.id for customer in customers], period)
+        for customer in customers:
             yield customer, records.get(customer.id)
 
 

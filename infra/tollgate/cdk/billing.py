@@ -99,7 +99,7 @@ WEBHOOK_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Updat
 SWEEPER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 WATCHDOG_TABLE_ACTIONS = ("dynamodb:BatchGetItem",)  # the close records; customers by Query on gsi1
 CLOSE_STARTER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")  # its close runs (conditional puts)
-CLOSE_STARTER_MEMORY_MB = 1769  # where Lambda gives a function one full vCPU
+ONE_VCPU_MEMORY_MB = 1769  # where Lambda gives a function one full vCPU
 SEND_FAILURE_ACTIONS = ("sqs:SendMessage",)  # what Lambda needs to deliver to an on-failure SQS destination
 READ_SECRET_ACTIONS = ("secretsmanager:GetSecretValue",)
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"  # Scheduler context attribute: the schedule's own time
@@ -332,7 +332,7 @@ class Billing(Construct):
             # One full vCPU: boto3's own CPU per SendMessageBatch bounds how fast the starter sends (about
             # 5-6 minutes for 1 M customers; tollgate.billing.close.starter). Lambda's longest timeout: the
             # starter stops at a page boundary before it and continues in a new invocation.
-            memory_size=CLOSE_STARTER_MEMORY_MB,
+            memory_size=ONE_VCPU_MEMORY_MB,
             timeout=cdk.Duration.minutes(15),
             environment={
                 ENV_TABLE_NAME: table.table_name,
@@ -429,8 +429,11 @@ class Billing(Construct):
             handler=HANDLER_CLOSE_WATCHDOG,
             description="Tollgate period close watchdog: counts customers without a finished close",
             service_name=SERVICE_PERIOD_CLOSE,
-            memory_size=512,  # every customer is listed; their close records are read 100 at a time
-            timeout=cdk.Duration.minutes(5),
+            # Customers a Query page at a time, their close records 100 per BatchGetItem: at 1,000,000
+            # customers 11,000 calls, bound by boto3's CPU (about 3 ms a call, see the starter): one full vCPU
+            # and Lambda's longest timeout.
+            memory_size=ONE_VCPU_MEMORY_MB,
+            timeout=cdk.Duration.minutes(15),
             environment={ENV_TABLE_NAME: table.table_name},
             reserved_concurrency=SCHEDULED_RESERVED_CONCURRENCY,
             statements=[
