@@ -118,7 +118,8 @@ def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
             continue
         line = late_usage_line(billed_plan, before.period, before.billed_credits, late)
         if line is not None:
-            adjustments.append(line)
+            if line.amount:  # late credits that cost nothing (included ones) are billed, with no line
+                adjustments.append(line)
             raised[before.period] = (before.billed_credits, counted)
     statement = rate_period(plan, customer.id, ctx.period, credits, tuple(adjustments))
     record = PeriodClose(
