@@ -196,7 +196,11 @@ def test_the_dashboard_shows_metering_the_close_stripe_and_every_queue_of_failur
         close_observability.CLOSES_NO_CHARGE,
         close_observability.CLOSE_FAILURES,
     }
-    assert metric_names("Stripe") == {close_observability.STRIPE_FAILURES, close_observability.TOTAL_MISMATCH}
+    assert metric_names("Stripe") == {
+        close_observability.STRIPE_FAILURES,
+        close_observability.TOTAL_MISMATCH,
+        close_observability.STRIPE_RATE_LIMITED,
+    }
     assert metric_names("Close watchdog") == {
         close_observability.CLOSES_CHECKED,
         close_observability.CLOSES_UNFINISHED,

@@ -19,6 +19,7 @@ import stripe
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from tests.conftest import CONTEXT, make_plan
+from tests.integration.test_period_close_handlers import emitted_metrics
 from tests.unit.test_close_steps import ACME, NOW, PERIOD, Ledger, Stripe
 from tollgate.billing.close import pacing, worker
 from tollgate.billing.close.pacing import Backoff, Pacer, Pacing
@@ -283,13 +284,18 @@ def paced_worker(flaky: Flaky, clock: FakeClock) -> tuple[Ledger, Callable[..., 
     return ledger, worker.make_handler(deps)
 
 
-def test_a_429_then_success_closes_the_customer_without_failing_the_message() -> None:
+def test_a_429_then_success_closes_the_customer_without_failing_the_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     clock = FakeClock()
     flaky = Flaky(refusals={pacing.CREATE: 1, pacing.FINALIZE: 2})
     ledger, handle = paced_worker(flaky, clock)
 
     answer = handle(sqs_event(), CONTEXT)
 
+    assert emitted_metrics(capsys.readouterr().out) == Counter(
+        {"InvoicesFinalized": 1, "StripeRateLimited": 3}
+    )
     assert answer["batchItemFailures"] == []
     record = ledger.records[(ACME.id, PERIOD)]
     assert record.status is CloseStatus.FINALIZED
@@ -297,7 +303,9 @@ def test_a_429_then_success_closes_the_customer_without_failing_the_message() ->
     assert flaky.sent == Counter({pacing.CREATE: 2, pacing.ADD_LINES: 1, pacing.FINALIZE: 3})
 
 
-def test_a_persistent_429_fails_the_message_within_the_function_timeout() -> None:
+def test_a_persistent_429_fails_the_message_within_the_function_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from tollgate.cdk import constants
 
     clock = FakeClock()
@@ -307,6 +315,9 @@ def test_a_persistent_429_fails_the_message_within_the_function_timeout() -> Non
     with pytest.raises(BatchProcessingError):  # Powertools: every record of the batch failed
         handle(sqs_event("m-9"), CONTEXT)
 
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert (emitted["CloseFailures"], emitted["StripeFailures"]) == (1, 1)
+    assert emitted["StripeRateLimited"] >= 5
     record = ledger.records[(ACME.id, PERIOD)]
     assert record.status is CloseStatus.INVOICE_CREATED  # the next receive resumes from here
     assert record.attempts == 1

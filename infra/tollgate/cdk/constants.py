@@ -84,6 +84,7 @@ AUTHORIZER_NEGATIVE_CACHE_TTL_SECONDS = _metering_settings.DEFAULT_NEGATIVE_CACH
 # --- metrics (names live in each function's observability module) ------------------------------------------
 METRICS_NAMESPACE = _observability.METRICS_NAMESPACE
 STRIPE_FAILURES_METRIC = _close_observability.STRIPE_FAILURES
+STRIPE_RATE_LIMITED_METRIC = _close_observability.STRIPE_RATE_LIMITED
 TOTAL_MISMATCH_METRIC = _close_observability.TOTAL_MISMATCH
 INVOICES_FINALIZED_METRIC = _close_observability.INVOICES_FINALIZED
 CLOSES_NO_CHARGE_METRIC = _close_observability.CLOSES_NO_CHARGE

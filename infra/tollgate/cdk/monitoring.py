@@ -73,6 +73,7 @@ from tollgate.cdk.constants import (
     SERVICE_AUTHORIZER,
     SERVICE_PERIOD_CLOSE,
     STRIPE_FAILURES_METRIC,
+    STRIPE_RATE_LIMITED_METRIC,
     TOTAL_MISMATCH_METRIC,
     UNMETERED_REQUESTS_METRIC,
 )
@@ -386,10 +387,11 @@ class Monitoring(Construct):
                     height=HEIGHT,
                 ),
                 cloudwatch.GraphWidget(
-                    title="Stripe (per hour): failed calls, total mismatches",
+                    title="Stripe (per hour): failed calls, total mismatches, 429s retried",
                     left=[
                         emitted(STRIPE_FAILURES_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
                         emitted(TOTAL_MISMATCH_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
+                        emitted(STRIPE_RATE_LIMITED_METRIC, SERVICE_PERIOD_CLOSE, ONE_HOUR),
                     ],
                     width=THIRD,
                     height=HEIGHT,

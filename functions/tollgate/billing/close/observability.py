@@ -17,6 +17,7 @@ INVOICES_FINALIZED = "InvoicesFinalized"  # an invoice was finalized and recorde
 TOTAL_MISMATCH = "TotalMismatch"  # Stripe's invoice total differs from our statement total
 CLOSES_NO_CHARGE = "ClosesNoCharge"  # a customer-period was rated with nothing to bill (once per record)
 CLOSE_FAILURES = "CloseFailures"  # one attempt at a customer-period's close failed (the message is retried)
+STRIPE_RATE_LIMITED = "StripeRateLimited"  # Stripe requests answered 429 and sent again after a backoff
 # The close watchdog, once per run, for the period just closed (tollgate.billing.close.watchdog):
 CLOSES_CHECKED = "ClosesChecked"  # customers whose close of the period was checked
 CLOSES_UNFINISHED = "ClosesUnfinished"  # ... without a finalized or no_charge record

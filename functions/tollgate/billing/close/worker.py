@@ -12,7 +12,8 @@ slows the close down, it does not fail the message.
 Environment: ``tollgate.billing.close.settings.WorkerSettings``. Metrics (namespace Tollgate,
 ``tollgate.billing.close.observability``): ``InvoicesFinalized`` and ``ClosesNoCharge`` once per
 customer-period (by the run that finalized or stored it), ``CloseFailures`` per failed attempt, of which
-``StripeFailures`` those a Stripe call failed, and ``TotalMismatch``.
+``StripeFailures`` those a Stripe call failed, ``StripeRateLimited`` per 429 sent again, and
+``TotalMismatch``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tollgate.billing.close.observability import (
     CLOSES_NO_CHARGE,
     INVOICES_FINALIZED,
     STRIPE_FAILURES,
+    STRIPE_RATE_LIMITED,
     TOTAL_MISMATCH,
     logger,
     metrics,
@@ -104,6 +106,9 @@ def close_record(record: SQSRecord, deps: Deps) -> None:
         metrics.add_metric(name=CLOSE_FAILURES, unit=MetricUnit.Count, value=1)
         logger.exception("close failed; it will be retried", extra=context)
         raise
+    finally:
+        if paced is not None and paced.retries:
+            metrics.add_metric(name=STRIPE_RATE_LIMITED, unit=MetricUnit.Count, value=paced.retries)
     closed = outcome.record
     if outcome.rated_now and closed.status is CloseStatus.NO_CHARGE:
         metrics.add_metric(name=CLOSES_NO_CHARGE, unit=MetricUnit.Count, value=1)
