@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from tollgate.dal.counter_item import (
     route_tally,
 )
 from tollgate.dal.tablekeys import route_name_key
+from tollgate.metering.dynamo import DynamoUsageCounter
 
 MAX_REQUESTS_PER_ITEM = 1000 * 31 * 24 * 3600  # one partition's write ceiling over a 31-day period
 
@@ -86,3 +88,56 @@ def test_every_route_gets_a_code_and_its_name_is_kept_apart(routes: list[str]) -
         key = route_name_key(code, route)
         assert key["pk"] == "ROUTES"
         assert route_name_from_sort_key(key["sk"]) == (code, route)  # a route may itself hold "#"
+
+
+class RecordingClient:
+    """A DynamoDB client that answers every write and records it."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict[str, Any]] = []
+        self.names: list[str] = []
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        self.updates.append(request)
+        return {"Attributes": {"credits": {"N": "7"}}}
+
+    def put_item(self, **request: Any) -> dict[str, Any]:
+        self.names.append(request["Item"]["route"]["S"])
+        return {}
+
+
+def test_the_counter_write_adds_the_request_to_the_totals_and_its_routes_tally() -> None:
+    client = RecordingClient()
+    counter = DynamoUsageCounter(client, "table")
+
+    assert counter.add("acme", "2026-11", 1, "POST /v1/render", 25, limit=None) == 7
+
+    (request,) = client.updates
+    assert request["Key"] == {"pk": {"S": "USAGE#acme#2026-11#1"}, "sk": {"S": "COUNTER"}}
+    assert request["UpdateExpression"] == "ADD #c :c, #n :one, #r :tally"
+    assert request["ExpressionAttributeNames"] == {
+        "#c": "credits",
+        "#n": "requests",
+        "#r": route_code("POST /v1/render"),
+    }
+    assert request["ExpressionAttributeValues"] == {
+        ":c": {"N": "25"},
+        ":one": {"N": "1"},
+        ":tally": {"N": "25.0000000001"},
+    }
+    assert "ConditionExpression" not in request
+    assert client.names == ["POST /v1/render"]
+
+
+def test_an_instance_names_each_route_once_and_forgets_them_all_past_its_bound() -> None:
+    client = RecordingClient()
+    counter = DynamoUsageCounter(client, "table", max_named_routes=2)
+
+    for route in ("GET /a", "GET /b", "GET /a", "GET /b"):
+        counter.add("acme", "2026-11", 0, route, 1, None)
+    assert client.names == ["GET /a", "GET /b"]
+
+    counter.add("acme", "2026-11", 0, "GET /c", 1, None)  # a third route: the memory is cleared first
+    counter.add("acme", "2026-11", 0, "GET /c", 1, None)
+    counter.add("acme", "2026-11", 0, "GET /a", 1, None)  # forgotten: named again (idempotent)
+    assert client.names == ["GET /a", "GET /b", "GET /c", "GET /a"]
