@@ -9,8 +9,10 @@ total; the survivors are listed with their diff.
 mutmut derives a mutant's module name from its file path relative to ``src/`` (or the project root), while
 this repository keeps the package under ``functions/``. So the run happens in a scratch project,
 ``build/mutation/`` (git-ignored): ``functions/tollgate`` copied as ``src/tollgate``, the tests, the
-``tollgate-local`` dev package and ``docs/`` (read by some tests) copied beside it, and a ``pyproject.toml``
-of its own for pytest and mutmut. Nothing in the repository is changed.
+``tollgate-local`` dev package, ``docs/`` (read by some tests) and ``infra/tollgate`` (``tollgate.cdk``: the
+close's time budget test reads its constants; ``tollgate/__init__.py`` finds it beside ``src/`` as in a
+checkout) copied beside it, and a ``pyproject.toml`` of its own for pytest and mutmut. Nothing in the
+repository is changed.
 
 Each run:
 
@@ -32,6 +34,12 @@ makes that change (the code moved on) is reported as stale and not subtracted.
     .venv/bin/python tools/mutate.py --resume          # keep results of unchanged functions
     .venv/bin/python tools/mutate.py --rerun-survivors # retest the last run's survivors (after new tests)
     .venv/bin/python tools/mutate.py --mutants 'tollgate.billing.close.steps.*'    # only these, again
+    .venv/bin/python tools/mutate.py --skip-module tollgate.metering.dynamo  # not mutated while it changes
+
+``--skip-module`` takes a target out of a run (mutmut neither mutates nor tests it) and out of the scores,
+e.g. while the module is being rewritten; the report names it (``--report`` reads what the last run skipped).
+Every run says what it skips: a run without the option puts the module back, mutated afresh, and collects
+mutmut's test-to-function map again so that the module's functions get their tests.
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ PYTEST_ARGS = [
     # the demo is a story over everything (minutes per mutant); the DynamoDB Local launcher is a dev tool
     "--ignore=tests/integration/test_demo.py",
     "--ignore=tests/integration/test_dynamodb_local.py",
+    # the close's rate-limit simulation (it imports benchmarks/, not staged): it runs no target module
+    "--ignore=tests/unit/test_close_throughput.py",
     # the Stripe double in a subprocess with a 5 s timeout: flaky under load, and it runs no target module
     "--deselect=tests/unit/test_stripe_double.py::test_main_serves_until_interrupted",
     "-m",
@@ -87,6 +97,7 @@ STAGE_PYTEST_INI = {
 # started once per run instead of once per mutant (see the file).
 STAGE_CONFTEST = Path(__file__).resolve().parent / "mutation" / "stage_conftest.py"
 LEFT_OUT = "left-out.txt"
+SKIPPED = "skipped-modules.txt"  # the targets the last run left out (--skip-module), one module a line
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 NOT_CHECKED = "not checked"
@@ -96,7 +107,22 @@ def toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
 
-def stage_pyproject() -> str:
+def module_of(target: str) -> str:
+    return target.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+
+def target_of(module: str) -> str:
+    return "src/" + module.replace(".", "/") + ".py"
+
+
+def skipped_modules() -> list[str]:
+    """The targets the last staged run left out (``--skip-module``)."""
+    record = STAGE / SKIPPED
+    return record.read_text().split() if record.exists() else []
+
+
+def stage_pyproject(skip: list[str]) -> str:
+    targets = [target for target in TARGETS if module_of(target) not in skip]
     ini = "\n".join(f"{key} = {toml_list(value)}" for key, value in STAGE_PYTEST_INI.items())
     return f"""# Written by tools/mutate.py for a mutation run; edit tools/mutate.py instead.
 [tool.pytest.ini_options]
@@ -104,8 +130,8 @@ def stage_pyproject() -> str:
 
 [tool.mutmut]
 source_paths = ["src/"]
-only_mutate = {toml_list(TARGETS)}
-also_copy = ["tools/", "docs/", "conftest.py", "{LEFT_OUT}"]
+only_mutate = {toml_list(targets)}
+also_copy = ["tools/", "docs/", "infra/", "conftest.py", "{LEFT_OUT}"]
 pytest_add_cli_args_test_selection = {toml_list(TEST_SELECTION)}
 pytest_add_cli_args = {toml_list(PYTEST_ARGS)}
 use_git_change_detection = false
@@ -119,20 +145,37 @@ def _copy_tree(source: Path, target: Path) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
 
 
-def stage(*, keep_results: bool, without: list[str]) -> None:
+def forget_modules(modules: set[str], *, remap: bool) -> None:
+    """Drop mutmut's files of these targets, so that a module put back into the run is mutated afresh (a
+    skipped target is copied unmutated over its mutants, with a newer mtime than its source: mutmut would
+    take it as already mutated). With ``remap``, also the test-to-function map: mutmut keeps it across runs,
+    and a module that was out of the last run has no tests in it (every mutant would be "no tests")."""
+    for module in modules:
+        for suffix in ("", ".meta", ".spans"):
+            (STAGE / "mutants" / (target_of(module) + suffix)).unlink(missing_ok=True)
+    if remap:
+        (STAGE / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+
+
+def stage(*, keep_results: bool, without: list[str], skip: list[str]) -> None:
     """Copy the code and the tests into the stage (copy2 keeps mtimes: mutmut re-mutates changed files)."""
     if not keep_results and STAGE.exists():
         shutil.rmtree(STAGE)
     STAGE.mkdir(parents=True, exist_ok=True)
+    before = set(skipped_modules())
+    forget_modules(set(skip) | before, remap=bool(before - set(skip)))
+    (STAGE / SKIPPED).write_text("".join(f"{module}\n" for module in skip))
     _copy_tree(ROOT / "functions" / "tollgate", STAGE / "src" / "tollgate")
     _copy_tree(ROOT / "tests", STAGE / "tests")
     for path in without:  # e.g. the score before some new tests: --without tests/unit/test_money.py
         (STAGE / path).unlink()
     _copy_tree(ROOT / "tools" / "tollgate-local" / "src", STAGE / "tools" / "tollgate-local" / "src")
     _copy_tree(ROOT / "docs", STAGE / "docs")
+    _copy_tree(ROOT / "infra" / "tollgate", STAGE / "infra" / "tollgate")
     shutil.copy(STAGE_CONFTEST, STAGE / "conftest.py")
-    (STAGE / "pyproject.toml").write_text(stage_pyproject())
-    for copied in ("tests", "tools", "docs"):  # mutmut copies these into mutants/ but never deletes there
+    (STAGE / "pyproject.toml").write_text(stage_pyproject(skip))
+    # mutmut copies these into mutants/ but never deletes there
+    for copied in ("tests", "tools", "docs", "infra"):
         if (STAGE / "mutants" / copied).exists():
             shutil.rmtree(STAGE / "mutants" / copied)
 
@@ -217,8 +260,11 @@ def read_results() -> dict[str, ModuleScore]:
     from mutmut.stats import status_by_exit_code
 
     scores: dict[str, ModuleScore] = {}
+    skipped = skipped_modules()
     for target in TARGETS:
-        module = target.removeprefix("src/").removesuffix(".py").replace("/", ".")
+        module = module_of(target)
+        if module in skipped:
+            continue
         meta = STAGE / "mutants" / (target + ".meta")
         score = scores.setdefault(module, ModuleScore(module))
         if not meta.exists():
@@ -255,6 +301,8 @@ def apply_equivalents(scores: dict[str, ModuleScore]) -> list[str]:
     for entry in entries:
         name, change, reason = entry.get("mutant", ""), entry.get("change", ""), entry.get("reason", "")
         module = name.split(".x", 1)[0]
+        if module in skipped_modules():  # not in this run: neither checked nor subtracted
+            continue
         score = scores.get(module)
         if score is None or name not in score.statuses:
             problems.append(f"stale: {name} is not a mutant any more")
@@ -315,6 +363,9 @@ def report(*, fail_under: float, show_diffs: bool) -> int:
         print(f"\n{len(names)} test(s) failed on the unmutated code and were left out of the run:")
         for name in names:
             print(f"  {name}")
+    skipped = skipped_modules()
+    if skipped:
+        print(f"\nleft out of this run (--skip-module), not in the scores: {', '.join(skipped)}")
     if total is None or total < fail_under:
         print(f"\nmutation score {_percent(total)} is below {fail_under}%")
         return 1
@@ -335,6 +386,13 @@ def main() -> int:
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs")
     parser.add_argument("--mutants", nargs="+", default=[], help="(re)test only these mutants (globs)")
     parser.add_argument("--without", action="append", default=[], help="a test file left out of the run")
+    parser.add_argument(
+        "--skip-module",
+        action="append",
+        default=[],
+        choices=[module_of(target) for target in TARGETS],
+        help="a target module left out of the run and the scores (kept by --resume and --rerun-survivors)",
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -352,7 +410,9 @@ def main() -> int:
         if args.rerun_survivors and not names:
             print("no survivors from a previous run to retest")
             return report(fail_under=args.fail_under, show_diffs=not args.no_diffs)
-        stage(keep_results=args.resume or bool(names), without=args.without)
+        keep = args.resume or bool(names) or args.rerun_survivors
+        skip = sorted(set(args.skip_module))
+        stage(keep_results=keep, without=args.without, skip=skip)
         leave_out_baseline_failures()
         code = mutmut("run", "--max-children", str(args.max_children), *names, workers=args.max_children)
         if code != 0:

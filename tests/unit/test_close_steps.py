@@ -365,3 +365,29 @@ def test_a_stripe_total_other_than_the_statements_is_flagged_and_logged(
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
         "Stripe invoice in_1 totals 51853 but the statement of acme 2026-10 totals 51852 (usd)"
     ]
+
+
+def test_a_statement_of_one_cent_is_invoiced() -> None:
+    ledger, gateway, _ = world(credits=12)  # 12 x 0.042 cents = 0.504 cents, rounded half-up: 1 cent
+
+    record = service.close_customer(ledger, gateway, "acme", PERIOD, now=NOW)
+
+    assert (record.status, record.total, record.stripe_invoice_id) == (CloseStatus.FINALIZED, 1, "in_1")
+    assert len(gateway.created) == 1
+
+
+def test_a_run_that_loses_the_race_to_rate_adopts_the_record_the_other_run_stored() -> None:
+    ledger, _, ctx = world()
+    rival = steps.rate(ctx, []).record.model_copy(update={"created_at": datetime(2026, 11, 1, 5, tzinfo=UTC)})
+    save = ledger.save_new_close
+
+    def stored_first(record: PeriodClose, raised: dict[str, tuple[int, int]]) -> None:
+        ledger.records[("acme", PERIOD)] = rival  # the other run's write landed between our read and write
+        save(record, raised)
+
+    ledger.save_new_close = stored_first  # type: ignore[method-assign]
+
+    rated = steps.rated_record(ctx)
+
+    assert rated == steps.Rated(rival, stored_now=False)
+    assert ledger.records[("acme", PERIOD)] is rival

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import stripe
 
-from tollgate.billing.invoicing import InvoiceDraft, InvoiceLine, StripeClientInvoicing
+from tests.conftest import make_plan
+from tollgate.billing.invoicing import InvoiceDraft, InvoiceLine, StripeClientInvoicing, invoice_lines
 from tollgate.domain.models import CollectionMethod
 from tollgate.domain.periods import period_start
+from tollgate.domain.rating import late_usage_line, rate_period
 from tollgate.errors import StripeCallError
 
 PERIOD = "2026-10"
@@ -305,3 +307,40 @@ def test_stripes_invoice_objects_are_read_whatever_shape_they_come_in() -> None:
         MINE,
     )
     assert (second.stripe_customer_id, second.has_lines, dict(second.metadata)) == ("cus_acme", False, {})
+
+
+def test_a_statements_lines_are_the_invoices_lines_and_an_adjustment_carries_its_own_period() -> None:
+    """The hybrid example of the README (142,000 credits in November) plus 1,000 credits of October counted
+    after October closed: what the customer reads on the Stripe invoice, line by line."""
+    pro = make_plan(
+        id="pro",
+        name="Pro",
+        base_fee=Decimal("49"),
+        included_credits=100_000,
+        price_per_credit=Decimal("0.0003"),
+    )
+    late = late_usage_line(pro, "2026-10", 100_000, 1_000)
+    assert late is not None
+    statement = rate_period(pro, "acme", "2026-11", 142_000, (late,))
+    november = (int(period_start("2026-11").timestamp()), int(period_start("2026-12").timestamp()) - 1)
+    october = (int(period_start("2026-10").timestamp()), november[0] - 1)
+
+    lines = invoice_lines(statement)
+
+    assert [(line.product_name, line.description) for line in lines] == [
+        ("Base fee", "Pro: base fee"),
+        ("API usage", "API usage: 42,000 credits above 100,000 included"),
+        ("Late API usage", "Late usage for 2026-10: 1,000 credits counted after that period closed"),
+    ]
+    assert [(line.currency, line.unit_amount_decimal, line.quantity) for line in lines] == [
+        ("usd", Decimal("4900"), 1),
+        ("usd", Decimal("0.03"), 42_000),
+        ("usd", Decimal("30"), 1),
+    ]
+    assert [(line.period_start, line.period_end) for line in lines] == [november, november, october]
+    assert [dict(line.metadata) for line in lines] == [
+        {"tollgate_line_kind": "base_fee", "tollgate_period": "2026-11"},
+        {"tollgate_line_kind": "usage", "tollgate_period": "2026-11"},
+        {"tollgate_line_kind": "adjustment", "tollgate_period": "2026-10"},
+    ]
+    assert statement.total == 4_900 + 1_260 + 30
