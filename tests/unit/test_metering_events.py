@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from tollgate.metering.events import (
     parse_event,
 )
 from tollgate.metering.grants import Grant
+from tollgate.metering.observability import SERVICE
 
 
 def _ms(text: str) -> int:
@@ -294,7 +296,8 @@ def test_a_request_without_a_request_id_reads_as_an_empty_one(event: Any) -> Non
 def test_a_malformed_requests_denial_is_logged_with_its_request_id_and_problem(
     authorizer: Authorizer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    answer = authorizer(_malformed_http(BAD_ROUTE))
+    with caplog.at_level(logging.INFO, logger=SERVICE):
+        answer = authorizer(_malformed_http(BAD_ROUTE))
 
     assert (answer["isAuthorized"], answer["context"]["reason"]) == (False, "malformed_request")
     (denied,) = [vars(r) for r in caplog.records if r.getMessage() == "denied"]

@@ -107,6 +107,7 @@ def local_stack(
             # The real handlers, wired here: their clients are made now, on the local endpoint. The authorizer
             # checks each request's timestamp against the clock the gateway stamps requests with.
             metering = authorizer.make_handler(authorizer.deps_from(MeteringSettings.from_env(), clock=clock))
+            level = authorizer_logger.log_level  # the process's own, given back when the stack stops
             authorizer_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             routes = sample_routes(LOCAL_TABLE)
             gateway = LocalGateway(routes, metering, clock=clock).serve(gateway_port)
@@ -121,6 +122,7 @@ def local_stack(
                 )
             finally:
                 gateway.stop()
+                authorizer_logger.setLevel(level)
     finally:
         if double is not None:
             double.stop()
