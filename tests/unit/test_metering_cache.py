@@ -135,3 +135,27 @@ def test_threads_sharing_the_cache_never_see_an_error_and_the_bound_holds() -> N
     found, unknown = cache.sizes()
     assert found <= 50
     assert unknown <= 50
+
+
+def test_an_entry_expiring_at_this_instant_is_dropped_on_put() -> None:
+    clock = Clock()
+    cache = TtlCache(clock=clock)
+    cache.put("old", None, ttl=5)
+    clock.now += 5  # "old" expires exactly now: get() already treats it as gone
+    cache.put("new", None, ttl=5)
+    assert cache.sizes() == (0, 1)
+
+
+def test_len_counts_found_and_unknown_keys() -> None:
+    cache = TtlCache(clock=Clock())
+    cache.put("a", "A", ttl=30)
+    cache.put("b", None, ttl=5)
+    cache.put("c", None, ttl=5)
+    assert len(cache) == 3
+
+
+def test_a_ttl_of_zero_stores_nothing_at_all() -> None:
+    cache = TtlCache(clock=Clock())
+    cache.put("k", "v", ttl=0)
+    cache.put("u", None, ttl=0)
+    assert cache.sizes() == (0, 0)
