@@ -65,6 +65,7 @@ EQUIVALENTS = ROOT / "tests" / "mutation" / "equivalent.toml"
 TARGETS = [
     "src/tollgate/domain/rating.py",
     "src/tollgate/domain/money.py",
+    "src/tollgate/domain/plan_history.py",
     "src/tollgate/metering/decide.py",
     "src/tollgate/metering/events.py",
     "src/tollgate/metering/grants.py",

@@ -749,3 +749,38 @@ def test_no_arguments_shows_the_command_tree() -> None:
 def _no_stripe_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "STRIPE_API_KEY_SECRET_ARN", "TOLLGATE_STACK"):
         monkeypatch.delenv(name, raising=False)
+
+
+# -- plan changes ----------------------------------------------------------------------------------------
+def test_change_plan_schedules_the_change_and_show_lists_the_history(
+    cli: Invoke, store: TollgateStore
+) -> None:
+    store.put_plan(make_plan(id="starter", name="Starter"))
+    store.put_plan(make_plan(id="growth", name="Growth", base_fee=Decimal("20")))
+    store.put_customer(make_customer(store.get_plan("starter"), stripe_customer_id="cus_acme"))
+
+    result = cli("customers", "change-plan", "acme", "--plan", "growth")
+
+    assert result.exit_code == 0, result.output
+    starts = NOW + timedelta(seconds=60)
+    assert f"acme moves to plan growth v1 at {starts:%Y-%m-%d %H:%M:%S} UTC" in result.stdout
+    assert cli("customers", "change-plan", "acme", "--plan", "growth").stdout.startswith(
+        "acme is already on (or scheduled for) plan growth v1"
+    )
+    shown = cli("customers", "show", "acme", now=NOW + timedelta(seconds=1))
+    assert "plan history" in shown.stdout
+    assert "starter v1" in shown.stdout
+    assert f"starter v1 (moves to growth v1 at {starts:%Y-%m-%d %H:%M:%S} UTC)" in shown.stdout
+    (row,) = [line for line in shown.stdout.splitlines() if "growth v1" in line and "moves" not in line]
+    assert f"{starts:%Y-%m-%d %H:%M:%S} UTC" in row
+    assert "scheduled" in row
+
+
+def test_change_plan_to_an_unknown_plan_is_one_line_and_changes_nothing(
+    cli: Invoke, store: TollgateStore
+) -> None:
+    store.put_plan(make_plan(id="starter", name="Starter"))
+    store.put_customer(make_customer(store.get_plan("starter")))
+
+    assert_one_line_error(cli("customers", "change-plan", "acme", "--plan", "nope"), "nope")
+    assert store.get_customer("acme").segments[-1].plan_id == "starter"

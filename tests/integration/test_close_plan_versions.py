@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import make_customer, make_plan
+from tollgate.accounts.plan_changes import change_plan
 from tollgate.billing.close.ledger import DynamoLedger
 from tollgate.billing.close.service import close_customer
 from tollgate.billing.invoicing import StripeClientInvoicing
@@ -36,6 +37,7 @@ V2 = make_plan(
     days_until_due=30,
 )
 LATER = datetime(2027, 1, 1, 6, 0, tzinfo=UTC)
+MOVED = datetime(2026, 10, 20, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +65,10 @@ def test_each_period_is_billed_by_the_plan_version_it_was_used_under(
     stripe_customer = double.client().v1.customers.create(
         params={"name": "acme", "invoice_prefix": "ACMEVER"}
     )
-    customer = store.put_customer(make_customer(V1, stripe_customer_id=stripe_customer.id))
+    store.put_customer(make_customer(V1, stripe_customer_id=stripe_customer.id))
     count(store, 1_234_567, "2026-10")
+    moved = change_plan(store, "acme", "team", version=2, at_period_end=True, now=MOVED)  # from November
+    assert moved.segment.since == datetime(2026, 11, 1, tzinfo=UTC)
 
     october = close_customer(ledger, gateway, "acme", "2026-10", now=LATER)
 
@@ -77,7 +81,6 @@ def test_each_period_is_billed_by_the_plan_version_it_was_used_under(
     assert invoice["collection_method"] == "charge_automatically"  # version 1's terms, not version 2's
     assert invoice["description"] == "Team: API usage for 2026-10"
 
-    store.update_customer(customer, customer.model_copy(update={"plan_version": 2}))  # moved to version 2
     count(store, 10_000, "2026-10")  # late, for October: priced by version 1
     count(store, 1_000, "2026-11")
 

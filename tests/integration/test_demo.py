@@ -43,12 +43,16 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> Non
     )
     text = out.getvalue()
 
-    assert [i.customer_id for i in invoices] == ["acme", "globex"]
+    assert [i.customer_id for i in invoices] == ["acme", "globex", "initech"]
     for invoice in invoices:
         assert invoice.invoiced_total == invoice.expected_total > 0
         assert (invoice.hosted_invoice_url or "").startswith("http://127.0.0.1:")
     assert f"DynamoDB Local {dynamodb.endpoint_url}" in text
     assert "HTTP 403 credit_limit_reached" in text
+    assert "initech changed plan at" in text  # the upgrade, billed on both plans:
+    assert "base fee for" in text
+    assert "prorated by the second" in text
+    assert "API usage on Basic (pay as you go) from" in text
     assert "HTTP 403 revoked_api_key" in text
     assert "HTTP 403 malformed_api_key" in text
     assert "Every service stopped" in text

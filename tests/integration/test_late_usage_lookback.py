@@ -7,12 +7,13 @@ earlier records say was billed. The Stripe side of late usage is in ``test_perio
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from tests.conftest import make_customer, make_plan
+from tollgate.accounts.plan_changes import change_plan
 from tollgate.billing.close import steps
 from tollgate.billing.close.ledger import DynamoLedger
 from tollgate.dal import tablekeys as tk
@@ -20,6 +21,7 @@ from tollgate.dal.closes import get_close
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import CloseStatus, PeriodClose
 from tollgate.domain.models import Plan
+from tollgate.domain.periods import period_start
 from tollgate.domain.rating import LineKind
 
 DOLLAR = make_plan(id="dollar", name="Dollar", price_per_credit=Decimal("1"))  # 100 cents a credit
@@ -38,11 +40,10 @@ def ledger(store: TollgateStore) -> DynamoLedger:
     return DynamoLedger(store)
 
 
-def switch(store: TollgateStore, plan: Plan) -> None:
-    customer = store.get_customer("acme")
-    store.update_customer(
-        customer, customer.model_copy(update={"plan_id": plan.id, "plan_version": plan.version})
-    )
+def switch(store: TollgateStore, plan: Plan, period: str) -> None:
+    """Move acme to ``plan`` from the start of ``period`` (a change made during the period before)."""
+    made = period_start(period) - timedelta(days=10)
+    change_plan(store, "acme", plan.id, version=plan.version, at_period_end=True, now=made)
 
 
 def count(store: TollgateStore, credits: int, period: str) -> None:
@@ -129,10 +130,10 @@ def test_a_period_without_late_usage_does_not_end_the_search(
 def test_late_usage_in_another_currency_is_left_and_the_next_period_still_billed(
     store: TollgateStore, ledger: DynamoLedger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    switch(store, YEN)
+    switch(store, YEN, "2026-08")
     count(store, 10, "2026-08")
     rate(ledger, "2026-08")  # billed in yen
-    switch(store, DOLLAR)
+    switch(store, DOLLAR, "2026-09")
     count(store, 10, "2026-09")
     rate(ledger, "2026-09")
     count(store, 7, "2026-08")
@@ -154,7 +155,7 @@ def test_a_period_with_nothing_late_is_not_billed_or_reported(
 ) -> None:
     count(store, 10, "2026-10")
     rate(ledger, "2026-10")
-    switch(store, YEN)
+    switch(store, YEN, "2026-11")
 
     with caplog.at_level(logging.WARNING):
         november = rate(ledger, "2026-11")

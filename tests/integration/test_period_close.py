@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import NOW, make_customer, make_plan
+from tollgate.accounts.plan_changes import change_plan
 from tollgate.billing.close.ledger import DynamoLedger
 from tollgate.billing.close.service import close_customer, close_period
 from tollgate.billing.close.summary import CustomerClose
@@ -489,7 +490,7 @@ def test_late_usage_in_another_currency_is_left_for_a_person(
     customer = world.customer(credits=1_000)
     world.close()
     world.store.put_plan(YEN)
-    world.store.update_customer(customer, customer.model_copy(update={"plan_id": "yen", "plan_version": 1}))
+    change_plan(world.store, customer.id, "yen", at_period_end=True, now=datetime(2026, 10, 15, tzinfo=UTC))
     world.count("acme", 5_000, PERIOD)
 
     november = world.close(period="2026-11")

@@ -61,6 +61,14 @@ def ref_usage(plan: Plan, credits: int) -> list[RefLine]:
         return []
     if not plan.tiers:
         return [ref_line("usage", billable, plan.price_per_credit, plan.currency)]
+    if plan.tiers_mode == "volume":  # the whole quantity at the price of the band it ends in
+        first = 1
+        for tier in plan.tiers:
+            if tier.up_to is None or billable <= tier.up_to:
+                return [
+                    ref_line("usage", billable, tier.price_per_credit, plan.currency, (first, tier.up_to))
+                ]
+            first = tier.up_to + 1
     lines = []
     first = 1  # the first credit of the current band
     for tier in plan.tiers:
@@ -74,13 +82,20 @@ def ref_usage(plan: Plan, credits: int) -> list[RefLine]:
     return lines
 
 
+def ref_minimum(plan: Plan) -> int:
+    return half_up(Fraction(plan.minimum_commitment) * MINOR_UNITS_PER_MAJOR[plan.currency])
+
+
 def ref_statement(plan: Plan, credits: int) -> list[RefLine]:
     base = [ref_line("base_fee", 1, plan.base_fee, plan.currency)] if plan.base_fee else []
-    return base + ref_usage(plan, credits)
+    usage = ref_usage(plan, credits)
+    short = ref_minimum(plan) - sum(line.amount for line in usage)
+    true_up = [RefLine("minimum", 1, Fraction(short), short)] if short > 0 else []
+    return base + usage + true_up
 
 
 def ref_charge(plan: Plan, credits: int) -> int:
-    return sum(line.amount for line in ref_usage(plan, credits))
+    return max(ref_minimum(plan), sum(line.amount for line in ref_usage(plan, credits)))
 
 
 # -- plans and credits -----------------------------------------------------------------------------------
@@ -112,6 +127,10 @@ def plans(draw: st.DrawFn) -> Plan:
         ),
         included_credits=draw(st.sampled_from([0, 1, 500])),
         tiers=tiers,
+        tiers_mode=draw(st.sampled_from(["graduated", "volume"])) if tiers else "graduated",
+        minimum_commitment=draw(
+            st.sampled_from([Decimal(0), Decimal("0.01"), Decimal("2.5"), Decimal("300")])
+        ),
         credit_limit=draw(st.sampled_from([None, 1, 1_000])),
     )
 
@@ -169,7 +188,8 @@ def test_a_statement_is_the_reference_line_by_line(case: tuple[Plan, int]) -> No
     for line, ref in zip(statement.lines, expected, strict=True):
         if ref.band is not None:  # the band's first and last credit, as the invoice shows them
             first, last = ref.band
-            band = f"(band {first:,}-{last:,})" if last is not None else f"(band {first:,}+)"
+            mode = "volume band" if plan_.tiers_mode == "volume" else "band"
+            band = f"({mode} {first:,}-{last:,})" if last is not None else f"({mode} {first:,}+)"
             assert band in line.description
         if line.kind is LineKind.USAGE:
             assert f"{line.quantity:,} credits" in line.description
@@ -188,7 +208,7 @@ def test_the_cap_never_changes_what_counted_credits_cost(case: tuple[Plan, int])
 @example(case=(ONE_CREDIT_BAND, 0), late=1)  # one late credit still inside the included ones
 def test_a_few_late_credits_cost_what_the_reference_adds(case: tuple[Plan, int], late: int) -> None:
     plan_, billed = case
-    line = late_usage_line(plan_, PERIOD, billed, late)
+    line = late_usage_line(plan_, PERIOD, billed, late, minimum=ref_minimum(plan_))
 
     expected = ref_charge(plan_, billed + late) - ref_charge(plan_, billed)
     if late == 0:
@@ -202,7 +222,7 @@ def test_a_few_late_credits_cost_what_the_reference_adds(case: tuple[Plan, int],
             PERIOD,
         )
         assert Fraction(line.unit_amount) == expected
-    assert usage_charge(plan_, billed) == ref_charge(plan_, billed)
+    assert usage_charge(plan_, billed, minimum=ref_minimum(plan_)) == ref_charge(plan_, billed)
 
 
 def test_the_one_credit_band_worked_example() -> None:

@@ -19,7 +19,7 @@ from tests.conftest import make_customer, make_plan
 from tollgate.billing.close import service, steps
 from tollgate.billing.invoicing import InvoiceDraft, InvoiceLine, StripeInvoice
 from tollgate.domain.closes import CloseStatus, PeriodClose
-from tollgate.domain.models import Customer, Plan
+from tollgate.domain.models import Customer, Plan, Usage
 from tollgate.errors import AlreadyExistsError, CloseError, ConflictError, InvoiceConflictError
 
 PERIOD = "2026-10"
@@ -52,8 +52,9 @@ class Ledger:
     def get_plan(self, plan_id: str, version: int) -> Plan:
         return self.plans[(plan_id, version)]
 
-    def read_credits(self, customer_id: str, period: str, shards: int) -> int:
-        return self.credits.get((customer_id, period), 0)
+    def read_usage(self, customer_id: str, period: str, shards: int) -> Usage:
+        credits = self.credits.get((customer_id, period), 0)
+        return Usage(customer_id=customer_id, period=period, credits=credits)
 
     def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
         mine = [r for (c, p), r in self.records.items() if c == customer_id and p <= period]

@@ -106,19 +106,20 @@ class RecordingClient:
         return {}
 
 
-def test_the_counter_write_adds_the_request_to_the_totals_and_its_routes_tally() -> None:
+def test_the_counter_write_adds_the_request_to_the_totals_its_routes_tally_and_its_plan_segment() -> None:
     client = RecordingClient()
     counter = DynamoUsageCounter(client, "table")
 
-    assert counter.add("acme", "2026-11", 1, "POST /v1/render", 25, limit=None) == 7
+    assert counter.add("acme", "2026-11", 1, "POST /v1/render", 25, limit=None, segment=3) == 7
 
     (request,) = client.updates
     assert request["Key"] == {"pk": {"S": "USAGE#acme#2026-11#1"}, "sk": {"S": "COUNTER"}}
-    assert request["UpdateExpression"] == "ADD #c :c, #n :one, #r :tally"
+    assert request["UpdateExpression"] == "ADD #c :c, #n :one, #r :tally, #s :c"
     assert request["ExpressionAttributeNames"] == {
         "#c": "credits",
         "#n": "requests",
         "#r": route_code("POST /v1/render"),
+        "#s": "seg3",
     }
     assert request["ExpressionAttributeValues"] == {
         ":c": {"N": "25"},

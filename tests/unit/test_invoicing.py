@@ -74,7 +74,7 @@ class FakeInvoices:
         self._answer("list", params)
         return Page(self.held)
 
-    def retrieve(self, invoice_id: str) -> stripe.Invoice:
+    def retrieve(self, invoice_id: str, params: Any = None) -> stripe.Invoice:
         self._answer("retrieve", invoice_id)
         return next(invoice for invoice in self.held if invoice.id == invoice_id)
 

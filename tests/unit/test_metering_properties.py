@@ -44,7 +44,14 @@ class Recorder:
         return GRANT if key_hash == hash_key(KEY) else None
 
     def add(
-        self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None
+        self,
+        customer_id: str,
+        period: str,
+        shard: int,
+        route: str,
+        credits: int,
+        limit: int | None,
+        segment: int = 1,
     ) -> int:
         self.calls.append("add")
         return credits

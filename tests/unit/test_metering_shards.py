@@ -70,7 +70,14 @@ class FakeCounter:
     writes: list[tuple[str, str, int, str, int, int | None]] = field(default_factory=list)
 
     def add(
-        self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None
+        self,
+        customer_id: str,
+        period: str,
+        shard: int,
+        route: str,
+        credits: int,
+        limit: int | None,
+        segment: int = 1,
     ) -> int | None:
         self.writes.append((customer_id, period, shard, route, credits, limit))
         if limit is not None and self.credits[(customer_id, period, shard)] + credits > limit:

@@ -263,7 +263,7 @@ def test_every_route_schema_resolves_without_request_options() -> None:
     assert {route.operation for route in ROUTES} == OPERATIONS
     for route in ROUTES:
         fields = typeddict_fields(route.schema)
-        assert "expand" in fields
+        assert "expand" in fields or route.method == "DELETE"  # Stripe's deletes take no parameters
         assert not {"idempotency_key", "api_key", "stripe_account"} & set(fields)
     assert typeddict_fields(stripe.params.InvoiceAddLinesParams)["lines"][1] is True
     assert typeddict_fields(stripe.params.InvoiceSearchParams)["query"][1] is True

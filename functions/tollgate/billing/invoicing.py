@@ -4,17 +4,23 @@ The close logic sees plain values (:class:`InvoiceDraft`, :class:`InvoiceLine`, 
 one error type (``tollgate.errors.StripeCallError``); :class:`StripeClientInvoicing` is the real
 implementation over the official ``stripe.StripeClient`` (pointed at Stripe, or at the offline Stripe double).
 
-Per invoice there are at most three calls that write, each with an ``Idempotency-Key`` derived from the
-customer, the period and the step (:func:`idempotency_key`):
+Per invoice there are three calls that write (four for a customer with a discount due), each with an
+``Idempotency-Key`` derived from the customer, the period and the step (:func:`idempotency_key`):
 
 1. ``POST /v1/invoices``: a draft (``auto_advance`` false, so Stripe leaves it alone while lines are added),
-   tagged with ``metadata`` ``tollgate_customer_id`` and ``tollgate_period`` so it can be found again;
-2. ``POST /v1/invoices/{id}/add_lines``: every line of the statement in one call (all or nothing);
-3. ``POST /v1/invoices/{id}/finalize``: with ``auto_advance`` true, so Stripe then collects the invoice
+   tagged with ``metadata`` ``tollgate_customer_id`` and ``tollgate_period`` so it can be found again, with
+   ``automatic_tax[enabled]`` when the plan has Stripe Tax;
+2. ``POST /v1/invoices/{id}/add_lines``: every line of the statement in one call (all or nothing), each with
+   the plan's ``tax_behavior``; the answer expands the customer (its metadata says which coupon is due) and
+   the invoice's discounts;
+3. ``POST /v1/invoices/{id}`` with ``discounts[0][coupon]``, only when a coupon is due
+   (``tollgate.domain.discounts``): Stripe computes what it takes off;
+4. ``POST /v1/invoices/{id}/finalize``: with ``auto_advance`` true, so Stripe then collects the invoice
    (charges the saved payment method, or emails it for ``send_invoice``).
 
 Reads: ``GET /v1/invoices/search`` on the metadata (falling back to listing the Stripe customer's invoices
-when search is unavailable) and ``GET /v1/invoices/{id}``.
+when search is unavailable) and ``GET /v1/invoices/{id}`` (with the customer and discounts expanded, so a
+re-run can decide a draft's discount).
 """
 
 from __future__ import annotations
@@ -29,11 +35,15 @@ import stripe
 from stripe.params import (
     InvoiceAddLinesParams,
     InvoiceAddLinesParamsLine,
+    InvoiceAddLinesParamsLinePriceData,
     InvoiceCreateParams,
     InvoiceListParams,
+    InvoiceRetrieveParams,
     InvoiceSearchParams,
+    InvoiceUpdateParams,
 )
 
+from tollgate.domain.discounts import coupon_due
 from tollgate.domain.models import CollectionMethod
 from tollgate.domain.periods import period_end, period_start
 from tollgate.domain.rating import LineKind, Statement
@@ -49,6 +59,9 @@ PRODUCT_NAMES = {
 }
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
+# What a draft's discount and tax are decided by: the customer (its metadata, and whether Stripe Tax can
+# locate it) and the invoice's discounts.
+EXPAND_DETAILS = ["customer", "customer.tax", "discounts"]
 
 
 def idempotency_key(customer_id: str, period: str, step: str) -> str:
@@ -66,6 +79,7 @@ class InvoiceDraft:
     days_until_due: int | None
     description: str
     metadata: Mapping[str, str]
+    automatic_tax: bool = False  # Stripe Tax computes the tax (the plan has ``tax``)
 
 
 @dataclass(frozen=True)
@@ -80,11 +94,18 @@ class InvoiceLine:
     period_start: int  # unix seconds, inclusive
     period_end: int  # unix seconds, inclusive (Stripe's line period end is inclusive)
     metadata: Mapping[str, str] = field(default_factory=dict)
+    tax_behavior: str | None = None  # exclusive or inclusive (the plan's ``tax``); None: no tax
 
 
 @dataclass(frozen=True)
 class StripeInvoice:
-    """The parts of a Stripe invoice the close looks at."""
+    """The parts of a Stripe invoice the close looks at.
+
+    ``total`` is what the customer pays: after discounts, with exclusive tax added. ``subtotal`` is the sum
+    of the lines: before discounts and before exclusive tax (inclusive tax is inside the lines), which is
+    what the statement's total is compared with; None only for an invoice made by hand without one (then
+    ``total``). ``customer_metadata`` is None when Stripe's answer did not expand the customer.
+    """
 
     id: str
     stripe_customer_id: str
@@ -94,6 +115,23 @@ class StripeInvoice:
     hosted_invoice_url: str | None
     has_lines: bool
     metadata: Mapping[str, str]
+    subtotal: int | None = None
+    total_discount: int = 0  # what the invoice's discounts take off
+    total_tax: int = 0  # exclusive and inclusive tax together
+    coupons: tuple[str, ...] = ()  # the coupons of the invoice's discounts (when they were expanded)
+    customer_metadata: Mapping[str, str] | None = field(default_factory=dict)
+    automatic_tax: bool = False  # Stripe Tax computes this invoice's tax
+    customer_tax: str | None = None  # the customer's tax.automatic_tax: supported, unrecognized_location...
+
+    @property
+    def subtotal_before_tax(self) -> int:
+        """The lines' sum, before discounts and exclusive tax: what the statement's total must equal."""
+        return self.total if self.subtotal is None else self.subtotal
+
+    def coupon_due(self, period: str) -> str | None:
+        """The coupon the customer's discount puts on the invoice of ``period`` (``customer_metadata`` must
+        be known)."""
+        return coupon_due(self.customer_metadata, period)
 
 
 class StripeInvoicing(Protocol):
@@ -101,13 +139,21 @@ class StripeInvoicing(Protocol):
         """Every invoice Stripe holds for this customer-period (by metadata), whatever its status."""
         ...
 
-    def get_invoice(self, invoice_id: str) -> StripeInvoice: ...
+    def get_invoice(self, invoice_id: str) -> StripeInvoice:
+        """The invoice with its customer (``customer_metadata``) and discounts (``coupons``) expanded."""
+        ...
 
     def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> StripeInvoice: ...
 
     def add_lines(
         self, invoice_id: str, lines: Sequence[InvoiceLine], *, idempotency_key: str
-    ) -> StripeInvoice: ...
+    ) -> StripeInvoice:
+        """Answers with the customer and discounts expanded, as :meth:`get_invoice`."""
+        ...
+
+    def apply_discount(self, invoice_id: str, coupon: str, *, idempotency_key: str) -> StripeInvoice:
+        """Redeem ``coupon`` onto a draft (its only discount); Stripe computes the amount."""
+        ...
 
     def finalize(self, invoice_id: str, *, idempotency_key: str) -> StripeInvoice: ...
 
@@ -116,8 +162,9 @@ def invoice_metadata(customer_id: str, period: str) -> dict[str, str]:
     return {METADATA_CUSTOMER: customer_id, METADATA_PERIOD: period}
 
 
-def invoice_lines(statement: Statement) -> list[InvoiceLine]:
-    """The statement's lines as Stripe lines; an adjustment carries the bounds of the period it bills for."""
+def invoice_lines(statement: Statement, *, tax_behavior: str | None = None) -> list[InvoiceLine]:
+    """The statement's lines as Stripe lines; an adjustment carries the bounds of the period it bills for.
+    ``tax_behavior``: whether the prices are before tax (``exclusive``) or include it (``inclusive``)."""
     lines = []
     for line in statement.lines:
         start = int(period_start(line.period).timestamp())
@@ -132,6 +179,7 @@ def invoice_lines(statement: Statement) -> list[InvoiceLine]:
                 period_start=start,
                 period_end=end,
                 metadata={METADATA_LINE_KIND: line.kind.value, METADATA_PERIOD: line.period},
+                tax_behavior=tax_behavior,
             )
         )
     return lines
@@ -194,7 +242,10 @@ class StripeClientInvoicing:
         ]
 
     def get_invoice(self, invoice_id: str) -> StripeInvoice:
-        return _invoice(self._call("invoices.retrieve", lambda: self._invoices.retrieve(invoice_id)))
+        params: InvoiceRetrieveParams = {"expand": EXPAND_DETAILS}
+        return _invoice(
+            self._call("invoices.retrieve", lambda: self._invoices.retrieve(invoice_id, params=params))
+        )
 
     def create_invoice(self, draft: InvoiceDraft, *, idempotency_key: str) -> StripeInvoice:
         params: InvoiceCreateParams = {
@@ -208,6 +259,8 @@ class StripeClientInvoicing:
         }
         if draft.days_until_due is not None:
             params["days_until_due"] = draft.days_until_due
+        if draft.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
         return _invoice(
             self._call(
                 "invoices.create",
@@ -218,11 +271,25 @@ class StripeClientInvoicing:
     def add_lines(
         self, invoice_id: str, lines: Sequence[InvoiceLine], *, idempotency_key: str
     ) -> StripeInvoice:
-        params: InvoiceAddLinesParams = {"lines": [_line_params(line) for line in lines]}
+        params: InvoiceAddLinesParams = {
+            "lines": [_line_params(line) for line in lines],
+            "expand": EXPAND_DETAILS,
+        }
         return _invoice(
             self._call(
                 "invoices.add_lines",
                 lambda: self._invoices.add_lines(
+                    invoice_id, params=params, options={"idempotency_key": idempotency_key}
+                ),
+            )
+        )
+
+    def apply_discount(self, invoice_id: str, coupon: str, *, idempotency_key: str) -> StripeInvoice:
+        params: InvoiceUpdateParams = {"discounts": [{"coupon": coupon}], "expand": EXPAND_DETAILS}
+        return _invoice(
+            self._call(
+                "invoices.update",
+                lambda: self._invoices.update(
                     invoice_id, params=params, options={"idempotency_key": idempotency_key}
                 ),
             )
@@ -247,12 +314,15 @@ class StripeClientInvoicing:
 
 
 def _line_params(line: InvoiceLine) -> InvoiceAddLinesParamsLine:
+    price: InvoiceAddLinesParamsLinePriceData = {
+        "currency": line.currency,
+        "product_data": {"name": line.product_name},
+        "unit_amount_decimal": plain_decimal(line.unit_amount_decimal),
+    }
+    if line.tax_behavior is not None:
+        price["tax_behavior"] = "inclusive" if line.tax_behavior == "inclusive" else "exclusive"
     return {
-        "price_data": {
-            "currency": line.currency,
-            "product_data": {"name": line.product_name},
-            "unit_amount_decimal": plain_decimal(line.unit_amount_decimal),
-        },
+        "price_data": price,
         # The pinned API version deprecates the integer ``quantity`` (since 2026-03-25.dahlia)
         "quantity_decimal": plain_decimal(Decimal(line.quantity)),
         "period": {"start": line.period_start, "end": line.period_end},
@@ -262,10 +332,13 @@ def _line_params(line: InvoiceLine) -> InvoiceAddLinesParamsLine:
 
 
 def _invoice(invoice: Any) -> StripeInvoice:
-    """A ``stripe.Invoice`` (a ``StripeObject``, not a dict) -> :class:`StripeInvoice`."""
+    """A ``stripe.Invoice`` (a ``StripeObject``, not a dict) -> :class:`StripeInvoice`. Fields other than the
+    essentials are read when present (a test's hand-made invoice may lack them)."""
     customer = invoice.customer
     lines = getattr(invoice, "lines", None)
     metadata = getattr(invoice, "metadata", None)
+    subtotal = getattr(invoice, "subtotal", None)
+    discounts = getattr(invoice, "discounts", None) or []
     return StripeInvoice(
         id=invoice.id,
         stripe_customer_id=customer if isinstance(customer, str) else customer.id,
@@ -274,5 +347,30 @@ def _invoice(invoice: Any) -> StripeInvoice:
         amount_due=int(invoice.amount_due),
         hosted_invoice_url=invoice.hosted_invoice_url,
         has_lines=lines is not None and len(lines.data) > 0,
-        metadata={str(k): str(v) for k, v in (metadata.to_dict() if metadata is not None else {}).items()},
+        metadata=_strings(metadata),
+        subtotal=None if subtotal is None else int(subtotal),
+        total_discount=sum(int(d.amount) for d in getattr(invoice, "total_discount_amounts", None) or []),
+        total_tax=sum(int(t.amount) for t in getattr(invoice, "total_taxes", None) or []),
+        coupons=tuple(_coupon_of(discount) for discount in discounts if not isinstance(discount, str)),
+        customer_metadata=None
+        if isinstance(customer, str)
+        else _strings(getattr(customer, "metadata", None)),
+        automatic_tax=bool(getattr(getattr(invoice, "automatic_tax", None), "enabled", False)),
+        customer_tax=None if isinstance(customer, str) else _customer_tax(customer),
     )
+
+
+def _customer_tax(customer: Any) -> str | None:
+    tax = getattr(customer, "tax", None)
+    status = getattr(tax, "automatic_tax", None) if tax is not None else None
+    return None if status is None else str(status)
+
+
+def _strings(metadata: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (metadata.to_dict() if metadata is not None else {}).items()}
+
+
+def _coupon_of(discount: Any) -> str:
+    """An expanded discount's coupon id (``source.coupon`` since 2025-09-30.clover; a string or a coupon)."""
+    coupon = discount.source.coupon
+    return coupon if isinstance(coupon, str) else str(coupon.id)

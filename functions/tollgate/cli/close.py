@@ -96,7 +96,9 @@ def print_summary(summary: CloseSummary) -> None:
     if not summary.customers:
         console.print(f"close of {summary.period}: no customers")
         return
-    grid = table("customer", "status", "total", "invoice", "note", title=f"close of {summary.period}")
+    grid = table(
+        "customer", "status", "total before tax", "invoice", "note", title=f"close of {summary.period}"
+    )
     for line in summary.customers:
         total = (
             "-" if line.total is None or line.currency is None else format_amount(line.total, line.currency)

@@ -1,19 +1,26 @@
-"""``tollgate customers``: create (with its Stripe customer), list, show (status history), suspend, resume."""
+"""``tollgate customers``: create (with its Stripe customer), list, show (status history), suspend, resume;
+a Stripe coupon on the invoices (``discount``) and what Stripe Tax needs (``tax-info``)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
 
 from tollgate.accounts.customers import create_customer, resume_customer, status_history, suspend_customer
+from tollgate.accounts.discounts import attach_discount, current_discount, remove_discount
+from tollgate.accounts.plan_changes import PLAN_CHANGE_DELAY, change_plan
+from tollgate.accounts.tax import Address, TaxExempt, parse_tax_id, set_tax_info, tax_info
 from tollgate.cli.config import app_context
 from tollgate.cli.output import dash, out, table, when
 from tollgate.dal.dunning import list_failures
 from tollgate.domain.dunning import open_failures
 from tollgate.domain.models import Customer
 
-app = typer.Typer(help="Customers: create, list, show, suspend, resume.", no_args_is_help=True)
+app = typer.Typer(
+    help="Customers: create, list, show, suspend, resume, discount, tax-info.", no_args_is_help=True
+)
 
 
 def _status(customer: Customer) -> str:
@@ -77,10 +84,14 @@ def show(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(help="Cu
     store = app_context(ctx).store()
     customer = store.get_customer(customer_id)
     console = out()
+    current, latest = customer.segment_at(app_context(ctx).now()), customer.segments[-1]
+    plan = f"{current.plan_id} v{current.plan_version}"
+    if latest != current:
+        plan += f" (moves to {latest.plan_id} v{latest.plan_version} at {when(latest.since)})"
     rows = [
         ("name", customer.name),
         ("email", customer.email),
-        ("plan", f"{customer.plan_id} v{customer.plan_version}"),
+        ("plan", plan),
         ("status", _status(customer)),
         ("pay url", dash(customer.pay_url)),
         ("stripe customer", dash(customer.stripe_customer_id)),
@@ -98,6 +109,7 @@ def show(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(help="Cu
                 failure.invoice_id, dash(failure.period), when(failure.first_failed_at), str(failure.attempts)
             )
         console.print(grid)
+    _print_plan_history(customer, app_context(ctx).now())
     history = status_history(store, customer.id)
     if not history:
         console.print("status history: no changes since creation (active)")
@@ -106,6 +118,63 @@ def show(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(help="Cu
     for change in history:
         grid.add_row(when(change.at), change.status, dash(change.reason), change.cause)
     console.print(grid)
+
+
+def _print_plan_history(customer: Customer, now: datetime) -> None:
+    segments = customer.segments
+    if len(segments) == 1:
+        return
+    grid = table("from", "plan", "", title="plan history")
+    for segment in segments:
+        state = "scheduled" if segment.since is not None and segment.since > now else ""
+        start = "creation" if segment.since is None else when(segment.since)
+        grid.add_row(start, f"{segment.plan_id} v{segment.plan_version}", state)
+    out().print(grid)
+
+
+@app.command("change-plan")
+def change_plan_command(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    plan: Annotated[str, typer.Option(help="The new plan's id.")],
+    version: Annotated[int | None, typer.Option(help="Plan version (default: the latest).")] = None,
+    at_period_end: Annotated[
+        bool, typer.Option("--at-period-end", help="Take effect at the next period's start (no proration).")
+    ] = False,
+    delay: Annotated[
+        int,
+        typer.Option(
+            help="Seconds until an immediate change takes effect: at least the authorizer's key cache TTL.",
+            min=0,
+        ),
+    ] = int(PLAN_CHANGE_DELAY.total_seconds()),
+) -> None:
+    """Move a customer to another plan: usage before the change is billed on the old plan, after it on the
+    new one, base fees and included credits prorated by the second (or from the next period, with
+    --at-period-end)."""
+    context = app_context(ctx)
+    change = change_plan(
+        context.store(),
+        customer_id,
+        plan,
+        version=version,
+        at_period_end=at_period_end,
+        now=context.now(),
+        delay=timedelta(seconds=delay),
+    )
+    segment = change.segment
+    target = f"{segment.plan_id} v{segment.plan_version}"
+    starts = "creation" if segment.since is None else when(segment.since)
+    if not change.changed:
+        out().print(
+            f"{customer_id} is already on (or scheduled for) plan {target} from {starts}", markup=False
+        )
+        return
+    for cancelled in change.cancelled:
+        out().print(
+            f"cancelled the scheduled change to {cancelled.plan_id} v{cancelled.plan_version}", markup=False
+        )
+    out().print(f"{customer_id} moves to plan {target} at {starts}", markup=False)
 
 
 @app.command("suspend")
@@ -122,3 +191,105 @@ def resume(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(help="
     context = app_context(ctx)
     changed = resume_customer(context.store(), customer_id, now=context.now())
     out().print(f"resumed {customer_id}" if changed else f"{customer_id} was already active")
+
+
+@app.command("discount")
+def discount(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    coupon: Annotated[
+        str | None, typer.Option(help="A Stripe coupon id: its percent or amount off goes on the invoices.")
+    ] = None,
+    from_period: Annotated[
+        str | None,
+        typer.Option("--from", help="First period it applies to, YYYY-MM (default: the current one)."),
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Take the customer's discount off.")] = False,
+) -> None:
+    """Give a customer a Stripe coupon on its invoices (--coupon), take it off (--remove), or show it.
+
+    The coupon's duration decides the periods: once (the first), repeating N months (N periods), forever
+    (until removed). Stripe computes the discount on each invoice and shows it on the hosted page.
+    """
+    if remove and (coupon is not None or from_period is not None):
+        raise typer.BadParameter("--remove takes no --coupon or --from")
+    if from_period is not None and coupon is None:
+        raise typer.BadParameter("--from needs --coupon")
+    context = app_context(ctx)
+    store, stripe_client = context.store(), context.stripe()
+    console = out()
+    if remove:
+        removed = remove_discount(store, stripe_client, customer_id)
+        console.print(
+            f"{customer_id}: coupon {removed.coupon} removed; invoices not finalized yet get no discount"
+            if removed is not None
+            else f"{customer_id} has no discount",
+            markup=False,
+        )
+        return
+    if coupon is not None:
+        attached = attach_discount(
+            store, stripe_client, customer_id, coupon, first_period=from_period, now=context.now()
+        )
+        console.print(f"{customer_id}: {attached.describe()}", markup=False, soft_wrap=True)
+        return
+    found = current_discount(store, stripe_client, customer_id)
+    console.print(
+        f"{customer_id}: {found.describe()}" if found is not None else f"{customer_id} has no discount",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("tax-info")
+def tax_info_command(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    country: Annotated[str | None, typer.Option(help="Billing address: two-letter country code.")] = None,
+    postal_code: Annotated[str | None, typer.Option(help="Postal code (required in the US and CA).")] = None,
+    line1: Annotated[str | None, typer.Option(help="Street address.")] = None,
+    line2: Annotated[str | None, typer.Option(help="Apartment, suite, building.")] = None,
+    city: Annotated[str | None, typer.Option(help="City.")] = None,
+    state: Annotated[str | None, typer.Option(help="State, county or province.")] = None,
+    tax_id: Annotated[
+        list[str] | None, typer.Option("--tax-id", help="Add a tax id, TYPE:VALUE (eu_vat:DE123456789).")
+    ] = None,
+    remove_tax_id: Annotated[
+        list[str] | None, typer.Option("--remove-tax-id", help="Remove a tax id, TYPE:VALUE.")
+    ] = None,
+    tax_exempt: Annotated[
+        str | None, typer.Option(help="none, exempt, or reverse (reverse charge: the customer pays the tax).")
+    ] = None,
+) -> None:
+    """Set what Stripe Tax needs on the customer's Stripe customer (address, tax ids, exemption), or show it.
+
+    The address replaces the whole billing address; Stripe refuses one it cannot locate.
+    """
+    address_given = any(v is not None for v in (postal_code, line1, line2, city, state))
+    if address_given and country is None:
+        raise typer.BadParameter("an address needs --country")
+    if tax_exempt is not None and tax_exempt not in ("none", "exempt", "reverse"):
+        raise typer.BadParameter(f"--tax-exempt must be none, exempt or reverse, not {tax_exempt!r}")
+    add = [parse_tax_id(text) for text in tax_id or []]
+    remove = [parse_tax_id(text, "--remove-tax-id") for text in remove_tax_id or []]
+    context = app_context(ctx)
+    store, stripe_client = context.store(), context.stripe()
+    if country is None and tax_exempt is None and not add and not remove:
+        info = tax_info(store, stripe_client, customer_id)
+    else:
+        address = None if country is None else Address(country, line1, line2, city, state, postal_code)
+        exempt: TaxExempt | None = tax_exempt  # type: ignore[assignment]  # checked above
+        info = set_tax_info(
+            store, stripe_client, customer_id, address=address, tax_exempt=exempt, add=add, remove=remove
+        )
+    console = out()
+    console.print(f"tax details of {customer_id} (on its Stripe customer)", markup=False)
+    where = f" ({info.location})" if info.location else ""
+    rows = [
+        ("address", info.address_line()),
+        ("tax ids", ", ".join(str(t) for t in info.tax_ids) or "-"),
+        ("tax exempt", info.tax_exempt),
+        ("Stripe Tax", f"{info.automatic_tax}{where}"),
+    ]
+    for label, value in rows:
+        console.print(f"  {label:<12} {value}", markup=False, soft_wrap=True)

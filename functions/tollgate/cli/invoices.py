@@ -1,4 +1,8 @@
-"""``tollgate invoices``: a customer's invoices, from the period close records (status, total, hosted URL)."""
+"""``tollgate invoices``: a customer's invoices, from the period close records (status, total, hosted URL).
+
+A statement's total is before discounts and tax: Stripe applies those (a customer's coupon, Stripe Tax) on the
+invoice; ``amount due`` is what Stripe says the customer owes after them.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def list_invoices(
     if not closes:
         out().print(f"{customer_id} has no closed periods yet")
         return
-    grid = table("period", "close", "invoice", "invoice status", "total")
+    grid = table("period", "close", "invoice", "invoice status", "total before tax")
     for close in closes:
         grid.add_row(
             close.period,
@@ -59,8 +63,13 @@ def show(
         ("close status", close.status.value),
         ("stripe invoice", dash(close.stripe_invoice_id)),
         ("invoice status", dash(close.invoice_status)),
-        ("total", format_amount(close.total, currency)),
-        ("amount due", "-" if close.amount_due is None else format_amount(close.amount_due, currency)),
+        ("total", f"{format_amount(close.total, currency)} (before discounts and tax)"),
+        (
+            "amount due",
+            "-"
+            if close.amount_due is None
+            else f"{format_amount(close.amount_due, currency)} (after Stripe's discounts and tax)",
+        ),
         ("hosted invoice", dash(close.hosted_invoice_url)),
         ("plan", f"{close.statement.plan_id} v{close.statement.plan_version}"),
         ("credits billed", f"{close.billed_credits:,}"),

@@ -216,6 +216,7 @@ def show(
         ("price per credit", _price(plan, plan.price_per_credit)),
         ("base fee", _price(plan, plan.base_fee)),
         ("included credits", f"{plan.included_credits:,}"),
+        ("minimum", "none" if not plan.minimum_commitment else _price(plan, plan.minimum_commitment)),
         ("credit limit", dash(plan.credit_limit and f"{plan.credit_limit:,}")),
         ("unlisted routes", "refused" if plan.default_cost is None else f"{plan.default_cost} credit(s)"),
         (
@@ -223,6 +224,7 @@ def show(
             plan.collection_method.value
             + (f", due in {plan.days_until_due} days" if plan.days_until_due is not None else ""),
         ),
+        ("tax", "none" if plan.tax is None else f"Stripe Tax, prices {plan.tax} of tax"),
     ]
     for label, value in rows:
         console.print(f"  {label:<17} {value}", markup=False)
@@ -232,7 +234,7 @@ def show(
             grid.add_row(route, str(credits))
         console.print(grid)
     if plan.tiers:
-        grid = table("up to (credits)", "price/credit", title="tiers (graduated)")
+        grid = table("up to (credits)", "price/credit", title=f"tiers ({plan.tiers_mode})")
         for tier in plan.tiers:
             grid.add_row(
                 dash(tier.up_to and f"{tier.up_to:,}") if tier.up_to else "and above",

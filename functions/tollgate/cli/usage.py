@@ -50,7 +50,7 @@ def print_report(report: UsageReport) -> None:
         ("requests", f"{report.requests:,}"),
         ("included left", f"{report.included_remaining:,} of {report.included_credits:,}"),
         ("cap", cap),
-        ("estimated charge", report.estimated_charge.formatted),
+        ("estimated charge", f"{report.estimated_charge.formatted} (before discounts and tax)"),
     ]
     for label, value in rows:
         console.print(f"  {label:<17} {value}", markup=False)

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.store import TollgateStore, item_fields
-from tollgate.domain.closes import NEW, CloseStatus, PeriodClose
+from tollgate.domain.closes import NEW, BilledRaise, CloseStatus, PeriodClose
 from tollgate.domain.models import Customer
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
 
@@ -103,9 +103,11 @@ def close_item(record: PeriodClose) -> dict[str, Any]:
     }
 
 
-def put_close(table: Any, record: PeriodClose, raised_billed_credits: Mapping[str, tuple[int, int]]) -> None:
-    """Store a new close record; for each ``earlier period -> (old, new)``, raise that record's
-    ``billed_credits`` from ``old`` to ``new`` in the same transaction.
+def put_close(
+    table: Any, record: PeriodClose, raised_billed_credits: Mapping[str, BilledRaise | tuple[int, int]]
+) -> None:
+    """Store a new close record; for each ``earlier period -> (old, new[, segments])``, raise that record's
+    ``billed_credits`` from ``old`` to ``new`` (and set its ``billed_segments``) in the same transaction.
 
     Raises ``AlreadyExistsError`` when the record exists (another run rated this period first) and
     ``ConflictError`` when an earlier record's ``billed_credits`` is no longer ``old`` (another close billed
@@ -125,19 +127,21 @@ def put_close(table: Any, record: PeriodClose, raised_billed_credits: Mapping[st
     actions: list[dict[str, Any]] = [
         {"Put": {"TableName": table.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
     ]
-    for period, (old, new) in sorted(raised_billed_credits.items()):
+    for period, raised in sorted(raised_billed_credits.items()):
+        old, new, segments = BilledRaise(*raised)
+        update = "SET billed_credits = :new, updated_at = :at"
+        values: dict[str, Any] = {":new": new, ":old": old, ":at": record.created_at.isoformat()}
+        if segments:
+            update += ", billed_segments = :segments"
+            values[":segments"] = {str(seq): credits for seq, credits in sorted(segments.items())}
         actions.append(
             {
                 "Update": {
                     "TableName": table.name,
                     "Key": tk.close_key(record.customer_id, period),
-                    "UpdateExpression": "SET billed_credits = :new, updated_at = :at",
+                    "UpdateExpression": update,
                     "ConditionExpression": "billed_credits = :old",
-                    "ExpressionAttributeValues": {
-                        ":new": new,
-                        ":old": old,
-                        ":at": record.created_at.isoformat(),
-                    },
+                    "ExpressionAttributeValues": values,
                 }
             }
         )

@@ -4,6 +4,8 @@ Standard library only: the authorizer writes the item (``tollgate.metering.dynam
 report read it (``tollgate.dal.store``). One item per (customer, period, shard) holds
 
 * ``credits`` and ``requests``: the totals, what the close bills;
+* ``seg1``, ``seg2``...: the credits counted under each of the customer's plan segments
+  (:func:`segment_attribute`), so a mid-period plan change is rated exactly (decisions.md, 25);
 * one **route tally** per route called: a number named by the route's 6-character code (:func:`route_code`)
   that holds the route's credits before the point and its requests in the ten digits after it. One request of
   5 credits adds ``5.0000000001``; 3 of them make ``15.0000000003``. DynamoDB numbers are exact decimals
@@ -67,6 +69,24 @@ def read_route_tally(value: Decimal | int | str) -> tuple[int, int]:
     if number < 0 or requests != requests.to_integral_value():
         raise ValueError(f"not a route tally: {value}")
     return credits, int(requests)
+
+
+SEGMENT_PREFIX = "seg"
+
+
+def segment_attribute(seq: int) -> str:
+    """The counter attribute holding the credits counted under the customer's plan segment ``seq``
+    (``tollgate.domain.models.PlanSegment``): ``seg1``, ``seg2``... The authorizer adds a request's credits to
+    it in the same ``ADD`` that counts the request, so a plan change splits the period's credits exactly."""
+    return f"{SEGMENT_PREFIX}{seq}"
+
+
+def segment_of(name: str) -> int | None:
+    """The segment number of a counter attribute name, or None for any other attribute."""
+    digits = name[len(SEGMENT_PREFIX) :]
+    if not name.startswith(SEGMENT_PREFIX) or not (digits.isascii() and digits.isdigit()) or digits[0] == "0":
+        return None
+    return int(digits)
 
 
 def route_name_from_sort_key(sort_key: str) -> tuple[str, str]:

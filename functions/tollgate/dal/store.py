@@ -16,7 +16,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.counter_item import is_route_code, read_route_tally, route_name_from_sort_key
+from tollgate.dal.counter_item import is_route_code, read_route_tally, route_name_from_sort_key, segment_of
 from tollgate.domain.models import ApiKey, Customer, CustomerStatus, Plan, RouteUsage, Usage
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError, TransactionConflictError
 
@@ -225,13 +225,22 @@ class TollgateStore:
         """Replace a customer only if it is still exactly ``before`` (optimistic concurrency)."""
         if before.id != after.id:
             raise ValueError("a customer's id never changes")
+        if after.segments[-1] != before.segments[-1] and after.plan_segments == before.plan_segments:
+            raise ValueError(
+                "a customer's plan changes with tollgate.accounts.plan_changes.change_plan, which keeps the "
+                "history the close rates each period by"
+            )
         try:
             self.table.put_item(
                 Item=self._customer_item(after),
                 ConditionExpression=Attr(tk.PK).exists()
                 & Attr("status").eq(before.status.value)
                 & Attr("stripe_customer_id").eq(before.stripe_customer_id)
-                & Attr("plan_version").eq(before.plan_version),
+                & Attr("plan_version").eq(before.plan_version)
+                & (
+                    Attr("plan_segments").not_exists()
+                    | Attr("plan_segments").size().eq(len(before.plan_segments))
+                ),
             )
         except ClientError as error:
             if _is_conditional_failure(error):
@@ -349,11 +358,15 @@ class TollgateStore:
         keys = [tk.counter_key(customer_id, period, shard) for shard in range(shards)]
         credits = requests = 0
         tallies: dict[str, list[int]] = {}
+        segments: dict[int, int] = {}
         for item in self._batch_get(keys):
             credits += int(item.get(tk.CREDITS, 0))
             requests += int(item.get(tk.REQUESTS, 0))
             for name, value in item.items():
-                if is_route_code(name):
+                seq = segment_of(name)
+                if seq is not None:
+                    segments[seq] = segments.get(seq, 0) + int(value)
+                elif is_route_code(name):
                     route_credits, route_requests = read_route_tally(value)
                     tally = tallies.setdefault(name, [0, 0])
                     tally[0] += route_credits
@@ -369,6 +382,7 @@ class TollgateStore:
             credits=credits,
             requests=requests,
             routes=dict(sorted(routes.items())),
+            segments=dict(sorted(segments.items())),
         )
 
     def route_names(self) -> dict[str, list[str]]:

@@ -10,8 +10,10 @@ ever moves forward (:func:`invoice_status_may_move`). How a record is stored: ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +33,15 @@ DONE = frozenset({CloseStatus.FINALIZED, CloseStatus.NO_CHARGE})
 NEW = frozenset({CloseStatus.RATED, CloseStatus.NO_CHARGE})  # what a record is stored as
 
 
+class BilledRaise(NamedTuple):
+    """An earlier period's ``billed_credits`` raised from ``old`` to ``new`` by a later close that bills its
+    late usage; ``segments``: that period's credits billed per plan segment afterwards."""
+
+    old: int
+    new: int
+    segments: Mapping[int, int] | None = None
+
+
 class PeriodClose(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -40,6 +51,7 @@ class PeriodClose(BaseModel):
     version: int = 1
     statement: Statement
     billed_credits: int  # this period's credits billed so far (the close, plus later adjustments)
+    billed_segments: dict[int, int] = {}  # the same per plan segment (empty in records before plan changes)
     adjusted_periods: dict[str, int] = {}  # earlier period -> late credits this invoice bills for it
     stripe_invoice_id: str | None = None
     hosted_invoice_url: str | None = None

@@ -14,8 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tollgate.domain.money import MAX_UNIT_DECIMALS, minor_unit_exponent, to_minor_units
+from tollgate.domain.currencies import check_currency, check_price
+from tollgate.domain.money import MAX_UNIT_DECIMALS, to_minor_units
 from tollgate.domain.routes import route_cost
+from tollgate.domain.stripe_limits import check_line_price
 
 ROUTE_RE = re.compile(r"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) /\S*|\$default")
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -63,12 +65,20 @@ class Plan(BaseModel):
     base_fee: Money = Decimal(0)
     included_credits: Credits = 0
     tiers: tuple[Tier, ...] = ()
+    # graduated: each band's credits at its price; volume: every credit at the price of the band the
+    # period's billable credits end in (Stripe's tiers_mode). Bands count credits above the included ones.
+    tiers_mode: Literal["graduated", "volume"] = "graduated"
+    # The least a period's usage is billed at (a true-up line makes up for it); prorated like the base fee.
+    minimum_commitment: Money = Decimal(0)
     route_costs: dict[str, Credits] = Field(default_factory=dict)
     default_cost: Credits | None = 1
     credit_limit: Annotated[int, Field(gt=0)] | None = None
     billing_period: Literal["monthly"] = "monthly"
     collection_method: CollectionMethod = CollectionMethod.CHARGE_AUTOMATICALLY
     days_until_due: Annotated[int, Field(ge=0, le=365)] | None = None
+    # Stripe Tax on this plan's invoices: prices before tax (exclusive: tax is added) or including it
+    # (inclusive); None: no tax is computed (docs/decisions.md, 26)
+    tax: Literal["exclusive", "inclusive"] | None = None
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -78,8 +88,13 @@ class Plan(BaseModel):
     @field_validator("currency")
     @classmethod
     def _supported_currency(cls, currency: str) -> str:
-        minor_unit_exponent(currency)  # raises for currencies Stripe needs special rounding for
-        return currency
+        return check_currency(currency)  # Stripe's, and billable exactly: see tollgate.domain.currencies
+
+    @model_validator(mode="after")
+    def _volume_needs_tiers(self) -> Plan:
+        if self.tiers_mode == "volume" and not self.tiers:
+            raise ValueError("tiers_mode: volume prices by tiers, and the plan has none")
+        return self
 
     @model_validator(mode="after")
     def _one_usage_price(self) -> Plan:
@@ -91,9 +106,10 @@ class Plan(BaseModel):
 
     @model_validator(mode="after")
     def _prices_fit_stripe(self) -> Plan:
-        """Stripe takes unit amounts in the minor unit with at most 12 decimal places, and no negative zero:
-        refuse such prices now, not at the close."""
-        prices = [("base_fee", self.base_fee)]
+        """Stripe takes unit amounts in the minor unit with at most 12 decimal places, and no negative zero;
+        ISK only in whole kronur; a base fee no larger than one invoice: refuse such prices now, not at the
+        close (``tollgate.domain.currencies``, ``tollgate.domain.stripe_limits``)."""
+        prices = [("base_fee", self.base_fee), ("minimum_commitment", self.minimum_commitment)]
         if self.price_per_credit is not None:
             prices.append(("price_per_credit", self.price_per_credit))
         prices += [(f"tiers[{i}].price_per_credit", t.price_per_credit) for i, t in enumerate(self.tiers)]
@@ -106,6 +122,9 @@ class Plan(BaseModel):
                     f"{name}: {price} {self.currency.upper()} is finer than Stripe accepts "
                     f"({MAX_UNIT_DECIMALS} decimal places of the minor unit)"
                 )
+            check_price(name, price, self.currency)
+        check_line_price("base_fee", self.base_fee, self.currency)
+        check_line_price("minimum_commitment", self.minimum_commitment, self.currency)
         return self
 
     @field_validator("route_costs")
@@ -159,7 +178,31 @@ class Plan(BaseModel):
         return route_cost(self.route_costs, self.default_cost, route)
 
 
+MAX_PLAN_SEGMENTS = 1000  # plan changes a customer item keeps (about 80 bytes each; the item limit is 400 KB)
+
+
+class PlanSegment(BaseModel):
+    """A stretch of a customer's life on one plan version: from ``since`` until the next segment's ``since``.
+
+    ``seq`` numbers a customer's segments 1, 2, 3... and never repeats: the authorizer adds each request's
+    credits to the counter's tally of the segment in force at the request's own timestamp
+    (``tollgate.dal.counter_item.segment_attribute``), so the close rates every credit on the plan it was
+    counted under. The first segment has no ``since``: it applies from the beginning.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: Annotated[int, Field(ge=1)]
+    plan_id: Identifier
+    plan_version: Annotated[int, Field(ge=1)]
+    since: datetime | None = None
+
+
 class Customer(BaseModel):
+    """A customer of the provider. ``plan_id``/``plan_version`` is the customer's latest plan, in force now or
+    from a scheduled change's time; ``plan_segments`` is the whole history, oldest first (empty for a customer
+    stored before plan changes existed: one segment on ``plan_id``, see :attr:`segments`)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: Identifier
@@ -173,6 +216,37 @@ class Customer(BaseModel):
     pay_url: str | None = None
     counter_shards: Annotated[int, Field(ge=1, le=100)] = 1
     created_at: datetime
+    plan_segments: Annotated[tuple[PlanSegment, ...], Field(max_length=MAX_PLAN_SEGMENTS)] = ()
+
+    @model_validator(mode="after")
+    def _segments_in_order(self) -> Customer:
+        segments = self.plan_segments
+        if not segments:
+            return self
+        if [s.seq for s in segments] != sorted({s.seq for s in segments}) or segments[0].since is not None:
+            raise ValueError("plan_segments: seq must ascend and only the first segment has no since")
+        starts = [s.since for s in segments[1:]]
+        if any(since is None for since in starts) or starts != sorted(set(starts)):  # type: ignore[type-var]
+            raise ValueError("plan_segments: each segment starts after the one before")
+        last = segments[-1]
+        if (last.plan_id, last.plan_version) != (self.plan_id, self.plan_version):
+            raise ValueError("plan_segments: the last segment is the customer's plan_id/plan_version")
+        return self
+
+    @property
+    def segments(self) -> tuple[PlanSegment, ...]:
+        """The plan history, oldest first; a customer stored before plan changes existed has one segment."""
+        if self.plan_segments:
+            return self.plan_segments
+        return (PlanSegment(seq=1, plan_id=self.plan_id, plan_version=self.plan_version),)
+
+    def segment_at(self, moment: datetime) -> PlanSegment:
+        """The segment in force at ``moment``."""
+        found = self.segments[0]
+        for segment in self.segments[1:]:
+            if segment.since is not None and segment.since <= moment:
+                found = segment
+        return found
 
 
 class ApiKey(BaseModel):
@@ -212,3 +286,4 @@ class Usage(BaseModel):
     credits: int = 0
     requests: int = 0
     routes: dict[str, RouteUsage] = Field(default_factory=dict)
+    segments: dict[int, int] = Field(default_factory=dict)  # plan segment -> credits counted under it

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-# Stripe's zero-decimal currencies: an amount of 500 JPY is sent as 500.
+# Stripe's zero-decimal currencies: an amount of 500 JPY is sent as 500. Which currencies a plan may bill in,
+# and the special rules (ISK, UGX, ...), are in tollgate.domain.currencies.
 ZERO_DECIMAL = frozenset(
     [
         "bif",

@@ -50,3 +50,8 @@ def previous_period(period: str) -> str:
 def period_end(period: str) -> datetime:
     """The first instant *after* the period (exclusive end)."""
     return period_start(next_period(period))
+
+
+def period_seconds(period: str) -> int:
+    """How long ``period`` is, in seconds (proration's denominator)."""
+    return int((period_end(period) - period_start(period)).total_seconds())

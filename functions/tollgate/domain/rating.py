@@ -7,13 +7,17 @@ rounds. The statement total is therefore the invoice total, to the cent (or yen)
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from tollgate.domain.currencies import amount_increment
 from tollgate.domain.models import Plan
-from tollgate.domain.money import MAX_UNIT_DECIMALS, line_amount, to_minor_units
+from tollgate.domain.money import MAX_UNIT_DECIMALS, format_amount, line_amount, to_minor_units
+from tollgate.domain.periods import period_end, period_start
 
 # Enough digits that no product or sum of the amounts Stripe accepts is ever rounded by the Decimal context
 # (the default 28 digits would silently round a 12-decimal unit price times a very large quantity).
@@ -23,6 +27,7 @@ EXACT_DIGITS = 80
 class LineKind(StrEnum):
     BASE_FEE = "base_fee"
     USAGE = "usage"
+    MINIMUM = "minimum"  # the true-up to a plan's minimum commitment
     ADJUSTMENT = "adjustment"
 
 
@@ -37,8 +42,27 @@ class StatementLine(BaseModel):
     amount: int  # minor units: line_amount(unit_amount, quantity)
 
 
+class StatementSegment(BaseModel):
+    """The part of a period one plan segment covered, and the credits counted under it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    segment: int
+    plan_id: str
+    plan_version: int
+    starts: datetime
+    ends: datetime
+    credits: int
+    included_credits: int  # the plan's included credits, prorated to [starts, ends)
+
+
 class Statement(BaseModel):
-    """What a customer owes for one period. Stored when rated and never changed afterwards."""
+    """What a customer owes for one period. Stored when rated and never changed afterwards.
+
+    ``plan_id``/``plan_version`` is the plan in force at the period's end; ``segments`` every plan the period
+    was rated on (one, unless the plan changed during the period; empty in statements stored before plan
+    changes existed), ``credits`` and ``included_credits`` their sums.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -50,6 +74,7 @@ class Statement(BaseModel):
     credits: int  # the period's credits as rated
     included_credits: int
     lines: tuple[StatementLine, ...]
+    segments: tuple[StatementSegment, ...] = ()
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -92,17 +117,34 @@ def _line(kind: LineKind, description: str, period: str, quantity: int, unit_min
     )
 
 
-def usage_lines(plan: Plan, credits: int, period: str) -> list[StatementLine]:
-    """The usage part of a statement: credits above the included ones, at the flat price or by tiers."""
+def usage_lines(
+    plan: Plan, credits: int, period: str, included: int | None = None, label: str = ""
+) -> list[StatementLine]:
+    """The usage part of a statement: credits above the included ones, at the flat price or by tiers.
+
+    ``included`` replaces the plan's included credits (a plan segment's prorated share); ``label`` names the
+    segment in each line's description.
+    """
     if credits < 0:
         raise ValueError("credits cannot be negative")
-    billable = max(0, credits - plan.included_credits)
+    included = plan.included_credits if included is None else included
+    billable = max(0, credits - included)
     if billable == 0:
         return []
-    suffix = f" above {plan.included_credits:,} included" if plan.included_credits else ""
+    suffix = f" above {included:,} included" if included else ""
+    prefix = f"API usage{label}:"
     if not plan.tiers:
         unit = unit_amount_decimal(plan.flat_price, plan.currency)
-        return [_line(LineKind.USAGE, f"API usage: {billable:,} credits{suffix}", period, billable, unit)]
+        return [_line(LineKind.USAGE, f"{prefix} {billable:,} credits{suffix}", period, billable, unit)]
+    if plan.tiers_mode == "volume":  # every credit at the price of the band the total ends in
+        floor = 0
+        for tier in plan.tiers:
+            if tier.up_to is None or billable <= tier.up_to:
+                band = f"{floor + 1:,}-{tier.up_to:,}" if tier.up_to is not None else f"{floor + 1:,}+"
+                unit = unit_amount_decimal(tier.price_per_credit, plan.currency)
+                description = f"{prefix} {billable:,} credits (volume band {band}){suffix}"
+                return [_line(LineKind.USAGE, description, period, billable, unit)]
+            floor = tier.up_to
     lines, floor = [], 0
     for tier in plan.tiers:
         ceiling = tier.up_to if tier.up_to is not None else billable
@@ -113,7 +155,7 @@ def usage_lines(plan: Plan, credits: int, period: str) -> list[StatementLine]:
             lines.append(
                 _line(
                     LineKind.USAGE,
-                    f"API usage: {in_band:,} credits (band {band}){suffix}",
+                    f"{prefix} {in_band:,} credits (band {band}){suffix}",
                     period,
                     in_band,
                     unit,
@@ -125,29 +167,78 @@ def usage_lines(plan: Plan, credits: int, period: str) -> list[StatementLine]:
     return lines
 
 
-def usage_charge(plan: Plan, credits: int) -> int:
-    """Minor units the usage part costs for ``credits`` in one period."""
-    return sum(line.amount for line in usage_lines(plan, credits, "-"))
+def usage_charge(plan: Plan, credits: int, included: int | None = None, minimum: int = 0) -> int:
+    """Minor units the usage part costs for ``credits`` in one period (``included``: as in usage_lines),
+    at least ``minimum`` (the plan's minimum commitment, in minor units, prorated)."""
+    return max(minimum, sum(line.amount for line in usage_lines(plan, credits, "-", included)))
 
 
-def late_usage_line(plan: Plan, period: str, billed_credits: int, late_credits: int) -> StatementLine | None:
+def late_usage_line(
+    plan: Plan,
+    period: str,
+    billed_credits: int,
+    late_credits: int,
+    included: int | None = None,
+    label: str = "",
+    minimum: int = 0,
+) -> StatementLine | None:
     """Credits of ``period`` counted after it was rated, billed on a later invoice.
 
     The amount is what those credits add to ``period``'s charge (included credits and tiers respected), so
     the two invoices together bill the period exactly as if every credit had been there at the close.
+    ``included``, ``label`` and ``minimum`` (its commitment in minor units, already billed as a true-up when
+    usage fell short): the plan segment's, when the period had more than one.
     """
     if late_credits < 0:
         raise ValueError("late credits cannot be negative")
     if late_credits == 0:
         return None
-    extra = usage_charge(plan, billed_credits + late_credits) - usage_charge(plan, billed_credits)
+    extra = usage_charge(plan, billed_credits + late_credits, included, minimum) - usage_charge(
+        plan, billed_credits, included, minimum
+    )
     return _line(
         LineKind.ADJUSTMENT,
-        f"Late usage for {period}: {late_credits:,} credits counted after that period closed",
+        f"Late usage for {period}{label}: {late_credits:,} credits counted after that period closed",
         period,
         1,
         Decimal(extra),
     )
+
+
+@dataclass(frozen=True)
+class PlanPart:
+    """One plan segment's share of a period: the plan, the stretch of the period it was in force
+    (``starts`` == ``ends`` for credits counted under a segment outside the period), and its credits."""
+
+    segment: int
+    plan: Plan
+    starts: datetime
+    ends: datetime
+    credits: int
+
+
+def prorated(amount: Decimal, seconds: int, period_seconds: int, increment: int = 1) -> int:
+    """``amount`` x ``seconds`` / ``period_seconds``, rounded half-up (once) to a multiple of ``increment``
+    (the currency's: whole kronur for ISK, ``tollgate.domain.currencies.amount_increment``)."""
+    with localcontext() as context:
+        context.prec = EXACT_DIGITS
+        share = amount * seconds / period_seconds / increment
+        return int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP)) * increment
+
+
+def minimum_commitment(plan: Plan, seconds: int, period_seconds: int) -> int:
+    """The plan's minimum commitment in minor units for ``seconds`` of a period (prorated like the base
+    fee)."""
+    if plan.minimum_commitment == 0 or seconds == 0:
+        return 0
+    unit = unit_amount_decimal(plan.minimum_commitment, plan.currency)
+    if seconds == period_seconds:
+        return line_amount(unit, 1)
+    return prorated(unit, seconds, period_seconds, amount_increment(plan.currency))
+
+
+def _span(starts: datetime, ends: datetime) -> str:
+    return f"{starts:%b} {starts.day} {starts:%H:%M} to {ends:%b} {ends.day} {ends:%H:%M} UTC"
 
 
 def rate_period(
@@ -157,26 +248,92 @@ def rate_period(
     credits: int,
     adjustments: tuple[StatementLine, ...] = (),
 ) -> Statement:
+    """The statement of a period spent on one plan."""
+    whole = PlanPart(1, plan, period_start(period), period_end(period), credits)
+    return rate_parts([whole], customer_id, period, adjustments)
+
+
+def rate_parts(
+    parts: list[PlanPart],
+    customer_id: str,
+    period: str,
+    adjustments: tuple[StatementLine, ...] = (),
+) -> Statement:
+    """The statement of a period, each plan segment rated on its own plan (``parts`` in time order).
+
+    Proration, by the second: a segment that covered ``s`` of the period's ``S`` seconds bills
+    ``base_fee x s / S`` (rounded half-up to the minor unit, one line) and includes
+    ``included_credits x s / S`` credits (rounded down: never more than the plan gives). Its credits are rated
+    on its plan's price or tiers (the bands start again for each segment). A period on one plan is rated as
+    before: the whole base fee, every included credit, no dates on the lines.
+    """
+    if not parts:
+        raise ValueError("a statement needs at least one plan part")
+    currencies = {part.plan.currency for part in parts}
+    if len(currencies) > 1:
+        raise ValueError(
+            f"one period cannot be billed in several currencies: {', '.join(sorted(currencies))}"
+        )
+    start, end = period_start(period), period_end(period)
+    period_seconds = int((end - start).total_seconds())
+    split = len(parts) > 1
     lines: list[StatementLine] = []
-    if plan.base_fee > 0:
-        lines.append(
-            _line(
-                LineKind.BASE_FEE,
-                f"{plan.name}: base fee",
-                period,
-                1,
-                unit_amount_decimal(plan.base_fee, plan.currency),
+    segments: list[StatementSegment] = []
+    for part in parts:
+        plan = part.plan
+        seconds = int((part.ends - part.starts).total_seconds())
+        if not 0 <= seconds <= period_seconds or part.starts < start or part.ends > end:
+            raise ValueError(f"plan segment {part.segment} does not lie within {period}")
+        label = f" on {plan.name} from {_span(part.starts, part.ends)}" if split else ""
+        included = plan.included_credits * seconds // period_seconds
+        if plan.base_fee > 0 and seconds > 0:
+            unit = unit_amount_decimal(plan.base_fee, plan.currency)
+            if seconds == period_seconds:
+                description = f"{plan.name}: base fee"
+            else:
+                unit = Decimal(prorated(unit, seconds, period_seconds, amount_increment(plan.currency)))
+                share = Decimal(seconds) / 86400
+                description = (
+                    f"{plan.name}: base fee for {_span(part.starts, part.ends)} "
+                    f"({share:.2f} of {period_seconds // 86400} days, prorated by the second)"
+                )
+            lines.append(_line(LineKind.BASE_FEE, description, period, 1, unit))
+        usage = usage_lines(plan, part.credits, period, included, label)
+        lines.extend(usage)
+        minimum = minimum_commitment(plan, seconds, period_seconds)
+        short = minimum - sum(line.amount for line in usage)
+        if short > 0:
+            lines.append(
+                _line(
+                    LineKind.MINIMUM,
+                    f"{plan.name}: minimum commitment{label} {format_amount(minimum, plan.currency)}, "
+                    f"usage {format_amount(minimum - short, plan.currency)}",
+                    period,
+                    1,
+                    Decimal(short),
+                )
+            )
+        segments.append(
+            StatementSegment(
+                segment=part.segment,
+                plan_id=plan.id,
+                plan_version=plan.version,
+                starts=part.starts,
+                ends=part.ends,
+                credits=part.credits,
+                included_credits=included,
             )
         )
-    lines.extend(usage_lines(plan, credits, period))
     lines.extend(adjustments)
+    last = parts[-1].plan
     return Statement(
         customer_id=customer_id,
         period=period,
-        plan_id=plan.id,
-        plan_version=plan.version,
-        currency=plan.currency,
-        credits=credits,
-        included_credits=plan.included_credits,
+        plan_id=last.id,
+        plan_version=last.version,
+        currency=last.currency,
+        credits=sum(part.credits for part in parts),
+        included_credits=sum(segment.included_credits for segment in segments),
         lines=tuple(lines),
+        segments=tuple(segments),
     )

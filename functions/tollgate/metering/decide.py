@@ -29,9 +29,17 @@ class KeyDirectory(Protocol):
 
 class UsageCounter(Protocol):
     def add(
-        self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None
+        self,
+        customer_id: str,
+        period: str,
+        shard: int,
+        route: str,
+        credits: int,
+        limit: int | None,
+        segment: int = 1,
     ) -> int | None:
-        """Add one request of ``credits``; return the shard's credits after the write when DynamoDB says."""
+        """Add one request of ``credits`` (to the totals, the route's tally and the plan segment's credits);
+        return the shard's credits after the write when DynamoDB says."""
         ...
 
 
@@ -62,6 +70,7 @@ def authorize(
             return Decision.deny(Reason.PAYMENT_REQUIRED, grant.customer_id, grant.pay_url)
         return Decision.deny(Reason.SUSPENDED, grant.customer_id)
 
+    grant = grant.in_force(request.epoch_ms)  # the plan in force when API Gateway received the request
     cost = grant.cost_of(request.route)
     if cost is None:
         return Decision.deny(Reason.UNKNOWN_ROUTE, grant.customer_id)
@@ -81,7 +90,7 @@ def authorize(
         "metered": True,
     }
     try:
-        used = counter.add(grant.customer_id, period, shard, request.route, cost, limit)
+        used = counter.add(grant.customer_id, period, shard, request.route, cost, limit, grant.segment)
     except CreditLimitReachedError:
         return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
     except MeteringUnavailableError as error:

@@ -20,12 +20,15 @@ from botocore.exceptions import (
 )
 
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.counter_item import route_code, route_tally
+from tollgate.dal.counter_item import route_code, route_tally, segment_attribute
 from tollgate.errors import CreditLimitReachedError, MeteringUnavailableError
-from tollgate.metering.grants import Grant, grant_from_items
+from tollgate.metering.grants import Grant, grant_from_items, plan_segments
 from tollgate.metering.observability import logger
 from tollgate.metering.settings import DEFAULT_KEY_CACHE_MAX_ENTRIES, DEFAULT_NEGATIVE_CACHE_MAX_ENTRIES
 
+# A plan change older than this is past every request the authorizer accepts (request timestamps are within
+# 5 minutes of its clock: tollgate.metering.events), so the segment before it is no longer read.
+SWITCH_MEMORY_MS = 15 * 60 * 1000
 MAX_NAMED_ROUTES = 10_000  # routes an instance remembers having registered (an API has far fewer)
 NOT_APPLIED_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
@@ -127,10 +130,19 @@ class DynamoKeyDirectory:
     Revoking a key or suspending a customer therefore takes effect within ``ttl`` seconds.
     """
 
-    def __init__(self, client: Any, table: str, ttl: float, negative_ttl: float, cache: TtlCache) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        ttl: float,
+        negative_ttl: float,
+        cache: TtlCache,
+        clock_ms: Any = lambda: int(time.time() * 1000),
+    ) -> None:
         self._client, self._table = client, table
         self._ttl, self._negative_ttl = ttl, negative_ttl
         self._cache = cache
+        self._clock_ms = clock_ms
 
     def find(self, key_hash: str) -> Grant | None:
         hit, grant = self._cache.get(key_hash)
@@ -147,10 +159,20 @@ class DynamoKeyDirectory:
         customer = self._get(tk.customer_key(key_item["customer_id"]["S"]))
         if customer is None:
             return None
-        plan = self._get(tk.plan_key(customer["plan_id"]["S"], int(customer["plan_version"]["N"])))
+        segments = plan_segments(customer)
+        last = segments[-1]
+        plan = self._get(tk.plan_key(last.plan_id, last.plan_version))
         if plan is None:
             return None
-        return grant_from_items(key_item, customer, plan)
+        if len(segments) == 1 or last.since_ms is None or last.since_ms < self._clock_ms() - SWITCH_MEMORY_MS:
+            return grant_from_items(key_item, customer, plan, segment=last.seq)
+        before = segments[-2]  # the change is recent or still ahead: requests before it use the old plan
+        before_plan = self._get(tk.plan_key(before.plan_id, before.plan_version))
+        if before_plan is None:
+            return None
+        return grant_from_items(
+            key_item, customer, plan, (before, before_plan), segment=last.seq, since_ms=last.since_ms
+        )
 
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
         answer = self._read(lambda: self._client.get_item(TableName=self._table, Key=_wire_key(key)))
@@ -158,13 +180,15 @@ class DynamoKeyDirectory:
 
     @staticmethod
     def _read(call: Any) -> dict[str, Any]:
-        for attempt in (1, 2):
-            try:
-                return call()
-            except (ClientError, BotoCoreError) as error:
-                if attempt == 2:
-                    raise MeteringUnavailableError(f"key lookup failed: {type(error).__name__}") from error
-        raise AssertionError("unreachable")
+        """One read, and once more if it fails (a throttle or a dropped connection is usually momentary)."""
+        try:
+            return call()
+        except (ClientError, BotoCoreError):
+            pass
+        try:
+            return call()
+        except (ClientError, BotoCoreError) as error:
+            raise MeteringUnavailableError(f"key lookup failed: {type(error).__name__}") from error
 
 
 class DynamoUsageCounter:
@@ -182,14 +206,26 @@ class DynamoUsageCounter:
         self._max_named = max_named_routes
 
     def add(
-        self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None
+        self,
+        customer_id: str,
+        period: str,
+        shard: int,
+        route: str,
+        credits: int,
+        limit: int | None,
+        segment: int = 1,
     ) -> int | None:
         code = route_code(route)
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": _wire_key(tk.counter_key(customer_id, period, shard)),
-            "UpdateExpression": "ADD #c :c, #n :one, #r :tally",
-            "ExpressionAttributeNames": {"#c": tk.CREDITS, "#n": tk.REQUESTS, "#r": code},
+            "UpdateExpression": "ADD #c :c, #n :one, #r :tally, #s :c",
+            "ExpressionAttributeNames": {
+                "#c": tk.CREDITS,
+                "#n": tk.REQUESTS,
+                "#r": code,
+                "#s": segment_attribute(segment),
+            },
             "ExpressionAttributeValues": {
                 ":c": {"N": str(credits)},
                 ":one": {"N": "1"},

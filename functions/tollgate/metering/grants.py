@@ -1,11 +1,19 @@
 """What a key grants: the key, its customer and its plan, read from DynamoDB's wire format.
 
-Deliberately not pydantic (cold start): three items become one small frozen record.
+Deliberately not pydantic (cold start): three items (four around a plan change) become one small frozen
+record.
+
+Plan changes: a customer's plan history is a list of segments (``tollgate.domain.models.PlanSegment``). The
+grant holds the latest segment and, while its start is recent or still ahead, the one before it too
+(``switch_ms``, ``switched``): :meth:`Grant.in_force` picks the one in force at the request's own timestamp,
+so every request is counted under the plan in force when API Gateway received it, whichever instance
+decides and whenever its cache was filled (a change is scheduled at least a key-cache TTL ahead:
+``tollgate.accounts.plan_changes``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +35,15 @@ class Grant:
     credit_limit: int | None = None
     revoked_at_ms: int | None = None
     valid_until_ms: int | None = None
+    segment: int = 1  # the customer's plan segment these terms belong to (counter attribute ``seg{n}``)
+    switch_ms: int | None = None  # from this request time on, ``switched`` applies (a plan change)
+    switched: Grant | None = None
+
+    def in_force(self, epoch_ms: int) -> Grant:
+        """The grant for a request made at ``epoch_ms``: after a plan change's start, the new plan's."""
+        if self.switched is not None and self.switch_ms is not None and epoch_ms >= self.switch_ms:
+            return self.switched
+        return self
 
     def key_usable(self, now_ms: int) -> bool:
         if self.revoked_at_ms is not None and self.revoked_at_ms <= now_ms:
@@ -51,9 +68,47 @@ def _iso_ms(text: str | None) -> int | None:
     return None if text is None else int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
-def grant_from_items(key: dict[str, Any], customer: dict[str, Any], plan: dict[str, Any]) -> Grant:
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """A plan segment as the authorizer reads it from the customer item."""
+
+    seq: int
+    plan_id: str
+    plan_version: int
+    since_ms: int | None
+
+
+def plan_segments(customer: dict[str, Any]) -> list[SegmentRef]:
+    """The customer's plan segments, oldest first (one, on ``plan_id``, for a customer without a history)."""
+    listed = customer.get("plan_segments", {}).get("L", [])
+    segments = []
+    for entry in listed:
+        fields = entry.get("M", {})
+        segments.append(
+            SegmentRef(
+                seq=_n(fields, "seq") or 1,
+                plan_id=_s(fields, "plan_id") or "",
+                plan_version=_n(fields, "plan_version") or 1,
+                since_ms=_iso_ms(_s(fields, "since")),
+            )
+        )
+    if not segments:
+        segments.append(SegmentRef(1, _s(customer, "plan_id") or "", _n(customer, "plan_version") or 1, None))
+    return segments
+
+
+def grant_from_items(
+    key: dict[str, Any],
+    customer: dict[str, Any],
+    plan: dict[str, Any],
+    previous: tuple[SegmentRef, dict[str, Any]] | None = None,
+    segment: int = 1,
+    since_ms: int | None = None,
+) -> Grant:
+    """The grant of ``key`` on ``plan`` (segment ``segment``); with ``previous`` (the segment before and its
+    plan item), the grant of the previous segment that switches to ``plan`` from ``since_ms``."""
     routes = plan.get("route_costs", {}).get("M", {})
-    return Grant(
+    grant = Grant(
         key_id=_s(key, "key_id") or "",
         customer_id=_s(customer, "id") or "",
         customer_status=_s(customer, "status") or "suspended",
@@ -67,4 +122,10 @@ def grant_from_items(key: dict[str, Any], customer: dict[str, Any], plan: dict[s
         credit_limit=_n(plan, "credit_limit"),
         revoked_at_ms=_iso_ms(_s(key, "revoked_at")),
         valid_until_ms=_iso_ms(_s(key, "valid_until")),
+        segment=segment,
     )
+    if previous is None or since_ms is None:
+        return grant
+    before, before_plan = previous
+    earlier = grant_from_items(key, customer, before_plan, segment=before.seq)
+    return replace(earlier, switch_ms=since_ms, switched=grant)

@@ -68,12 +68,16 @@ def deps_from(
     clock the local gateway stamps requests with.
     """
     client = client or boto3.client("dynamodb", config=CLIENT_CONFIG)
+    # A shifted clock (local mode) ages cached grants too, so a plan change scheduled ahead of the cache's
+    # TTL reaches the grant before it starts, as it does in AWS; the wall clock keeps the monotonic one.
+    cache_clock = time.monotonic if clock is time.time else clock
     keys = DynamoKeyDirectory(
         client,
         settings.table_name,
         ttl=settings.key_cache_ttl_seconds,
         negative_ttl=settings.negative_cache_ttl_seconds,
-        cache=cache if cache is not None else TtlCache(),
+        cache=cache if cache is not None else TtlCache(clock=cache_clock),
+        clock_ms=lambda: int(clock() * 1000),
     )
     return Deps(keys, DynamoUsageCounter(client, settings.table_name), settings.fail_open, clock)
 

@@ -7,7 +7,7 @@ number a customer sees mid-month is the number the close will bill if nothing mo
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -16,8 +16,9 @@ from tollgate.dal.closes import list_closes
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import PeriodClose
 from tollgate.domain.money import format_amount
-from tollgate.domain.periods import parse_period, period_of
-from tollgate.domain.rating import rate_period
+from tollgate.domain.periods import parse_period, period_end, period_of
+from tollgate.domain.plan_history import period_shares
+from tollgate.domain.rating import PlanPart, rate_parts
 from tollgate.errors import InvalidInputError
 
 DEFAULT_RECENT_INVOICES = 3
@@ -74,6 +75,13 @@ class InvoiceSummary(_Model):
         )
 
 
+class PlanChangeLine(_Model):
+    starts: datetime = Field(description="when the plan takes effect (a request's own timestamp decides)")
+    plan_id: str
+    plan_version: int
+    scheduled: bool = Field(description="true: not in effect yet")
+
+
 class UsageReport(_Model):
     customer_id: str
     period: str = Field(examples=["2026-11"])
@@ -90,6 +98,9 @@ class UsageReport(_Model):
     estimate_lines: list[EstimateLine]
     routes: list[RouteLine]
     recent_invoices: list[InvoiceSummary]
+    plan_changes: list[PlanChangeLine] = Field(
+        default_factory=list, description="the customer's plan changes, oldest first (none: one plan ever)"
+    )
 
 
 def build_usage_report(
@@ -112,9 +123,21 @@ def build_usage_report(
         except ValueError as error:  # the message names the bad value
             raise InvalidInputError(str(error)) from error
     customer = store.get_customer(customer_id)
-    plan = store.get_plan(customer.plan_id, customer.plan_version)
     usage = store.read_usage(customer.id, period, customer.counter_shards)
-    statement = rate_period(plan, customer.id, period, usage.credits)
+    shares = period_shares(customer.segments, period, usage.segments, usage.credits)
+    plans = {
+        (s.segment.plan_id, s.segment.plan_version): store.get_plan(s.segment.plan_id, s.segment.plan_version)
+        for s in shares
+    }
+    parts = [
+        PlanPart(
+            s.segment.seq, plans[(s.segment.plan_id, s.segment.plan_version)], s.starts, s.ends, s.credits
+        )
+        for s in shares
+    ]
+    statement = rate_parts(parts, customer.id, period, ())
+    in_force = customer.segment_at(min(now, period_end(period) - timedelta(microseconds=1)))
+    plan = store.get_plan(in_force.plan_id, in_force.plan_version)
     closes = list_closes(store.table, customer.id, limit=recent_invoices) if recent_invoices > 0 else []
     return UsageReport(
         customer_id=customer.id,
@@ -124,16 +147,16 @@ def build_usage_report(
         plan_version=plan.version,
         credits_used=usage.credits,
         requests=usage.requests,
-        included_credits=plan.included_credits,
-        included_remaining=max(0, plan.included_credits - usage.credits),
+        included_credits=statement.included_credits,
+        included_remaining=max(0, statement.included_credits - usage.credits),
         credit_limit=plan.credit_limit,
         credits_remaining=None if plan.credit_limit is None else max(0, plan.credit_limit - usage.credits),
-        estimated_charge=Amount.of(statement.total, plan.currency),
+        estimated_charge=Amount.of(statement.total, statement.currency),
         estimate_lines=[
             EstimateLine(
                 description=line.description,
                 quantity=line.quantity,
-                amount=Amount.of(line.amount, plan.currency),
+                amount=Amount.of(line.amount, statement.currency),
             )
             for line in statement.lines
         ],
@@ -142,4 +165,14 @@ def build_usage_report(
             for route, counts in usage.routes.items()
         ],
         recent_invoices=[InvoiceSummary.of(close) for close in closes],
+        plan_changes=[
+            PlanChangeLine(
+                starts=segment.since,
+                plan_id=segment.plan_id,
+                plan_version=segment.plan_version,
+                scheduled=segment.since > now,
+            )
+            for segment in customer.segments
+            if segment.since is not None
+        ],
     )

@@ -11,8 +11,8 @@ from typing import Protocol
 
 from tollgate.dal import closes
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.closes import PeriodClose
-from tollgate.domain.models import Customer, Plan
+from tollgate.domain.closes import BilledRaise, PeriodClose
+from tollgate.domain.models import Customer, Plan, Usage
 
 
 class Ledger(Protocol):
@@ -22,7 +22,9 @@ class Ledger(Protocol):
 
     def get_plan(self, plan_id: str, version: int) -> Plan: ...
 
-    def read_credits(self, customer_id: str, period: str, shards: int) -> int: ...
+    def read_usage(self, customer_id: str, period: str, shards: int) -> Usage:
+        """The period's counters: total credits, and credits per plan segment."""
+        ...
 
     def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
         """The records of ``period`` and earlier, newest first (``period``'s own first when it exists)."""
@@ -30,7 +32,7 @@ class Ledger(Protocol):
 
     def get_close(self, customer_id: str, period: str) -> PeriodClose | None: ...
 
-    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, tuple[int, int]]) -> None:
+    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, BilledRaise]) -> None:
         """Raises ``AlreadyExistsError`` (record exists) or ``ConflictError`` (late usage billed since)."""
         ...
 
@@ -70,8 +72,8 @@ class DynamoLedger:
             self._plans[key] = self.store.get_plan(plan_id, version)
         return self._plans[key]
 
-    def read_credits(self, customer_id: str, period: str, shards: int) -> int:
-        return self.store.read_usage(customer_id, period, shards=shards).credits
+    def read_usage(self, customer_id: str, period: str, shards: int) -> Usage:
+        return self.store.read_usage(customer_id, period, shards=shards)
 
     def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
         return closes.list_closes_up_to(self.table, customer_id, period, limit)
@@ -79,7 +81,7 @@ class DynamoLedger:
     def get_close(self, customer_id: str, period: str) -> PeriodClose | None:
         return closes.get_close(self.table, customer_id, period)
 
-    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, tuple[int, int]]) -> None:
+    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, BilledRaise]) -> None:
         closes.put_close(self.table, record, raised_billed_credits)
 
     def mark_invoice_created(self, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose:

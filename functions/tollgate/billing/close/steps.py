@@ -25,7 +25,7 @@ The steps raise; ``tollgate.billing.close.service`` drives them and records fail
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from tollgate.billing.close.ledger import Ledger
@@ -37,9 +37,12 @@ from tollgate.billing.invoicing import (
     invoice_lines,
     invoice_metadata,
 )
-from tollgate.domain.closes import CloseStatus, PeriodClose
-from tollgate.domain.models import Customer
-from tollgate.domain.rating import StatementLine, late_usage_line, rate_period
+from tollgate.domain.closes import BilledRaise, CloseStatus, PeriodClose
+from tollgate.domain.models import Customer, Usage
+from tollgate.domain.periods import period_seconds
+from tollgate.domain.plan_history import period_shares
+from tollgate.domain.rating import PlanPart, StatementLine, late_usage_line, minimum_commitment, rate_parts
+from tollgate.domain.stripe_limits import check_statement_limits
 from tollgate.errors import (
     AlreadyExistsError,
     CloseError,
@@ -81,10 +84,10 @@ class CloseContext:
 # -- (none) -> rated | no_charge -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rating:
-    """A new record, and for each earlier period whose late usage it bills: (billed before, billed now)."""
+    """A new record, and for each earlier period whose late usage it bills: how its billed credits rise."""
 
     record: PeriodClose
-    raised_billed_credits: dict[str, tuple[int, int]]
+    raised_billed_credits: dict[str, BilledRaise]
 
 
 @dataclass(frozen=True)
@@ -93,42 +96,101 @@ class Rated:
     stored_now: bool  # this run stored the record: no invoice can exist before it
 
 
-def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
-    """Rate the period's usage, plus the late usage of the ``earlier`` records (same currency only)."""
-    customer = ctx.customer()
-    plan = ctx.ledger.get_plan(customer.plan_id, customer.plan_version)
-    credits = ctx.ledger.read_credits(customer.id, ctx.period, customer.counter_shards)
-    adjustments: list[StatementLine] = []
-    raised: dict[str, tuple[int, int]] = {}
-    for before in sorted(earlier, key=lambda record: record.period):
-        counted = ctx.ledger.read_credits(customer.id, before.period, customer.counter_shards)
-        late = counted - before.billed_credits
+def plan_parts(ctx: CloseContext, customer: Customer, period: str, usage: Usage) -> list[PlanPart]:
+    """The period's plan segments with their plans and credits (``tollgate.domain.plan_history``)."""
+    shares = period_shares(customer.segments, period, usage.segments, usage.credits)
+    return [
+        PlanPart(
+            share.segment.seq,
+            ctx.ledger.get_plan(share.segment.plan_id, share.segment.plan_version),
+            share.starts,
+            share.ends,
+            share.credits,
+        )
+        for share in shares
+    ]
+
+
+def late_usage(
+    ctx: CloseContext, customer: Customer, before: PeriodClose, currency: str
+) -> tuple[list[StatementLine], BilledRaise] | None:
+    """The adjustment lines for credits of ``before``'s period counted after it was rated, each on the plan
+    segment they were counted under, and how that record's billed credits rise; None when there are none
+    (or they cannot go on an invoice in ``currency``: left for a close in their own currency, and logged)."""
+    usage = ctx.ledger.read_usage(customer.id, before.period, customer.counter_shards)
+    if usage.credits <= before.billed_credits:
+        return None
+    statement = before.statement
+    parts = plan_parts(ctx, customer, before.period, usage)
+    if statement.segments:
+        billed = dict(before.billed_segments) or {s.segment: s.credits for s in statement.segments}
+        included = {s.segment: s.included_credits for s in statement.segments}
+        rated_on = {s.segment: (s.plan_id, s.plan_version) for s in statement.segments}
+        parts = [  # each segment on the plan that rated it, whatever the history says now
+            replace(part, plan=ctx.ledger.get_plan(*rated_on[part.segment]))
+            if part.segment in rated_on
+            else part
+            for part in parts
+        ]
+    else:  # rated before plan changes existed: one plan, the statement's, for the whole period
+        billed_plan = ctx.ledger.get_plan(statement.plan_id, statement.plan_version)
+        whole = PlanPart(parts[0].segment, billed_plan, parts[0].starts, parts[0].ends, usage.credits)
+        parts = [whole]
+        billed = {whole.segment: before.billed_credits}
+        included = {whole.segment: statement.included_credits}
+    lines: list[StatementLine] = []
+    for part in parts:
+        late = part.credits - billed.get(part.segment, 0)
         if late <= 0:
             continue
-        billed_plan = ctx.ledger.get_plan(before.statement.plan_id, before.statement.plan_version)
-        if billed_plan.currency != plan.currency:
+        if part.plan.currency != currency:
             LOG.warning(
                 "late usage of %s %s (%d credits, %s) cannot go on a %s invoice: left unbilled",
                 customer.id,
                 before.period,
                 late,
-                billed_plan.currency,
-                plan.currency,
+                part.plan.currency,
+                currency,
             )
-            continue
-        line = late_usage_line(billed_plan, before.period, before.billed_credits, late)
-        if line is not None:
-            if line.amount:  # late credits that cost nothing (included ones) are billed, with no line
-                adjustments.append(line)
-            raised[before.period] = (before.billed_credits, counted)
-    statement = rate_period(plan, customer.id, ctx.period, credits, tuple(adjustments))
+            return None
+        label = f" on {part.plan.name}" if len(parts) > 1 else ""
+        segment_included = included.get(part.segment, 0)
+        seconds = int((part.ends - part.starts).total_seconds())
+        minimum = minimum_commitment(part.plan, seconds, period_seconds(before.period))
+        line = late_usage_line(
+            part.plan, before.period, billed.get(part.segment, 0), late, segment_included, label, minimum
+        )
+        if line is not None and line.amount:  # late credits that cost nothing are billed, with no line
+            lines.append(line)
+    segments = {part.segment: part.credits for part in parts}
+    return lines, BilledRaise(before.billed_credits, usage.credits, segments)
+
+
+def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
+    """Rate the period's usage, each plan segment on its own plan, plus the late usage of the ``earlier``
+    records (same currency only)."""
+    customer = ctx.customer()
+    usage = ctx.ledger.read_usage(customer.id, ctx.period, customer.counter_shards)
+    parts = plan_parts(ctx, customer, ctx.period, usage)
+    currency = parts[-1].plan.currency
+    adjustments: list[StatementLine] = []
+    raised: dict[str, BilledRaise] = {}
+    for before in sorted(earlier, key=lambda record: record.period):
+        found = late_usage(ctx, customer, before, currency)
+        if found is not None:
+            lines, raise_ = found
+            adjustments.extend(lines)
+            raised[before.period] = raise_
+    statement = rate_parts(parts, customer.id, ctx.period, tuple(adjustments))
+    check_statement_limits(statement)  # refused here, with the line named, never first at Stripe
     record = PeriodClose(
         customer_id=customer.id,
         period=ctx.period,
         status=CloseStatus.RATED if statement.total > 0 else CloseStatus.NO_CHARGE,
         statement=statement,
-        billed_credits=credits,
-        adjusted_periods={period: new - old for period, (old, new) in raised.items()},
+        billed_credits=usage.credits,
+        billed_segments={part.segment: part.credits for part in parts},
+        adjusted_periods={period: r.new - r.old for period, r in raised.items()},
         created_at=ctx.now,
         updated_at=ctx.now,
     )
@@ -195,6 +257,7 @@ def create_invoice(ctx: CloseContext, record: PeriodClose, *, search_first: bool
             days_until_due=plan.days_until_due,
             description=f"{plan.name}: API usage for {ctx.period}",
             metadata=invoice_metadata(customer.id, ctx.period),
+            automatic_tax=plan.tax is not None,
         )
         invoice = ctx.gateway.create_invoice(draft, idempotency_key=ctx.key(STEP_CREATE))
     return InvoiceCreated(ctx.ledger.mark_invoice_created(record, invoice.id, ctx.now), invoice)
@@ -202,9 +265,12 @@ def create_invoice(ctx: CloseContext, record: PeriodClose, *, search_first: bool
 
 # -- invoice_created -> finalized ------------------------------------------------------------------------
 def finalize_invoice(ctx: CloseContext, record: PeriodClose, seen: StripeInvoice | None) -> PeriodClose:
-    """Add the lines to a draft that has none, finalize it, and record what Stripe says is owed.
+    """Add the lines to a draft that has none, redeem the customer's coupon if one is due for this period,
+    finalize it, and record what Stripe says is owed.
 
-    ``seen`` is the invoice as this run last saw it (read again unless it is the record's invoice).
+    ``seen`` is the invoice as this run last saw it (read again unless it is the record's invoice). Stripe's
+    ``subtotal`` (before discounts and exclusive tax) must equal the statement's total; its ``total`` is what
+    the customer pays after Stripe's discounts and tax.
     """
     invoice_id = record.stripe_invoice_id
     if invoice_id is None:
@@ -212,15 +278,32 @@ def finalize_invoice(ctx: CloseContext, record: PeriodClose, seen: StripeInvoice
     invoice = seen if seen is not None and seen.id == invoice_id else ctx.gateway.get_invoice(invoice_id)
     if invoice.status == "draft":
         if not invoice.has_lines:
-            lines = invoice_lines(record.statement)
+            plan = ctx.ledger.get_plan(record.statement.plan_id, record.statement.plan_version)
+            lines = invoice_lines(record.statement, tax_behavior=plan.tax)
             invoice = ctx.gateway.add_lines(invoice.id, lines, idempotency_key=ctx.key(STEP_ADD_LINES))
+        if invoice.customer_metadata is None:  # found by a search: read it with its customer
+            invoice = ctx.gateway.get_invoice(invoice.id)
+        coupon = invoice.coupon_due(ctx.period)
+        if coupon is not None and coupon not in invoice.coupons:
+            invoice = ctx.gateway.apply_discount(
+                invoice.id, coupon, idempotency_key=ctx.key("apply-discount")
+            )
+        if invoice.automatic_tax and invoice.customer_tax == "unrecognized_location":
+            # Checked here: Stripe would refuse to finalize, and replay that refusal to the same
+            # Idempotency-Key for 24 hours, even after the address is fixed.
+            raise CloseError(
+                f"Stripe Tax cannot locate customer {ctx.customer_id!r} to tax its {ctx.period} invoice "
+                f"{invoice.id}: give it an address (`tollgate customers tax-info {ctx.customer_id} --country "
+                "CC --postal-code ...`), then close again"
+            )
         invoice = ctx.gateway.finalize(invoice.id, idempotency_key=ctx.key(STEP_FINALIZE))
-    mismatch = invoice.total != record.total
+    mismatch = invoice.subtotal_before_tax != record.total
     if mismatch:
         LOG.error(
-            "Stripe invoice %s totals %d but the statement of %s %s totals %d (%s)",
+            "Stripe invoice %s totals %d%s but the statement of %s %s totals %d (%s)",
             invoice.id,
-            invoice.total,
+            invoice.subtotal_before_tax,
+            " before discounts and tax" if invoice.subtotal_before_tax != invoice.total else "",
             ctx.customer_id,
             ctx.period,
             record.total,

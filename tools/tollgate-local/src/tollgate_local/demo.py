@@ -1,8 +1,10 @@
 """``make demo``: the whole billing cycle, offline, in under a minute.
 
-Two plans (pure pay-as-you-go with a cap; hybrid with a base fee and included credits), two customers, their
-keys, a few thousand real HTTP requests through the local gateway, live usage, a revoked key and an over-cap
-request refused, the period close, and each customer's invoice, checked against what the requests should cost.
+Three plans (pay-as-you-go with a cap, pay-as-you-go, hybrid with a base fee and included credits), three
+customers, their keys, a few thousand real HTTP requests through the local gateway, one customer upgraded
+mid-month (its usage split exactly at the change, base fees and included credits prorated), live usage, a
+revoked key and an over-cap request refused, the period close, and each customer's invoice, checked against
+what the requests should cost.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from tollgate.accounts.keys import IssuedKey, issue_key, revoke_key
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import Plan
 from tollgate.domain.money import format_amount
-from tollgate.domain.periods import period_of, period_start, previous_period
-from tollgate.domain.rating import rate_period
+from tollgate.domain.periods import period_end, period_of, period_start, previous_period
+from tollgate.domain.rating import PlanPart, rate_parts, rate_period
 
 if TYPE_CHECKING:
     from stripe import StripeClient
@@ -38,7 +40,9 @@ ROUTE_COSTS = {"GET /v1/search": 1, "POST /v1/generate": 25, "GET /usage": 0}  #
 TRAFFIC: dict[str, dict[tuple[str, str], int]] = {
     "acme": {("GET", "/v1/search"): 600, ("POST", "/v1/generate"): 120},
     "globex": {("GET", "/v1/search"): 800, ("POST", "/v1/generate"): 300, ("GET", "/v1/items/7"): 100},
+    "initech": {("GET", "/v1/search"): 300, ("POST", "/v1/generate"): 30},  # before its upgrade, and after
 }
+UPGRADED = "initech"  # moves from its pay-as-you-go plan to globex's hybrid plan mid-month
 
 
 def scaled_traffic(scale: float) -> dict[str, dict[tuple[str, str], int]]:
@@ -78,7 +82,10 @@ def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan
         included_credits=credits_of(payg, traffic["globex"]) // 2,
         route_costs=ROUTE_COSTS,
     )
-    return {"acme": payg, "globex": hybrid}
+    basic = Plan(
+        id="basic", name="Basic (pay as you go)", price_per_credit=Decimal("0.003"), route_costs=ROUTE_COSTS
+    )
+    return {"acme": payg, "globex": hybrid, UPGRADED: basic}
 
 
 @dataclass(frozen=True)
@@ -134,11 +141,11 @@ def run(
     now = datetime.now(UTC)
     period = previous_period(period_of(now))
     business_time = period_start(period) + timedelta(days=14, hours=9)  # requests are stamped mid-period
-    offset = business_time.timestamp() - time.time()
+    shift = [business_time.timestamp() - time.time()]  # the gateway's clock: the demo moves it on once
     traffic = scaled_traffic(scale)
     plans = demo_plans(traffic)
 
-    with local_stack(clock=lambda: time.time() + offset, dynamodb_url=dynamodb_url) as stack:
+    with local_stack(clock=lambda: time.time() + shift[0], dynamodb_url=dynamodb_url) as stack:
         stripe_where = f"double {stack.stripe_base}" if stack.stripe_base else "test mode (STRIPE_API_KEY)"
         console.print(
             Panel.fit(
@@ -189,14 +196,19 @@ def run(
             f"  {total:,} requests: " + ", ".join(f"{n:,} x HTTP {s}" for s, n in sorted(statuses.items()))
         )
 
-        console.rule("4. Live usage (GET /usage, 0 credits)")
+        console.rule(f"4. A mid-month upgrade: {UPGRADED} moves to {plans['globex'].name}")
+        upgrade = upgrade_mid_month(
+            store, stack.gateway_url, keys[UPGRADED], traffic[UPGRADED], shift, console
+        )
+
+        console.rule("5. Live usage (GET /usage, 0 credits)")
         client = Client(stack.gateway_url)
         for customer_id in traffic:
             status, body = client.call("GET", f"/usage?period={period}", keys[customer_id])
             console.print(f"  {customer_id}: HTTP {status}")
             console.print_json(json.dumps(body))
 
-        console.rule("5. Refusals")
+        console.rule("6. Refusals")
         status, body = client.call("GET", "/v1/search", keys["acme"])
         console.print(f"  acme over its cap          → HTTP {status} {body.get('error')}")
         spare = issue_key(store, "globex", now=business_time, name="laptop")
@@ -207,14 +219,55 @@ def run(
         console.print(f"  a malformed key            → HTTP {status} {body.get('error')}")
         client.close()
 
-        console.rule(f"6. Closing period {period}")
+        console.rule(f"7. Closing period {period}")
         expected = {
             cid: rate_period(plan, cid, period, billable_credits(plan, traffic[cid])).total
             for cid, plan in plans.items()
         }
+        basic, pro, calls = plans[UPGRADED], plans["globex"], traffic[UPGRADED]
+        expected[UPGRADED] = rate_parts(  # each plan's share of the period, and of the requests
+            [
+                PlanPart(1, basic, period_start(period), upgrade, credits_of(basic, calls)),
+                PlanPart(2, pro, upgrade, period_end(period), credits_of(pro, calls)),
+            ],
+            UPGRADED,
+            period,
+        ).total
         invoices = close_and_check(store, stripe, period, plans, expected, console)
     console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
     return invoices
+
+
+def upgrade_mid_month(
+    store: TollgateStore,
+    gateway_url: str,
+    key: str,
+    calls: dict[tuple[str, str], int],
+    shift: list[float],
+    console: Console,
+) -> datetime:
+    """Move the customer to the hybrid plan now; send the same traffic again once the change has started (the
+    gateway's clock moved on past it). Returns when the new plan started."""
+    from tollgate.accounts.plan_changes import PLAN_CHANGE_DELAY, change_plan
+
+    made = datetime.fromtimestamp(time.time() + shift[0], UTC)
+    change = change_plan(store, UPGRADED, "pro", now=made)
+    starts = change.segment.since
+    assert starts is not None
+    shift[0] += (PLAN_CHANGE_DELAY + timedelta(seconds=30)).total_seconds()
+    client, statuses = Client(gateway_url), Counter[int]()
+    try:
+        for (method, path), n in calls.items():
+            for _ in range(n):
+                statuses[client.call(method, path, key)[0]] += 1
+    finally:
+        client.close()
+    console.print(
+        f"  {UPGRADED} changed plan at {made:%Y-%m-%d %H:%M:%S} UTC; Pro starts at {starts:%H:%M:%S} "
+        f"(once every authorizer has it): {sum(statuses.values()):,} more requests "
+        f"({', '.join(f'{n:,} x HTTP {s}' for s, n in sorted(statuses.items()))}), counted under Pro"
+    )
+    return starts
 
 
 def create_customers(

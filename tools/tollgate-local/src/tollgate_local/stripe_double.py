@@ -17,7 +17,8 @@ bodies, ``Idempotency-Key``, ``Authorization: Bearer sk_test_...``) hit somethin
 
 Emulated (API version 2026-10-28.endive, as stripe-python 16.x sends it):
 
-* Endpoints under ``/v1``: customers create / retrieve / list; invoices create / retrieve / list / search /
+* Endpoints under ``/v1``: customers create / retrieve / update / list, a customer's tax ids create /
+  list / delete; coupons create / retrieve / delete; invoices create / retrieve / update / list / search /
   add_lines / list lines / finalize / pay / void / mark_uncollectible. Operation names, used by
   ``double.faults`` and ``double.calls``, are listed in :data:`OPERATIONS`.
 * Parameters are checked against stripe-python's generated TypedDicts (``stripe.params.InvoiceCreateParams``
@@ -30,8 +31,11 @@ Emulated (API version 2026-10-28.endive, as stripe-python 16.x sends it):
 * Authentication: ``Authorization: Bearer sk_test_...`` (or HTTP basic with the key as user); anything else
   is a 401. Live keys are refused: this is a test-mode account.
 * Business rules, ids, object shapes and money (``Decimal``, ``ROUND_HALF_UP`` per line):
-  ``stripe_double_state``. Search query language: ``stripe_double_search``. Faults: ``stripe_double_faults``.
-* ``hosted_invoice_url`` points back at this server (``/hosted/in_...``), which serves a plain HTML page.
+  ``stripe_double_state``; coupons and discounts: ``stripe_double_discounts``; Stripe Tax at a fixed rate per
+  country: ``stripe_double_tax``. Search query language: ``stripe_double_search``. Faults:
+  ``stripe_double_faults``.
+* ``hosted_invoice_url`` points back at this server (``/hosted/in_...``), which serves a plain HTML page: the
+  lines, the subtotal, each discount, the tax and the total.
 
 Not emulated: every other endpoint (answered 404 ``Unrecognized request URL``, as Stripe does), Connect
 (``Stripe-Account``), API-version differences, rate limits, webhooks and events, payment failures, and
@@ -62,9 +66,16 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 import stripe
 from stripe.params import (
+    CouponCreateParams,
+    CouponDeleteParams,
+    CouponRetrieveParams,
     CustomerCreateParams,
     CustomerListParams,
     CustomerRetrieveParams,
+    CustomerTaxIdCreateParams,
+    CustomerTaxIdDeleteParams,
+    CustomerTaxIdListParams,
+    CustomerUpdateParams,
     InvoiceAddLinesParams,
     InvoiceCreateParams,
     InvoiceFinalizeInvoiceParams,
@@ -74,6 +85,7 @@ from stripe.params import (
     InvoicePayParams,
     InvoiceRetrieveParams,
     InvoiceSearchParams,
+    InvoiceUpdateParams,
     InvoiceVoidInvoiceParams,
 )
 
@@ -118,7 +130,8 @@ Action = Callable[[StripeState, str, dict[str, Any]], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Route:
-    """One emulated endpoint: ``method`` + ``path`` (``{id}`` is the object id) checked against ``schema``."""
+    """One emulated endpoint: ``method`` + ``path`` checked against ``schema``. ``{id}`` in the path is the
+    object id; with ``{sub}`` too (a customer's tax id), the action gets ``"{id}/{sub}"``."""
 
     operation: str
     method: str
@@ -144,6 +157,33 @@ ROUTES: tuple[Route, ...] = (
         StripeState.retrieve_customer,
     ),
     Route(
+        "customers.update", "POST", "/v1/customers/{id}", CustomerUpdateParams, StripeState.update_customer
+    ),
+    Route(
+        "customers.tax_ids.create",
+        "POST",
+        "/v1/customers/{id}/tax_ids",
+        CustomerTaxIdCreateParams,
+        StripeState.create_tax_id,
+    ),
+    Route(
+        "customers.tax_ids.list",
+        "GET",
+        "/v1/customers/{id}/tax_ids",
+        CustomerTaxIdListParams,
+        StripeState.list_tax_ids,
+    ),
+    Route(
+        "customers.tax_ids.delete",
+        "DELETE",
+        "/v1/customers/{id}/tax_ids/{sub}",
+        CustomerTaxIdDeleteParams,
+        StripeState.delete_tax_id,
+    ),
+    Route("coupons.create", "POST", "/v1/coupons", CouponCreateParams, lambda s, _, p: s.create_coupon(p)),
+    Route("coupons.retrieve", "GET", "/v1/coupons/{id}", CouponRetrieveParams, StripeState.retrieve_coupon),
+    Route("coupons.delete", "DELETE", "/v1/coupons/{id}", CouponDeleteParams, StripeState.delete_coupon),
+    Route(
         "invoices.create", "POST", "/v1/invoices", InvoiceCreateParams, lambda s, _, p: s.create_invoice(p)
     ),
     Route("invoices.list", "GET", "/v1/invoices", InvoiceListParams, lambda s, _, p: s.list_invoices(p)),
@@ -157,6 +197,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "invoices.retrieve", "GET", "/v1/invoices/{id}", InvoiceRetrieveParams, StripeState.retrieve_invoice
     ),
+    Route("invoices.update", "POST", "/v1/invoices/{id}", InvoiceUpdateParams, StripeState.update_invoice),
     Route(
         "invoices.list_lines",
         "GET",
@@ -190,7 +231,13 @@ ROUTES: tuple[Route, ...] = (
 )
 OPERATIONS: frozenset[str] = frozenset(route.operation for route in ROUTES)
 _PATTERNS = tuple(
-    (route, re.compile("^" + route.path.replace("{id}", "(?P<id>[^/]+)") + "$")) for route in ROUTES
+    (
+        route,
+        re.compile(
+            "^" + route.path.replace("{id}", "(?P<id>[^/]+)").replace("{sub}", "(?P<sub>[^/]+)") + "$"
+        ),
+    )
+    for route in ROUTES
 )
 
 
@@ -254,7 +301,8 @@ def _route_for(method: str, path: str) -> tuple[Route, str] | None:
     for route, pattern in _PATTERNS:
         match = pattern.match(path)
         if route.method == method and match is not None:
-            return route, match.groupdict().get("id", "")
+            ids = match.groupdict()
+            return route, "/".join(ids[name] for name in ("id", "sub") if name in ids)
     return None
 
 
@@ -265,18 +313,39 @@ def format_amount(amount: int, currency: str) -> str:
 
 
 def _hosted_page(invoice: Invoice) -> str:
+    currency = invoice.currency
+    money = invoice.amounts()
     rows = "".join(
         f"<tr><td>{html.escape(line.description or '')}</td><td>{line.quantity}</td>"
-        f"<td>{format_amount(line.amount, invoice.currency)}</td></tr>"
+        f"<td>{format_amount(line.amount, currency)}</td></tr>"
         for line in invoice.lines
     )
+    summary = [("Subtotal", format_amount(money.subtotal, currency))]
+    for discount, amount in money.discounts.totals:
+        coupon = discount.coupon
+        what = coupon.describe(format_amount(coupon.amount_off or 0, currency))
+        summary.append((f"{coupon.name or coupon.id} ({what})", "-" + format_amount(amount, currency)))
+    rule = money.rule
+    for behavior in ("exclusive", "inclusive"):
+        tax = money.tax(behavior)
+        if rule is not None and any(t.behavior == behavior for t in money.line_taxes.values()):
+            included = " included" if behavior == "inclusive" else ""
+            label = f"{rule.display_name} ({rule.country} {rule.percent}%{included}, {rule.reason})"
+            summary.append((label, format_amount(tax, currency)))
+    summary.append(("Total", format_amount(invoice.total, currency)))
+    summary_rows = "".join(
+        f"<tr><td colspan='2'>{html.escape(label)}</td><td>{html.escape(value)}</td></tr>"
+        for label, value in summary
+    )
+    facts = invoice.tax_facts
+    tax_ids = "".join(f" &middot; {html.escape(kind)} {html.escape(value)}" for kind, value in facts.tax_ids)
     title = html.escape(f"Invoice {invoice.number}")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
-        f"<h1>{title}</h1><p>Billed to {html.escape(invoice.customer.name or invoice.customer.id)}"
+        f"<h1>{title}</h1><p>Billed to {html.escape(invoice.customer.name or invoice.customer.id)}{tax_ids}"
         f" &middot; status {html.escape(invoice.status)}</p>"
-        f"<table><tr><th>Description</th><th>Quantity</th><th>Amount</th></tr>{rows}</table>"
-        f"<p><strong>Total {format_amount(invoice.total, invoice.currency)}</strong></p>"
+        f"<table><tr><th>Description</th><th>Quantity</th><th>Amount</th></tr>{rows}{summary_rows}</table>"
+        f"<p><strong>Total {format_amount(invoice.total, currency)}</strong></p>"
         "<p><em>Served by the Tollgate Stripe double; no payment can be made here.</em></p></body></html>"
     )
 
@@ -401,9 +470,23 @@ class StripeDouble:
 
     @property
     def customers(self) -> dict[str, dict[str, Any]]:
-        """Snapshot of every customer as Stripe JSON, by id."""
+        """Snapshot of every customer as Stripe JSON (with ``tax`` and ``tax_ids``), by id."""
         with self._lock:
-            return {customer.id: customer.to_json() for customer in self._state.customers.values()}
+            return {
+                customer.id: {
+                    **customer.to_json(),
+                    "tax": customer.tax_json(),
+                    "tax_ids": [tax_id.to_json() for tax_id in customer.tax_ids],
+                }
+                for customer in self._state.customers.values()
+            }
+
+    @property
+    def coupons(self) -> dict[str, dict[str, Any]]:
+        """Snapshot of every coupon as Stripe JSON, by id."""
+        with self._lock:
+            now = int(self._clock())
+            return {coupon.id: coupon.to_json(now) for coupon in self._state.coupons.values()}
 
     @property
     def search_lag(self) -> float:
@@ -471,7 +554,8 @@ class StripeDouble:
 
     def _execute(self, route: Route, object_id: str, tree: dict[str, Tree], key: str | None) -> _Response:
         request_id = new_id("req", 14)
-        endpoint = f"{route.method} {route.path.replace('{id}', object_id)}"
+        object_id_, _, sub_id = object_id.partition("/")
+        endpoint = f"{route.method} {route.path.replace('{id}', object_id_).replace('{sub}', sub_id)}"
         fingerprint = json.dumps(tree, sort_keys=True)
         with self._lock:
             if key is not None:

@@ -9,7 +9,8 @@ Money: amounts are integers in the currency's minor unit (cents, or whole yen fo
 as ``jpy`` and ``krw``, so those need no special case). Unit prices and quantities are ``Decimal`` (up to 12
 decimal places, as the API allows) and never floats. A ``price_data`` line's amount is
 ``unit_amount_decimal * quantity`` rounded to a whole minor unit with ``ROUND_HALF_UP`` (halves away from
-zero); the invoice ``subtotal``, ``total``, ``amount_due`` and ``amount_remaining`` are sums of line amounts.
+zero); the invoice ``subtotal`` is the sum of line amounts, and so are ``total``, ``amount_due`` and
+``amount_remaining`` on an invoice without discounts or automatic tax (see "Discounts and tax" below).
 Stripe stores each line as an integer amount but does not spell out how a half unit breaks; half-up is the
 rule chosen here (not banker's rounding), so ``0.5`` cent rounds to 1 and ``2.5`` to 3.
 
@@ -21,25 +22,47 @@ takes ``open`` or ``uncollectible`` (or a draft, finalizing it first) to ``paid`
 ``uncollectible``; ``mark_uncollectible`` takes ``open``. An invoice object shows its first 10 lines, like
 Stripe (``lines.has_more``); ``GET /v1/invoices/{id}/lines`` pages through all of them.
 
+Discounts and tax: coupons (create, retrieve, delete) redeemed onto invoices with ``discounts`` on create or
+update (``stripe_double_discounts``), and Stripe Tax (``automatic_tax[enabled]``) at a fixed rate per country
+with ``price_data[tax_behavior]`` ``exclusive`` or ``inclusive`` on every line (``stripe_double_tax``). Then
+``subtotal`` is the sum of line amounts (inclusive tax inside, before discounts), ``total_discount_amounts``
+what each discount takes off, ``total_taxes`` the tax per behaviour, and ``total`` = ``subtotal`` - discounts
++ exclusive tax (``amount_due`` the same). Customers have an ``address``, ``tax_exempt`` and tax ids
+(``/v1/customers/{id}/tax_ids``); the invoice shows them (``customer_address``, ``customer_tax_ids``) as they
+are until it is finalized, and as they were at finalization afterwards, tax included.
+
 Not emulated (rejected with a 400 that says so, never silently ignored, where it would change an amount):
-taxes, discounts, shipping, application fees, Connect, prices/products/invoice items by id, payment methods
-(``pay`` always succeeds), credit balances, webhooks/events, test clocks, deleting objects.
+tax rates, line-item discounts, promotion codes, shipping, application fees, Connect, prices/products/invoice
+items by id, payment methods (``pay`` always succeeds), credit balances, webhooks/events, test clocks,
+deleting customers or invoices.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import secrets
 import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any, TypeVar
 
+from tollgate_local.stripe_double_discounts import Allocation, Coupon, Discount, allocate
 from tollgate_local.stripe_double_errors import StripeApiError, invalid_request, resource_missing
 from tollgate_local.stripe_double_search import parse_query
+from tollgate_local.stripe_double_tax import (
+    TaxRule,
+    automatic_tax_support,
+    location_country,
+    round_half_up,
+    tax_id_country,
+    tax_id_problem,
+    tax_rule,
+)
 
 LINES_SHOWN_ON_INVOICE = 10
+ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
 MAX_DECIMAL_PLACES = 12
 MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY_LENGTH = 40
@@ -63,7 +86,7 @@ def line_amount(unit_amount_decimal: Decimal, quantity: Decimal) -> int:
     """``unit * quantity`` in minor units, rounded half-up to an integer (exact for 12+12 decimal places)."""
     with localcontext() as context:
         context.prec = 80
-        return int((unit_amount_decimal * quantity).quantize(_ONE, rounding=ROUND_HALF_UP))
+        return round_half_up(unit_amount_decimal * quantity)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -96,12 +119,28 @@ class Customer:
     invoice_prefix: str
     preferred_locales: list[str]
     next_invoice_sequence: int = 1
+    address: dict[str, str | None] | None = None
+    tax_exempt: str = "none"
+    tax_ids: list[TaxId] = field(default_factory=list)
+
+    def tax_json(self) -> dict[str, Any]:
+        """The expandable ``tax`` hash: whether Stripe Tax can locate the customer, and where."""
+        country = location_country(self.address)
+        location = None
+        if country is not None and self.address is not None:
+            location = {"country": country, "source": "billing_address", "state": self.address.get("state")}
+        return {
+            "automatic_tax": automatic_tax_support(self.address),
+            "ip_address": None,
+            "location": location,
+            "provider": "stripe",
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "customer",
-            "address": None,
+            "address": None if self.address is None else dict(self.address),
             "balance": 0,
             "created": self.created,
             "currency": None,
@@ -124,8 +163,32 @@ class Customer:
             "phone": self.phone,
             "preferred_locales": list(self.preferred_locales),
             "shipping": None,
-            "tax_exempt": "none",
+            "tax_exempt": self.tax_exempt,
             "test_clock": None,
+        }
+
+
+@dataclass
+class TaxId:
+    id: str
+    customer_id: str
+    created: int
+    type: str
+    value: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "tax_id",
+            "country": tax_id_country(self.type, self.value),
+            "created": self.created,
+            "customer": self.customer_id,
+            "customer_account": None,
+            "livemode": False,
+            "owner": {"account": None, "application": None, "customer": self.customer_id, "type": "customer"},
+            "type": self.type,
+            "value": self.value,
+            "verification": {"status": "pending", "verified_address": None, "verified_name": None},
         }
 
 
@@ -145,8 +208,11 @@ class LineItem:
     quantity: Decimal
     unit_amount_decimal: Decimal
     discountable: bool
+    tax_behavior: str | None = None  # the inline price's: exclusive, inclusive, unspecified (None: not sent)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(
+        self, discount_amounts: list[dict[str, Any]] | None = None, taxes: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         whole = self.quantity == self.quantity.to_integral_value()
         return {
             "id": self.id,
@@ -154,7 +220,7 @@ class LineItem:
             "amount": self.amount,
             "currency": self.currency,
             "description": self.description,
-            "discount_amounts": [],
+            "discount_amounts": discount_amounts or [],
             "discountable": self.discountable,
             "discounts": [],
             "invoice": self.invoice_id,
@@ -180,8 +246,73 @@ class LineItem:
             "quantity": int(self.quantity) if whole else None,
             "quantity_decimal": decimal_text(self.quantity),
             "subtotal": self.amount,
-            "taxes": [],
+            "taxes": taxes or [],
         }
+
+
+@dataclass(frozen=True)
+class TaxFacts:
+    """What Stripe Tax reads of the customer: live on a draft, frozen at finalization."""
+
+    address: dict[str, str | None] | None
+    tax_exempt: str
+    tax_ids: tuple[tuple[str, str], ...]  # (type, value)
+
+    @classmethod
+    def of(cls, customer: Customer) -> TaxFacts:
+        address = None if customer.address is None else dict(customer.address)
+        return cls(address, customer.tax_exempt, tuple((t.type, t.value) for t in customer.tax_ids))
+
+
+@dataclass(frozen=True)
+class LineTax:
+    amount: int
+    taxable_amount: int
+    behavior: str
+
+
+@dataclass(frozen=True)
+class Amounts:
+    """An invoice's money, computed from its lines, discounts and tax (see the module docstring)."""
+
+    subtotal: int
+    discounts: Allocation
+    rule: TaxRule | None  # None: no automatic tax, or the customer cannot be located
+    tax_status: str | None  # automatic_tax.status
+    line_taxes: dict[int, LineTax]
+    subtotal_excluding_tax: int
+
+    def tax(self, behavior: str) -> int:
+        return sum(tax.amount for tax in self.line_taxes.values() if tax.behavior == behavior)
+
+    @property
+    def total(self) -> int:
+        return self.subtotal - self.discounts.total + self.tax("exclusive")
+
+    @property
+    def total_excluding_tax(self) -> int:
+        return self.subtotal - self.discounts.total - self.tax("inclusive")
+
+    def total_taxes(self) -> list[dict[str, Any]]:
+        if self.rule is None:
+            return []
+        taxes = []
+        for behavior in ("exclusive", "inclusive"):
+            lines = [tax for tax in self.line_taxes.values() if tax.behavior == behavior]
+            if lines:
+                taxes.append(_tax_json(self.rule, behavior, sum(t.amount for t in lines), lines))
+        return taxes
+
+
+def _tax_json(rule: TaxRule, behavior: str, amount: int, lines: list[LineTax]) -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "tax_behavior": behavior,
+        "tax_rate_details": {"tax_rate": rule.rate_id},
+        "taxability_reason": rule.reason,
+        "taxable_amount": sum(line.taxable_amount for line in lines),
+        "type": "tax_rate_details",
+    }
 
 
 @dataclass
@@ -211,17 +342,47 @@ class Invoice:
     amount_paid: int = 0
     attempt_count: int = 0
     paid_out_of_band: bool = False
+    automatic_tax: bool = False
+    discounts: list[Discount] = field(default_factory=list)
+    frozen: TaxFacts | None = None  # the customer's tax facts at finalization
+
+    @property
+    def tax_facts(self) -> TaxFacts:
+        return self.frozen if self.frozen is not None else TaxFacts.of(self.customer)
+
+    def amounts(self) -> Amounts:
+        amounts = [line.amount for line in self.lines]
+        allocation = allocate(self.discounts, amounts, [line.discountable for line in self.lines])
+        facts = self.tax_facts
+        rule = tax_rule(facts.address, facts.tax_exempt) if self.automatic_tax else None
+        status = (
+            None if not self.automatic_tax else "complete" if rule is not None else "requires_location_inputs"
+        )
+        line_taxes: dict[int, LineTax] = {}
+        excluding = sum(amounts)
+        if rule is not None:
+            for index, line in enumerate(self.lines):
+                behavior = line.tax_behavior or "exclusive"
+                net = line.amount - allocation.line_discount(index)
+                tax = rule.tax(net, behavior)
+                taxable = net - tax if behavior == "inclusive" else net
+                line_taxes[index] = LineTax(tax, taxable, behavior)
+                if behavior == "inclusive":
+                    excluding -= rule.tax(line.amount, behavior)
+        return Amounts(sum(amounts), allocation, rule, status, line_taxes, excluding)
 
     @property
     def total(self) -> int:
-        return sum(line.amount for line in self.lines)
+        return self.amounts().total
 
     @property
     def amount_remaining(self) -> int:
         return 0 if self.status in ("paid", "void") else self.total - self.amount_paid
 
     def to_json(self, lines_shown: int = LINES_SHOWN_ON_INVOICE) -> dict[str, Any]:
-        total = self.total
+        money = self.amounts()
+        total = money.total
+        facts = self.tax_facts
         return {
             "id": self.id,
             "object": "invoice",
@@ -237,7 +398,13 @@ class Invoice:
             "attempt_count": self.attempt_count,
             "attempted": self.attempt_count > 0,
             "auto_advance": self.auto_advance,
-            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "status": None},
+            "automatic_tax": {
+                "disabled_reason": None,
+                "enabled": self.automatic_tax,
+                "liability": {"account": None, "type": "self"} if self.automatic_tax else None,
+                "provider": "stripe" if self.automatic_tax else None,
+                "status": money.tax_status,
+            },
             "automatically_finalizes_at": None,
             "billing_reason": "manual",
             "collection_method": self.collection_method,
@@ -245,18 +412,18 @@ class Invoice:
             "currency": self.currency,
             "custom_fields": None,
             "customer": self.customer.id,
-            "customer_address": None,
+            "customer_address": None if facts.address is None else dict(facts.address),
             "customer_email": self.customer.email,
             "customer_name": self.customer.name,
             "customer_phone": self.customer.phone,
             "customer_shipping": None,
-            "customer_tax_exempt": "none",
-            "customer_tax_ids": [],
+            "customer_tax_exempt": facts.tax_exempt,
+            "customer_tax_ids": [{"type": kind, "value": value} for kind, value in facts.tax_ids],
             "default_payment_method": None,
             "default_source": None,
             "default_tax_rates": [],
             "description": self.description,
-            "discounts": [],
+            "discounts": [discount.id for discount in self.discounts],
             "due_date": self.due_date,
             "effective_at": self.finalized_at,
             "ending_balance": None if self.status == "draft" else 0,
@@ -267,7 +434,7 @@ class Invoice:
             "issuer": {"type": "self"},
             "last_finalization_error": None,
             "latest_revision": None,
-            "lines": self._lines_json(lines_shown),
+            "lines": self._lines_json(lines_shown, money),
             "livemode": False,
             "metadata": dict(self.metadata),
             "next_payment_attempt": None,
@@ -296,22 +463,36 @@ class Invoice:
                 "paid_at": self.paid_at,
                 "voided_at": self.voided_at,
             },
-            "subtotal": total,
-            "subtotal_excluding_tax": total,
+            "subtotal": money.subtotal,
+            "subtotal_excluding_tax": money.subtotal_excluding_tax,
             "test_clock": None,
             "threshold_reason": None,
             "total": total,
-            "total_discount_amounts": [],
-            "total_excluding_tax": total,
+            "total_discount_amounts": [
+                {"amount": amount, "discount": discount.id} for discount, amount in money.discounts.totals
+            ],
+            "total_excluding_tax": money.total_excluding_tax,
             "total_pretax_credit_amounts": [],
-            "total_taxes": [],
+            "total_taxes": money.total_taxes(),
             "webhooks_delivered_at": self.created,
         }
 
-    def _lines_json(self, shown: int) -> dict[str, Any]:
+    def line_json(self, index: int, money: Amounts | None = None) -> dict[str, Any]:
+        """Line ``index`` as Stripe shows it: its share of each discount and its tax."""
+        money = money or self.amounts()
+        discounts = money.discounts.per_line.get(index, [])
+        tax = money.line_taxes.get(index)
+        taxes = []
+        if tax is not None and money.rule is not None:
+            taxes = [_tax_json(money.rule, tax.behavior, tax.amount, [tax])]
+        return self.lines[index].to_json(
+            [{"amount": amount, "discount": discount.id} for discount, amount in discounts], taxes
+        )
+
+    def _lines_json(self, shown: int, money: Amounts) -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [line.to_json() for line in self.lines[:shown]],
+            "data": [self.line_json(index, money) for index in range(min(shown, len(self.lines)))],
             "has_more": len(self.lines) > shown,
             "total_count": len(self.lines),
             "url": f"/v1/invoices/{self.id}/lines",
@@ -359,6 +540,14 @@ def _currency(value: str, param: str) -> str:
     return currency
 
 
+def _invoice_prefix(prefix: str) -> str:
+    if not (3 <= len(prefix) <= 12 and prefix.isalnum() and prefix.isascii() and prefix == prefix.upper()):
+        raise invalid_request(
+            "Invalid invoice_prefix: use 3-12 uppercase letters or digits.", "invoice_prefix"
+        )
+    return prefix
+
+
 def _decimal_places(value: Decimal, param: str) -> Decimal:
     exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and -exponent > MAX_DECIMAL_PLACES:
@@ -386,13 +575,12 @@ _EMPTY_INVOICE_EXPANSIONS = (
     "application",
     "default_payment_method",
     "default_source",
-    "discounts",
     "latest_revision",
     "on_behalf_of",
     "test_clock",
 )
-CUSTOMER_EXPANSIONS = _EMPTY_CUSTOMER_EXPANSIONS
-INVOICE_EXPANSIONS = ("customer", *_EMPTY_INVOICE_EXPANSIONS)
+CUSTOMER_EXPANSIONS = ("tax", *_EMPTY_CUSTOMER_EXPANSIONS)
+INVOICE_EXPANSIONS = ("customer", "customer.tax", "discounts", *_EMPTY_INVOICE_EXPANSIONS)
 INVOICE_LIST_EXPANSIONS = tuple(f"data.{path}" for path in INVOICE_EXPANSIONS)
 LINE_LIST_EXPANSIONS = ("data.discounts",)
 
@@ -475,6 +663,7 @@ class StripeState:
         """Seconds before a new invoice shows up in search (Stripe: "under 1 minute"); 0 = at once."""
         self.customers: dict[str, Customer] = {}
         self.invoices: dict[str, Invoice] = {}
+        self.coupons: dict[str, Coupon] = {}
         self._seq = 0
 
     def _now(self) -> int:
@@ -487,17 +676,11 @@ class StripeState:
     # ------------------------------------------------------------------------------------- customers
 
     def create_customer(self, params: dict[str, Any]) -> dict[str, Any]:
-        _reject_nonempty(
-            params, ("cash_balance", "coupon", "promotion_code", "tax_id_data", "test_clock", "source")
+        _reject_nonempty(params, ("cash_balance", "test_clock", "source"))
+        expand = _check_expand(params, CUSTOMER_EXPANSIONS)
+        prefix = _invoice_prefix(
+            params.get("invoice_prefix") or "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(8))
         )
-        _check_expand(params, CUSTOMER_EXPANSIONS)
-        prefix = params.get("invoice_prefix") or "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(8))
-        if not (
-            3 <= len(prefix) <= 12 and prefix.isalnum() and prefix.isascii() and prefix == prefix.upper()
-        ):
-            raise invalid_request(
-                "Invalid invoice_prefix: use 3-12 uppercase letters or digits.", "invoice_prefix"
-            )
         customer = Customer(
             id=new_id("cus", 14),
             seq=self._next_seq(),
@@ -510,8 +693,182 @@ class StripeState:
             invoice_prefix=prefix,
             preferred_locales=params.get("preferred_locales", []),
         )
+        self._set_tax_details(customer, params)
+        for index, datum in enumerate(params.get("tax_id_data", [])):
+            self._add_tax_id(customer, datum, f"tax_id_data[{index}]")
         self.customers[customer.id] = customer
-        return customer.to_json()
+        return self._customer_json(customer, expand)
+
+    def _customer_json(self, customer: Customer, expand: set[str]) -> dict[str, Any]:
+        body = customer.to_json()
+        if "tax" in expand:
+            body["tax"] = customer.tax_json()
+        return body
+
+    def update_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        _reject_nonempty(params, ("balance", "cash_balance", "default_source", "source", "invoice_settings"))
+        expand = _check_expand(params, CUSTOMER_EXPANSIONS)
+        checked = copy.copy(customer)  # checked in full before anything changes
+        for name in ("name", "email", "description", "phone", "preferred_locales"):
+            if name in params:
+                setattr(checked, name, params[name])
+        if "metadata" in params:
+            checked.metadata = _merge_metadata(customer.metadata, params["metadata"], "metadata")
+        if "invoice_prefix" in params:
+            checked.invoice_prefix = _invoice_prefix(params["invoice_prefix"])
+        if "next_invoice_sequence" in params:
+            checked.next_invoice_sequence = params["next_invoice_sequence"]
+        self._set_tax_details(checked, params)
+        customer.__dict__.update(checked.__dict__)  # the same object: drafts read their customer live
+        return self._customer_json(customer, expand)
+
+    @staticmethod
+    def _set_tax_details(customer: Customer, params: dict[str, Any]) -> None:
+        """``address`` (merged by field; ``""`` clears it), ``tax_exempt``, ``tax[validate_location]``."""
+        _reject_nonempty(params.get("tax") or {}, ("ip_address",), "tax")
+        if "address" in params:
+            update = params["address"]
+            merged = {} if update == "" else {**(customer.address or {}), **update}
+            fields = {name: merged.get(name) or None for name in ADDRESS_FIELDS}  # "" clears a field
+            customer.address = fields if any(fields.values()) else None
+        if "tax_exempt" in params:
+            customer.tax_exempt = params["tax_exempt"] or "none"
+        validate = (params.get("tax") or {}).get("validate_location")
+        if validate == "immediately" and location_country(customer.address) is None:
+            raise invalid_request(
+                "The customer's location isn't recognized: give an address with a two-letter country (and a "
+                "postal code in the US and Canada).",
+                "address",
+                code="customer_tax_location_invalid",
+            )
+
+    def create_tax_id(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        _check_expand(params, ())
+        return self._add_tax_id(customer, params, "").to_json()
+
+    def _add_tax_id(self, customer: Customer, params: dict[str, Any], param: str) -> TaxId:
+        prefix = f"{param}[" if param else ""
+        suffix = "]" if param else ""
+        problem = tax_id_problem(params["type"], params["value"])
+        if problem is not None:
+            raise invalid_request(problem, f"{prefix}value{suffix}", code="tax_id_invalid")
+        tax_id = TaxId(new_id("txi"), customer.id, self._now(), params["type"], params["value"])
+        customer.tax_ids.append(tax_id)
+        return tax_id
+
+    def list_tax_ids(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        _check_expand(params, ())
+        newest = list(reversed(customer.tax_ids))
+        page, has_more = _page(newest, params, [t.id for t in newest], "tax_id")
+        return _list_json([t.to_json() for t in page], has_more, f"/v1/customers/{customer.id}/tax_ids")
+
+    def delete_tax_id(self, ids: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer_id, _, tax_id = ids.partition("/")
+        customer = self._customer(customer_id)
+        found = next((t for t in customer.tax_ids if t.id == tax_id), None)
+        if found is None:
+            raise resource_missing("tax_id", tax_id)
+        customer.tax_ids.remove(found)
+        return {"id": tax_id, "object": "tax_id", "deleted": True}
+
+    # ------------------------------------------------------------------------------------- coupons
+
+    def create_coupon(self, params: dict[str, Any]) -> dict[str, Any]:
+        _reject_nonempty(params, ("applies_to", "currency_options"))
+        _check_expand(params, ())
+        coupon_id = params.get("id") or new_id("", 8).removeprefix("_")
+        if coupon_id in self.coupons:
+            raise invalid_request("Coupon already exists.", "id", code="resource_already_exists")
+        percent, amount = params.get("percent_off"), params.get("amount_off")
+        if (percent is None) == (amount is None):
+            raise invalid_request("You must pass exactly one of percent_off or amount_off.", "percent_off")
+        currency = None
+        if amount is not None:
+            if amount <= 0:
+                raise invalid_request("Invalid amount_off: must be a positive integer.", "amount_off")
+            if "currency" not in params:
+                raise invalid_request("You must pass currency when passing amount_off.", "currency")
+            currency = _currency(params["currency"], "currency")
+        elif percent is not None and not Decimal(0) < percent <= Decimal(100):
+            raise invalid_request(
+                "Invalid percent_off: must be greater than 0 and at most 100.", "percent_off"
+            )
+        duration = params.get("duration", "once")
+        months = params.get("duration_in_months")
+        if (duration == "repeating") != (months is not None):
+            raise invalid_request(
+                "duration_in_months is required with duration repeating, and only allowed with it.",
+                "duration_in_months",
+            )
+        if months is not None and months <= 0:
+            raise invalid_request(
+                "Invalid duration_in_months: must be a positive integer.", "duration_in_months"
+            )
+        if params.get("max_redemptions") is not None and params["max_redemptions"] <= 0:
+            raise invalid_request("Invalid max_redemptions: must be a positive integer.", "max_redemptions")
+        coupon = Coupon(
+            id=coupon_id,
+            created=self._now(),
+            duration=duration,
+            duration_in_months=months,
+            percent_off=percent,
+            amount_off=amount,
+            currency=currency,
+            max_redemptions=params.get("max_redemptions"),
+            redeem_by=params.get("redeem_by"),
+            name=params.get("name"),
+            metadata=_check_metadata(params.get("metadata"), "metadata"),
+        )
+        self.coupons[coupon.id] = coupon
+        return coupon.to_json(self._now())
+
+    def _coupon(self, coupon_id: str, param: str | None = None) -> Coupon:
+        coupon = self.coupons.get(coupon_id)
+        if coupon is None:
+            raise resource_missing("coupon", coupon_id, param)
+        return coupon
+
+    def retrieve_coupon(self, coupon_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        _check_expand(params, ("applies_to", "currency_options"))  # both always null here
+        return self._coupon(coupon_id).to_json(self._now())
+
+    def delete_coupon(self, coupon_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Deleted coupons can no longer be redeemed; discounts already made keep applying, as on Stripe."""
+        del self.coupons[self._coupon(coupon_id).id]
+        return {"id": coupon_id, "object": "coupon", "deleted": True}
+
+    def _redeem(self, invoice: Invoice, requested: Any, param: str) -> list[Discount]:
+        """``discounts`` as sent (``""``: none) -> new discounts on ``invoice``, each coupon redeemed once."""
+        if requested == "":
+            return []
+        discounts: list[Discount] = []
+        for index, item in enumerate(requested):
+            here = f"{param}[{index}]"
+            _reject_nonempty(item, ("discount", "promotion_code"), here)
+            if "coupon" not in item:
+                raise invalid_request(f"Missing required param: {here}[coupon].", f"{here}[coupon]")
+            coupon = self._coupon(item["coupon"], f"{here}[coupon]")
+            if any(d.coupon is coupon for d in discounts):
+                raise invalid_request(f"Coupon {coupon.id} is given twice.", f"{here}[coupon]")
+            if not coupon.valid(self._now()):
+                raise invalid_request(
+                    f"Coupon {coupon.id} can no longer be redeemed (past redeem_by, or out of redemptions).",
+                    f"{here}[coupon]",
+                    code="coupon_expired",
+                )
+            if coupon.currency is not None and coupon.currency != invoice.currency:
+                raise invalid_request(
+                    f"Coupon {coupon.id} takes {coupon.amount_off} {coupon.currency} off: its currency must "
+                    f"match the invoice's currency ({invoice.currency}).",
+                    f"{here}[coupon]",
+                )
+            discounts.append(Discount(new_id("di"), coupon, invoice.customer.id, invoice.id, self._now()))
+        for discount in discounts:
+            discount.coupon.times_redeemed += 1
+        return discounts
 
     def _customer(self, customer_id: str, param: str | None = None) -> Customer:
         customer = self.customers.get(customer_id)
@@ -521,8 +878,7 @@ class StripeState:
 
     def retrieve_customer(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
         customer = self._customer(customer_id)
-        _check_expand(params, CUSTOMER_EXPANSIONS)
-        return customer.to_json()
+        return self._customer_json(customer, _check_expand(params, CUSTOMER_EXPANSIONS))
 
     def list_customers(self, params: dict[str, Any]) -> dict[str, Any]:
         _check_expand(params, [f"data.{path}" for path in CUSTOMER_EXPANSIONS])
@@ -544,7 +900,6 @@ class StripeState:
             (
                 "customer_account",
                 "from_invoice",
-                "discounts",
                 "default_tax_rates",
                 "shipping_cost",
                 "application_fee_amount",
@@ -554,8 +909,7 @@ class StripeState:
                 "account_tax_ids",
             ),
         )
-        if params.get("automatic_tax", {}).get("enabled"):
-            raise unsupported("automatic_tax[enabled]")
+        automatic_tax = self._automatic_tax(params)
         expand = _check_expand(params, INVOICE_EXPANSIONS)
         if "customer" not in params:
             raise invalid_request("Missing required param: customer.", "customer")
@@ -577,9 +931,70 @@ class StripeState:
             statement_descriptor=params.get("statement_descriptor"),
             custom_number=params.get("number"),
             metadata=_check_metadata(params.get("metadata"), "metadata"),
+            automatic_tax=bool(automatic_tax),
         )
+        invoice.discounts = self._redeem(invoice, params.get("discounts", ""), "discounts")
         self.invoices[invoice.id] = invoice
         return self._invoice_json(invoice, expand)
+
+    @staticmethod
+    def _automatic_tax(params: dict[str, Any]) -> bool | None:
+        """``automatic_tax[enabled]`` as sent (None: not sent); only the account itself may be liable."""
+        settings = params.get("automatic_tax")
+        if settings is None:
+            return None
+        liability = settings.get("liability")
+        if liability is not None and liability.get("type") != "self":
+            raise unsupported("automatic_tax[liability][type]=account")
+        return bool(settings["enabled"])
+
+    def update_invoice(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A draft's discounts, automatic tax, description, footer, metadata and ``auto_advance``."""
+        invoice = self._invoice(invoice_id)
+        expand = _check_expand(params, INVOICE_EXPANSIONS)
+        editable = ("description", "footer", "metadata", "expand")
+        _reject_nonempty(
+            params,
+            [
+                name
+                for name in params
+                if name not in (*editable, "discounts", "automatic_tax", "auto_advance")
+            ],
+        )
+        if invoice.status != "draft":
+            for name in params:
+                if name not in editable:
+                    raise invalid_request(
+                        f"You can only update {name} on a draft invoice; this invoice is {invoice.status}.",
+                        name,
+                        code="invoice_not_editable",
+                    )
+        automatic_tax = self._automatic_tax(params)
+        if automatic_tax:
+            for index, line in enumerate(invoice.lines):
+                self._check_taxable(line.tax_behavior, f"lines[{index}]")
+        discounts = self._redeem(invoice, params["discounts"], "discounts") if "discounts" in params else None
+        if automatic_tax is not None:
+            invoice.automatic_tax = automatic_tax
+        if discounts is not None:
+            invoice.discounts = discounts
+        for name in ("description", "footer"):
+            if name in params:
+                setattr(invoice, name, params[name])
+        if "auto_advance" in params:
+            invoice.auto_advance = params["auto_advance"]
+        if "metadata" in params:
+            invoice.metadata = _merge_metadata(invoice.metadata, params["metadata"], "metadata")
+        return self._invoice_json(invoice, expand)
+
+    @staticmethod
+    def _check_taxable(behavior: str | None, param: str) -> None:
+        if behavior not in ("exclusive", "inclusive"):
+            raise invalid_request(
+                "Lines on an invoice with automatic tax need price_data[tax_behavior] exclusive or inclusive "
+                "(the double has no default tax behavior, nor tax codes).",
+                f"{param}[price_data][tax_behavior]",
+            )
 
     @staticmethod
     def _due_terms(params: dict[str, Any], method: str) -> tuple[int | None, int | None]:
@@ -613,8 +1028,12 @@ class StripeState:
 
     def _invoice_json(self, invoice: Invoice, expand: set[str], prefix: str = "") -> dict[str, Any]:
         body = invoice.to_json()
-        if f"{prefix}customer" in expand:
+        if f"{prefix}customer" in expand or f"{prefix}customer.tax" in expand:
             body["customer"] = invoice.customer.to_json()
+            if f"{prefix}customer.tax" in expand:
+                body["customer"]["tax"] = invoice.customer.tax_json()
+        if f"{prefix}discounts" in expand:
+            body["discounts"] = [discount.to_json() for discount in invoice.discounts]
         return body
 
     def retrieve_invoice(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -631,6 +1050,9 @@ class StripeState:
                 code="invoice_not_editable",
             )
         new_lines = [self._line(invoice, line, f"lines[{i}]") for i, line in enumerate(params["lines"])]
+        if invoice.automatic_tax:
+            for index, line in enumerate(new_lines):
+                self._check_taxable(line.tax_behavior, f"lines[{index}]")
         if "invoice_metadata" in params:
             invoice.metadata = _merge_metadata(
                 invoice.metadata, params["invoice_metadata"], "invoice_metadata"
@@ -644,6 +1066,9 @@ class StripeState:
             if name in line:
                 object_id = line[name] if name == "invoice_item" else line[name].get("price", "")
                 raise resource_missing(kind, object_id, f"{param}[{name}]")
+        _reject_nonempty(
+            line.get("price_data", {}).get("product_data", {}), ("tax_code", "tax_details"), param
+        )
         unit, quantity = self._unit_and_quantity(invoice, line, param)
         period = line.get("period") or {"start": self._now(), "end": self._now()}
         if period["end"] < period["start"]:
@@ -666,6 +1091,7 @@ class StripeState:
             quantity=quantity,
             unit_amount_decimal=unit,
             discountable=line.get("discountable", True),
+            tax_behavior=line.get("price_data", {}).get("tax_behavior"),
         )
 
     def _unit_and_quantity(
@@ -718,8 +1144,11 @@ class StripeState:
     def list_lines(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
         invoice = self._invoice(invoice_id)
         _check_expand(params, LINE_LIST_EXPANSIONS)
-        page, has_more = _page(invoice.lines, params, [line.id for line in invoice.lines], "line_item")
-        return _list_json([line.to_json() for line in page], has_more, f"/v1/invoices/{invoice.id}/lines")
+        indexes = list(range(len(invoice.lines)))
+        page, has_more = _page(indexes, params, [line.id for line in invoice.lines], "line_item")
+        money = invoice.amounts()
+        data = [invoice.line_json(index, money) for index in page]
+        return _list_json(data, has_more, f"/v1/invoices/{invoice.id}/lines")
 
     def list_invoices(self, params: dict[str, Any]) -> dict[str, Any]:
         expand = _check_expand(params, INVOICE_LIST_EXPANSIONS)
@@ -785,6 +1214,15 @@ class StripeState:
         return self._invoice_json(invoice, expand)
 
     def _finalize(self, invoice: Invoice) -> None:
+        if invoice.automatic_tax and invoice.amounts().tax_status == "requires_location_inputs":
+            raise invalid_request(
+                "The customer's location isn't recognized, so automatic tax cannot be computed: give "
+                f"customer {invoice.customer.id} an address with a two-letter country (and a postal code in "
+                "the US and Canada), then finalize again.",
+                "customer",
+                code="customer_tax_location_invalid",
+            )
+        invoice.frozen = TaxFacts.of(invoice.customer)
         now = self._now()
         customer = invoice.customer
         invoice.number = (
