@@ -784,3 +784,33 @@ def test_change_plan_to_an_unknown_plan_is_one_line_and_changes_nothing(
 
     assert_one_line_error(cli("customers", "change-plan", "acme", "--plan", "nope"), "nope")
     assert store.get_customer("acme").segments[-1].plan_id == "starter"
+
+
+# -- free credits and trials -----------------------------------------------------------------------------
+def test_grants_add_list_revoke_and_a_trial(cli: Invoke, store: TollgateStore) -> None:
+    store.put_plan(make_plan(id="starter", name="Starter"))
+    store.put_customer(make_customer(store.get_plan("starter")))
+
+    added = cli("grants", "add", "acme", "--credits", "1000", "--description", "sign-up bonus")
+    assert added.exit_code == 0, added.output
+    (grant,) = store.list_credit_grants("acme")
+    assert added.stdout.strip() == f"granted 1,000 free credits to acme (sign-up bonus): {grant.grant_id}"
+    monthly = cli("grants", "add", "acme", "--credits", "50", "--recurring", "--expires", "2027-01-01")
+    assert "50 free credits every period" in monthly.stdout
+
+    listed = cli("grants", "list", "acme").stdout
+    assert grant.grant_id in listed
+    assert "recurring" in listed
+    assert "2027-01-01 00:00:00 UTC" in listed
+
+    assert cli("grants", "revoke", "acme", grant.grant_id).stdout.strip() == f"revoked {grant.grant_id}"
+    assert "already revoked" in cli("grants", "revoke", "acme", grant.grant_id).stdout
+    assert_one_line_error(cli("grants", "revoke", "acme", "grt_000000000000"), "grt_000000000000")
+    assert_one_line_error(cli("grants", "add", "acme", "--credits", "5", "--expires", "soon"), "--expires")
+
+    trial = cli("customers", "trial", "acme", "--days", "14")
+    assert trial.stdout.strip() == f"acme: trial until {NOW + timedelta(days=14):%Y-%m-%d %H:%M:%S} UTC"
+    assert store.get_customer("acme").trial_ends == NOW + timedelta(days=14)
+    assert_one_line_error(cli("customers", "trial", "acme"), "--until")
+    assert cli("customers", "trial", "acme", "--end").stdout.strip() == "acme: no trial"
+    assert store.get_customer("acme").trial_ends is None

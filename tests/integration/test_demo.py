@@ -53,6 +53,9 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> Non
     assert "base fee for" in text
     assert "prorated by the second" in text
     assert "API usage on Basic (pay as you go) from" in text
+    assert "Free credits (sign-up bonus): 200 credits" in text  # globex's welcome: free credits and a coupon
+    (globex,) = [i for i in invoices if i.customer_id == "globex"]
+    assert globex.total_due == globex.invoiced_total - (globex.invoiced_total * 20 + 50) // 100  # 20% off
     assert "HTTP 403 revoked_api_key" in text
     assert "HTTP 403 malformed_api_key" in text
     assert "Every service stopped" in text

@@ -19,6 +19,7 @@ from tests.conftest import make_customer, make_plan
 from tollgate.billing.close import service, steps
 from tollgate.billing.invoicing import InvoiceDraft, InvoiceLine, StripeInvoice
 from tollgate.domain.closes import CloseStatus, PeriodClose
+from tollgate.domain.credit_grants import CreditGrant
 from tollgate.domain.models import Customer, Plan, Usage
 from tollgate.errors import AlreadyExistsError, CloseError, ConflictError, InvoiceConflictError
 
@@ -51,6 +52,9 @@ class Ledger:
 
     def get_plan(self, plan_id: str, version: int) -> Plan:
         return self.plans[(plan_id, version)]
+
+    def list_credit_grants(self, customer_id: str) -> list[CreditGrant]:
+        return []
 
     def read_usage(self, customer_id: str, period: str, shards: int) -> Usage:
         credits = self.credits.get((customer_id, period), 0)

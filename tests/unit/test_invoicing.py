@@ -344,3 +344,10 @@ def test_a_statements_lines_are_the_invoices_lines_and_an_adjustment_carries_its
         {"tollgate_line_kind": "adjustment", "tollgate_period": "2026-10"},
     ]
     assert statement.total == 4_900 + 1_260 + 30
+
+
+def test_every_kind_of_statement_line_has_a_stripe_product_name() -> None:
+    from tollgate.billing.invoicing import PRODUCT_NAMES
+    from tollgate.domain.rating import LineKind
+
+    assert set(PRODUCT_NAMES) == set(LineKind)

@@ -55,6 +55,8 @@ METADATA_LINE_KIND = "tollgate_line_kind"
 PRODUCT_NAMES = {
     LineKind.BASE_FEE: "Base fee",
     LineKind.USAGE: "API usage",
+    LineKind.MINIMUM: "Minimum commitment",
+    LineKind.FREE_CREDITS: "Free credits",
     LineKind.ADJUSTMENT: "Late API usage",
 }
 T = TypeVar("T")

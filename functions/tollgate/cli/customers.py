@@ -8,15 +8,18 @@ from typing import Annotated
 
 import typer
 
+from tollgate.accounts.credit_grants import set_trial
 from tollgate.accounts.customers import create_customer, resume_customer, status_history, suspend_customer
 from tollgate.accounts.discounts import attach_discount, current_discount, remove_discount
 from tollgate.accounts.plan_changes import PLAN_CHANGE_DELAY, change_plan
 from tollgate.accounts.tax import Address, TaxExempt, parse_tax_id, set_tax_info, tax_info
 from tollgate.cli.config import app_context
+from tollgate.cli.grants import parse_moment
 from tollgate.cli.output import dash, out, table, when
 from tollgate.dal.dunning import list_failures
 from tollgate.domain.dunning import open_failures
 from tollgate.domain.models import Customer
+from tollgate.errors import InvalidInputError
 
 app = typer.Typer(
     help="Customers: create, list, show, suspend, resume, discount, tax-info.", no_args_is_help=True
@@ -175,6 +178,31 @@ def change_plan_command(
             f"cancelled the scheduled change to {cancelled.plan_id} v{cancelled.plan_version}", markup=False
         )
     out().print(f"{customer_id} moves to plan {target} at {starts}", markup=False)
+
+
+@app.command("trial")
+def trial(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    until: Annotated[str | None, typer.Option(help="Trial end, e.g. 2026-12-15 (UTC).")] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Or: the trial ends this many days from now.", min=1)
+    ] = None,
+    end: Annotated[bool, typer.Option("--end", help="Remove the trial: the base fee applies again.")] = False,
+) -> None:
+    """Set a trial: no base fee (or minimum commitment) is billed before it ends; usage is billed as usual
+    (free credits: tollgate grants add)."""
+    context = app_context(ctx)
+    if sum((until is not None, days is not None, end)) != 1:
+        raise InvalidInputError("give one of --until DATE, --days N or --end")
+    ends = None if end else parse_moment(until, "--until") or context.now() + timedelta(days=days or 0)
+    customer = set_trial(context.store(), customer_id, ends=ends)
+    message = (
+        f"{customer_id}: no trial"
+        if ends is None
+        else f"{customer_id}: trial until {when(customer.trial_ends)}"
+    )
+    out().print(message, markup=False)
 
 
 @app.command("suspend")

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.counter_item import is_route_code, read_route_tally, route_name_from_sort_key, segment_of
+from tollgate.domain.credit_grants import CreditGrant
 from tollgate.domain.models import ApiKey, Customer, CustomerStatus, Plan, RouteUsage, Usage
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError, TransactionConflictError
 
@@ -292,6 +293,49 @@ class TollgateStore:
             ConsistentRead=True,
         )["Items"]
         return [item_fields(item) for item in items]
+
+    # -- credit grants -------------------------------------------------------------------------------
+    def put_credit_grant(self, grant: CreditGrant) -> CreditGrant:
+        self._create(
+            {**grant.model_dump(mode="json"), **tk.credit_grant_key(grant.customer_id, grant.grant_id)},
+            "credit grant",
+            grant.grant_id,
+        )
+        return grant
+
+    def list_credit_grants(self, customer_id: str) -> list[CreditGrant]:
+        """The customer's credit grants, revoked ones included, oldest first."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key(tk.PK).eq(tk.customer_pk(customer_id))
+            & Key(tk.SK).begins_with(tk.GRANT_SK_PREFIX),
+            "ConsistentRead": True,
+        }
+        grants: list[CreditGrant] = []
+        while True:
+            page = self.table.query(**kwargs)
+            grants += [CreditGrant.model_validate(item_fields(item)) for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return sorted(grants, key=lambda grant: grant.created_at)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def revoke_credit_grant(self, customer_id: str, grant_id: str, at: datetime) -> bool:
+        """Revoke a grant from ``at`` on; False when it was revoked already. ``NotFoundError`` if unknown."""
+        try:
+            self.table.update_item(
+                Key=tk.credit_grant_key(customer_id, grant_id),
+                UpdateExpression="SET revoked_at = :at",
+                ConditionExpression=Attr(tk.PK).exists()
+                & (Attr("revoked_at").not_exists() | Attr("revoked_at").attribute_type("NULL")),
+                ExpressionAttributeValues={":at": at.isoformat()},
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            found = self.table.get_item(Key=tk.credit_grant_key(customer_id, grant_id), ConsistentRead=True)
+            if "Item" not in found:
+                raise NotFoundError("credit grant", grant_id) from error
+            return False
+        return True
 
     # -- API keys ------------------------------------------------------------------------------------
     def put_api_key(self, key: ApiKey) -> ApiKey:

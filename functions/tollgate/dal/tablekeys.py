@@ -83,3 +83,11 @@ def close_run_key(period: str) -> dict[str, str]:
 def route_name_key(code: str, route: str) -> dict[str, str]:
     """One route registry item: ``code`` (``tollgate.dal.counter_item.route_code``) stands for ``route``."""
     return {PK: ROUTES_PK, SK: f"{code}#{route}"}
+
+
+GRANT_SK_PREFIX = "GRANT#"
+
+
+def credit_grant_key(customer_id: str, grant_id: str) -> dict[str, str]:
+    """One credit grant of a customer (``tollgate.domain.credit_grants``), in the customer's partition."""
+    return {PK: customer_pk(customer_id), SK: f"{GRANT_SK_PREFIX}{grant_id}"}

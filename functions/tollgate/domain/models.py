@@ -217,6 +217,7 @@ class Customer(BaseModel):
     counter_shards: Annotated[int, Field(ge=1, le=100)] = 1
     created_at: datetime
     plan_segments: Annotated[tuple[PlanSegment, ...], Field(max_length=MAX_PLAN_SEGMENTS)] = ()
+    trial_ends: datetime | None = None  # no base fee or minimum commitment is billed before it
 
     @model_validator(mode="after")
     def _segments_in_order(self) -> Customer:

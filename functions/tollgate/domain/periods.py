@@ -55,3 +55,9 @@ def period_end(period: str) -> datetime:
 def period_seconds(period: str) -> int:
     """How long ``period`` is, in seconds (proration's denominator)."""
     return int((period_end(period) - period_start(period)).total_seconds())
+
+
+def months_between(first: str, last: str) -> int:
+    """Periods from ``first`` up to, not including, ``last`` (0 when ``last`` is not after ``first``)."""
+    (y1, m1), (y2, m2) = parse_period(first), parse_period(last)
+    return max(0, (y2 - y1) * 12 + m2 - m1)

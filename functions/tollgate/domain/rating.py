@@ -7,6 +7,7 @@ rounds. The statement total is therefore the invoice total, to the cent (or yen)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -28,6 +29,7 @@ class LineKind(StrEnum):
     BASE_FEE = "base_fee"
     USAGE = "usage"
     MINIMUM = "minimum"  # the true-up to a plan's minimum commitment
+    FREE_CREDITS = "free_credits"  # credits a grant covered: amount 0, shown so the customer sees them
     ADJUSTMENT = "adjustment"
 
 
@@ -75,6 +77,7 @@ class Statement(BaseModel):
     included_credits: int
     lines: tuple[StatementLine, ...]
     segments: tuple[StatementSegment, ...] = ()
+    grants_used: dict[str, int] = {}  # credit grant id -> free credits it covered in this period
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -118,37 +121,42 @@ def _line(kind: LineKind, description: str, period: str, quantity: int, unit_min
 
 
 def usage_lines(
-    plan: Plan, credits: int, period: str, included: int | None = None, label: str = ""
+    plan: Plan, credits: int, period: str, included: int | None = None, label: str = "", free: int = 0
 ) -> list[StatementLine]:
     """The usage part of a statement: credits above the included ones, at the flat price or by tiers.
 
     ``included`` replaces the plan's included credits (a plan segment's prorated share); ``label`` names the
-    segment in each line's description.
+    segment in each line's description; ``free``: the first of the billable credits a credit grant covers
+    (they keep their place in the tier bands: the paid credits are billed as the ones after them).
     """
-    if credits < 0:
+    if credits < 0 or free < 0:
         raise ValueError("credits cannot be negative")
     included = plan.included_credits if included is None else included
     billable = max(0, credits - included)
-    if billable == 0:
+    free = min(free, billable)
+    if billable == free:
         return []
-    suffix = f" above {included:,} included" if included else ""
+    above = [f"{included:,} included"] if included else []
+    above += [f"{free:,} free"] if free else []
+    suffix = f" above {' and '.join(above)}" if above else ""
     prefix = f"API usage{label}:"
+    paid = billable - free
     if not plan.tiers:
         unit = unit_amount_decimal(plan.flat_price, plan.currency)
-        return [_line(LineKind.USAGE, f"{prefix} {billable:,} credits{suffix}", period, billable, unit)]
+        return [_line(LineKind.USAGE, f"{prefix} {paid:,} credits{suffix}", period, paid, unit)]
     if plan.tiers_mode == "volume":  # every credit at the price of the band the total ends in
         floor = 0
         for tier in plan.tiers:
             if tier.up_to is None or billable <= tier.up_to:
                 band = f"{floor + 1:,}-{tier.up_to:,}" if tier.up_to is not None else f"{floor + 1:,}+"
                 unit = unit_amount_decimal(tier.price_per_credit, plan.currency)
-                description = f"{prefix} {billable:,} credits (volume band {band}){suffix}"
-                return [_line(LineKind.USAGE, description, period, billable, unit)]
+                description = f"{prefix} {paid:,} credits (volume band {band}){suffix}"
+                return [_line(LineKind.USAGE, description, period, paid, unit)]
             floor = tier.up_to
     lines, floor = [], 0
     for tier in plan.tiers:
         ceiling = tier.up_to if tier.up_to is not None else billable
-        in_band = min(billable, ceiling) - floor
+        in_band = min(billable, ceiling) - max(floor, free)  # the band's paid credits
         if in_band > 0:
             unit = unit_amount_decimal(tier.price_per_credit, plan.currency)
             band = f"{floor + 1:,}-{ceiling:,}" if tier.up_to is not None else f"{floor + 1:,}+"
@@ -206,6 +214,15 @@ def late_usage_line(
 
 
 @dataclass(frozen=True)
+class FreeCredits:
+    """Free credits a credit grant offers a period (``tollgate.domain.credit_grants``)."""
+
+    grant_id: str
+    description: str
+    credits: int
+
+
+@dataclass(frozen=True)
 class PlanPart:
     """One plan segment's share of a period: the plan, the stretch of the period it was in force
     (``starts`` == ``ends`` for credits counted under a segment outside the period), and its credits."""
@@ -258,8 +275,14 @@ def rate_parts(
     customer_id: str,
     period: str,
     adjustments: tuple[StatementLine, ...] = (),
+    free_credits: Sequence[FreeCredits] = (),
+    trial_ends: datetime | None = None,
 ) -> Statement:
     """The statement of a period, each plan segment rated on its own plan (``parts`` in time order).
+
+    ``free_credits`` cover the billable credits first, in order, each on a line of its own (amount 0); until
+    ``trial_ends`` no base fee or minimum commitment is billed (prorated by the second when it ends within
+    the period).
 
     Proration, by the second: a segment that covered ``s`` of the period's ``S`` seconds bills
     ``base_fee x s / S`` (rounded half-up to the minor unit, one line) and includes
@@ -279,6 +302,8 @@ def rate_parts(
     split = len(parts) > 1
     lines: list[StatementLine] = []
     segments: list[StatementSegment] = []
+    left = {grant.grant_id: grant.credits for grant in free_credits}  # what each grant has left to give
+    grants_used: dict[str, int] = {}
     for part in parts:
         plan = part.plan
         seconds = int((part.ends - part.starts).total_seconds())
@@ -286,21 +311,34 @@ def rate_parts(
             raise ValueError(f"plan segment {part.segment} does not lie within {period}")
         label = f" on {plan.name} from {_span(part.starts, part.ends)}" if split else ""
         included = plan.included_credits * seconds // period_seconds
-        if plan.base_fee > 0 and seconds > 0:
+        fee_starts = part.starts if trial_ends is None else min(max(part.starts, trial_ends), part.ends)
+        fee_seconds = int((part.ends - fee_starts).total_seconds())
+        if plan.base_fee > 0 and fee_seconds > 0:
             unit = unit_amount_decimal(plan.base_fee, plan.currency)
-            if seconds == period_seconds:
+            if fee_seconds == period_seconds:
                 description = f"{plan.name}: base fee"
             else:
-                unit = Decimal(prorated(unit, seconds, period_seconds, amount_increment(plan.currency)))
-                share = Decimal(seconds) / 86400
+                unit = Decimal(prorated(unit, fee_seconds, period_seconds, amount_increment(plan.currency)))
+                share = Decimal(fee_seconds) / 86400
+                after_trial = ", after the trial" if fee_starts > part.starts else ""
                 description = (
-                    f"{plan.name}: base fee for {_span(part.starts, part.ends)} "
-                    f"({share:.2f} of {period_seconds // 86400} days, prorated by the second)"
+                    f"{plan.name}: base fee for {_span(fee_starts, part.ends)} "
+                    f"({share:.2f} of {period_seconds // 86400} days{after_trial}, prorated by the second)"
                 )
             lines.append(_line(LineKind.BASE_FEE, description, period, 1, unit))
-        usage = usage_lines(plan, part.credits, period, included, label)
+        free = 0
+        billable = max(0, part.credits - included)
+        for grant in free_credits:
+            take = min(left[grant.grant_id], billable - free)
+            if take > 0:
+                left[grant.grant_id] -= take
+                free += take
+                grants_used[grant.grant_id] = grants_used.get(grant.grant_id, 0) + take
+                description = f"Free credits ({grant.description}){label}: {take:,} credits"
+                lines.append(_line(LineKind.FREE_CREDITS, description, period, take, Decimal(0)))
+        usage = usage_lines(plan, part.credits, period, included, label, free)
         lines.extend(usage)
-        minimum = minimum_commitment(plan, seconds, period_seconds)
+        minimum = minimum_commitment(plan, fee_seconds, period_seconds)
         short = minimum - sum(line.amount for line in usage)
         if short > 0:
             lines.append(
@@ -336,4 +374,5 @@ def rate_parts(
         included_credits=sum(segment.included_credits for segment in segments),
         lines=tuple(lines),
         segments=tuple(segments),
+        grants_used=grants_used,
     )

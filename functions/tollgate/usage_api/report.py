@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 from tollgate.dal.closes import list_closes
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import PeriodClose
+from tollgate.domain.credit_grants import GrantKind, free_credits_for
 from tollgate.domain.money import format_amount
 from tollgate.domain.periods import parse_period, period_end, period_of
 from tollgate.domain.plan_history import period_shares
@@ -135,7 +136,15 @@ def build_usage_report(
         )
         for s in shares
     ]
-    statement = rate_parts(parts, customer.id, period, ())
+    grants = [grant for grant in store.list_credit_grants(customer.id) if grant.applies_to(period)]
+    used: dict[str, int] = {}
+    if any(grant.schedule is GrantKind.ONE_TIME for grant in grants):
+        for close in list_closes(store.table, customer.id, limit=120):
+            if close.period < period:
+                for grant_id, credits in close.statement.grants_used.items():
+                    used[grant_id] = used.get(grant_id, 0) + credits
+    free = free_credits_for(grants, period, used)
+    statement = rate_parts(parts, customer.id, period, (), free, customer.trial_ends)
     in_force = customer.segment_at(min(now, period_end(period) - timedelta(microseconds=1)))
     plan = store.get_plan(in_force.plan_id, in_force.plan_version)
     closes = list_closes(store.table, customer.id, limit=recent_invoices) if recent_invoices > 0 else []

@@ -12,6 +12,7 @@ from typing import Protocol
 from tollgate.dal import closes
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import BilledRaise, PeriodClose
+from tollgate.domain.credit_grants import CreditGrant
 from tollgate.domain.models import Customer, Plan, Usage
 
 
@@ -25,6 +26,8 @@ class Ledger(Protocol):
     def read_usage(self, customer_id: str, period: str, shards: int) -> Usage:
         """The period's counters: total credits, and credits per plan segment."""
         ...
+
+    def list_credit_grants(self, customer_id: str) -> list[CreditGrant]: ...
 
     def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
         """The records of ``period`` and earlier, newest first (``period``'s own first when it exists)."""
@@ -74,6 +77,9 @@ class DynamoLedger:
 
     def read_usage(self, customer_id: str, period: str, shards: int) -> Usage:
         return self.store.read_usage(customer_id, period, shards=shards)
+
+    def list_credit_grants(self, customer_id: str) -> list[CreditGrant]:
+        return self.store.list_credit_grants(customer_id)
 
     def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
         return closes.list_closes_up_to(self.table, customer_id, period, limit)

@@ -38,10 +38,18 @@ from tollgate.billing.invoicing import (
     invoice_metadata,
 )
 from tollgate.domain.closes import BilledRaise, CloseStatus, PeriodClose
+from tollgate.domain.credit_grants import GrantKind, free_credits_for
 from tollgate.domain.models import Customer, Usage
-from tollgate.domain.periods import period_seconds
+from tollgate.domain.periods import months_between, period_of, period_seconds, previous_period
 from tollgate.domain.plan_history import period_shares
-from tollgate.domain.rating import PlanPart, StatementLine, late_usage_line, minimum_commitment, rate_parts
+from tollgate.domain.rating import (
+    FreeCredits,
+    PlanPart,
+    StatementLine,
+    late_usage_line,
+    minimum_commitment,
+    rate_parts,
+)
 from tollgate.domain.stripe_limits import check_statement_limits
 from tollgate.errors import (
     AlreadyExistsError,
@@ -166,6 +174,22 @@ def late_usage(
     return lines, BilledRaise(before.billed_credits, usage.credits, segments)
 
 
+def free_credits(ctx: CloseContext, customer_id: str) -> list[FreeCredits]:
+    """The free credits the customer's grants offer this period; a one-time grant's are what the close
+    records of earlier periods (since it started) left of it."""
+    grants = [grant for grant in ctx.ledger.list_credit_grants(customer_id) if grant.applies_to(ctx.period)]
+    used: dict[str, int] = {}
+    one_time = [grant for grant in grants if grant.schedule is GrantKind.ONE_TIME]
+    if one_time:
+        first = min(period_of(grant.starts) for grant in one_time)
+        months = months_between(first, ctx.period)
+        if months > 0:
+            for record in ctx.ledger.closes_up_to(customer_id, previous_period(ctx.period), months):
+                for grant_id, credits in record.statement.grants_used.items():
+                    used[grant_id] = used.get(grant_id, 0) + credits
+    return free_credits_for(grants, ctx.period, used)
+
+
 def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
     """Rate the period's usage, each plan segment on its own plan, plus the late usage of the ``earlier``
     records (same currency only)."""
@@ -181,7 +205,8 @@ def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
             lines, raise_ = found
             adjustments.extend(lines)
             raised[before.period] = raise_
-    statement = rate_parts(parts, customer.id, ctx.period, tuple(adjustments))
+    free = free_credits(ctx, customer.id)
+    statement = rate_parts(parts, customer.id, ctx.period, tuple(adjustments), free, customer.trial_ends)
     check_statement_limits(statement)  # refused here, with the line named, never first at Stripe
     record = PeriodClose(
         customer_id=customer.id,

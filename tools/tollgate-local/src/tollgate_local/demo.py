@@ -14,7 +14,7 @@ import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import Plan
 from tollgate.domain.money import format_amount
 from tollgate.domain.periods import period_end, period_of, period_start, previous_period
-from tollgate.domain.rating import PlanPart, rate_parts, rate_period
+from tollgate.domain.rating import FreeCredits, PlanPart, rate_parts, rate_period
 
 if TYPE_CHECKING:
     from stripe import StripeClient
@@ -40,9 +40,12 @@ ROUTE_COSTS = {"GET /v1/search": 1, "POST /v1/generate": 25, "GET /usage": 0}  #
 TRAFFIC: dict[str, dict[tuple[str, str], int]] = {
     "acme": {("GET", "/v1/search"): 600, ("POST", "/v1/generate"): 120},
     "globex": {("GET", "/v1/search"): 800, ("POST", "/v1/generate"): 300, ("GET", "/v1/items/7"): 100},
-    "initech": {("GET", "/v1/search"): 300, ("POST", "/v1/generate"): 30},  # before its upgrade, and after
+    "initech": {("GET", "/v1/search"): 300, ("POST", "/v1/generate"): 120},  # before its upgrade, and after
 }
 UPGRADED = "initech"  # moves from its pay-as-you-go plan to globex's hybrid plan mid-month
+WELCOMED = "globex"  # gets a sign-up bonus of free credits and a launch coupon
+BONUS = FreeCredits("sign-up", "sign-up bonus", 200)  # credits
+COUPON = {"id": "LAUNCH20", "name": "Launch offer", "percent_off": 20, "duration": "once"}
 
 
 def scaled_traffic(scale: float) -> dict[str, dict[tuple[str, str], int]]:
@@ -92,7 +95,8 @@ def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan
 class DemoInvoice:
     customer_id: str
     expected_total: int
-    invoiced_total: int
+    invoiced_total: int  # Stripe's subtotal: before its discounts and tax, what the statement totals
+    total_due: int  # after Stripe's discounts
     hosted_invoice_url: str | None
 
 
@@ -171,6 +175,11 @@ def run(
         for customer_id, key in issued.items():
             plan_id = plans[customer_id].id
             console.print(f"  {customer_id:7} on {plan_id:8} key {key.record.display_prefix}… (shown once)")
+        welcome(store, stripe, period, now=business_time - timedelta(days=14))
+        console.print(
+            f"  {WELCOMED} gets {BONUS.credits:,} free credits ({BONUS.description}) and coupon "
+            f"{COUPON['id']} ({COUPON['percent_off']}% off its first invoice)"
+        )
 
         console.rule("3. Traffic: real HTTP requests through the gateway")
         jobs = {cid: [call for call, n in calls.items() for _ in range(n)] for cid, calls in traffic.items()}
@@ -224,6 +233,11 @@ def run(
             cid: rate_period(plan, cid, period, billable_credits(plan, traffic[cid])).total
             for cid, plan in plans.items()
         }
+        whole = PlanPart(1, plans[WELCOMED], period_start(period), period_end(period), 0)
+        credits = billable_credits(plans[WELCOMED], traffic[WELCOMED])
+        expected[WELCOMED] = rate_parts(
+            [replace(whole, credits=credits)], WELCOMED, period, (), [BONUS]
+        ).total
         basic, pro, calls = plans[UPGRADED], plans["globex"], traffic[UPGRADED]
         expected[UPGRADED] = rate_parts(  # each plan's share of the period, and of the requests
             [
@@ -236,6 +250,16 @@ def run(
         invoices = close_and_check(store, stripe, period, plans, expected, console)
     console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
     return invoices
+
+
+def welcome(store: TollgateStore, stripe: StripeClient, period: str, *, now: datetime) -> None:
+    """Free credits and a coupon for one customer: a Tollgate grant, and a Stripe coupon on its invoice."""
+    from tollgate.accounts.credit_grants import add_grant
+    from tollgate.accounts.discounts import attach_discount
+
+    add_grant(store, WELCOMED, credits=BONUS.credits, description=BONUS.description, now=now)
+    stripe.v1.coupons.create(params=COUPON)  # type: ignore[arg-type]
+    attach_discount(store, stripe, WELCOMED, str(COUPON["id"]), first_period=period, now=now)
 
 
 def upgrade_mid_month(
@@ -342,7 +366,8 @@ def close_and_check(
             DemoInvoice(
                 customer_id=result.customer_id,
                 expected_total=expected,
-                invoiced_total=int(invoice.total) if invoice else 0,
+                invoiced_total=int(invoice.subtotal) if invoice else 0,
+                total_due=int(invoice.total) if invoice else 0,
                 hosted_invoice_url=invoice.hosted_invoice_url if invoice else None,
             )
         )
@@ -357,15 +382,18 @@ def invoice_panel(customer_id: str, plan: Plan, invoice: Any, expected: int) -> 
         lines.add_row(
             line.description, f"{line.quantity:,}", str(unit), format_amount(line.amount, plan.currency)
         )
-    total = int(invoice.total) if invoice else 0
+    subtotal = int(invoice.subtotal) if invoice else 0
     check = (
         "[green]= expected[/green]"
-        if total == expected
+        if subtotal == expected
         else f"[red]expected {format_amount(expected, plan.currency)}[/red]"
     )
-    body = Group(
-        lines,
-        f"[bold]Total {format_amount(total, plan.currency)}[/bold] {check}",
-        f"Pay at: {invoice.hosted_invoice_url if invoice else '-'}",
-    )
+    rows: list[Any] = [lines, f"[bold]Subtotal {format_amount(subtotal, plan.currency)}[/bold] {check}"]
+    for discount in getattr(invoice, "total_discount_amounts", None) or []:
+        off = format_amount(int(discount.amount), plan.currency)
+        rows.append(f"Discount (Stripe coupon {COUPON['id'] if discount.amount else ''}): -{off}")
+    if invoice and int(invoice.total) != subtotal:
+        rows.append(f"[bold]Total due {format_amount(int(invoice.total), plan.currency)}[/bold]")
+    rows.append(f"Pay at: {invoice.hosted_invoice_url if invoice else '-'}")
+    body = Group(*rows)
     return Panel(body, title=f"Invoice for {customer_id} ({plan.name}), {invoice.number if invoice else ''}")
