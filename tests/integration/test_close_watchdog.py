@@ -86,6 +86,7 @@ def test_a_close_that_finished_everywhere_has_no_problem(
         "counts": {"missing": 0, "rated": 0, "invoice_created": 0, "finalized": 1, "no_charge": 1},
         "unfinished": [],
         "mismatched": [],
+        "waiting": [],
     }
     out = capsys.readouterr().out
     assert emitted_metrics(out) == Counter({"ClosesChecked": 2})  # and 0 for the other three

@@ -127,7 +127,7 @@ def test_a_period_without_late_usage_does_not_end_the_search(
     assert october.total == 500
 
 
-def test_late_usage_in_another_currency_is_left_and_the_next_period_still_billed(
+def test_late_usage_in_another_currency_is_carried_and_the_next_period_still_billed(
     store: TollgateStore, ledger: DynamoLedger, caplog: pytest.LogCaptureFixture
 ) -> None:
     switch(store, YEN, "2026-08")
@@ -142,12 +142,17 @@ def test_late_usage_in_another_currency_is_left_and_the_next_period_still_billed
     with caplog.at_level(logging.WARNING):
         october = rate(ledger, "2026-10")
 
-    assert october.adjusted_periods == {"2026-09": 2}  # September's late credits are billed all the same
+    assert october.adjusted_periods == {"2026-08": 7, "2026-09": 2}
     assert [(line.period, line.amount) for line in october.statement.lines] == [("2026-09", 200)]
+    (waiting,) = october.waiting  # August's 7 yen, priced on its plan, wait for an invoice in yen
+    assert (waiting.currency, [(line.period, line.amount) for line in waiting.lines]) == (
+        "jpy",
+        [("2026-08", 7)],
+    )
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "late usage of acme 2026-08 (7 credits, jpy) cannot go on a usd invoice: left unbilled"
+        "late usage of acme 2026-08 (7 credits, jpy) cannot go on a usd invoice: carried until one in jpy"
     ]
-    assert billed(store, "2026-08") == 10  # still visible as unbilled
+    assert billed(store, "2026-08") == 17  # taken over once: no later close finds them late again
 
 
 def test_a_period_with_nothing_late_is_not_billed_or_reported(

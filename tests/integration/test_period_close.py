@@ -25,8 +25,9 @@ from tollgate.billing.close.summary import CustomerClose
 from tollgate.billing.invoicing import METADATA_CUSTOMER, METADATA_PERIOD, StripeClientInvoicing
 from tollgate.dal import closes
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.closes import get_close
+from tollgate.dal.closes import closes_of_period, get_close
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.close_progress import close_progress
 from tollgate.domain.closes import CloseStatus, PeriodClose
 from tollgate.domain.models import CollectionMethod, Customer, Plan, Tier
 from tollgate.domain.periods import period_end, period_start
@@ -484,18 +485,39 @@ def test_put_close_is_atomic_with_the_billed_credits_it_raises(world: World) -> 
     assert world.record(period=PERIOD).billed_credits == 1_005
 
 
-def test_late_usage_in_another_currency_is_left_for_a_person(
+def test_late_usage_in_another_currency_waits_for_an_invoice_in_it_and_is_billed_once(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     customer = world.customer(credits=1_000)
     world.close()
     world.store.put_plan(YEN)
     change_plan(world.store, customer.id, "yen", at_period_end=True, now=datetime(2026, 10, 15, tzinfo=UTC))
-    world.count("acme", 5_000, PERIOD)
+    world.count("acme", 5_000, PERIOD)  # October's, in dollars, counted after its close
 
-    november = world.close(period="2026-11")
+    november = world.close(period="2026-11")  # in yen: the dollars cannot go on it
 
     assert [line.kind for line in november.statement.lines] == [LineKind.BASE_FEE]
-    assert november.adjusted_periods == {}
-    assert world.record(period=PERIOD).billed_credits == 1_000  # still visible as unbilled
-    assert "cannot go on a jpy invoice" in caplog.text
+    world.assert_billed_once(november, 1_000)
+    (waiting,) = november.waiting
+    (late,) = waiting.lines
+    assert (waiting.currency, late.period, late.quantity, late.amount) == ("usd", PERIOD, 1, 210)
+    assert "Late usage for 2026-10: 5,000 credits" in late.description
+    assert november.adjusted_periods == {PERIOD: 5_000}
+    assert world.record(period=PERIOD).billed_credits == 6_000  # taken over by November, in its transaction
+    assert "cannot go on a jpy invoice: carried until one in usd" in caplog.text
+    progress = close_progress("2026-11", closes_of_period(world.store, "2026-11"))
+    assert [(line.customer_id, line.waiting) for line in progress.waiting] == [("acme", {"usd": 210})]
+
+    change_plan(world.store, customer.id, "payg", at_period_end=True, now=datetime(2026, 11, 15, tzinfo=UTC))
+    december = world.close(period="2026-12")  # back in dollars: billed, once
+
+    (billed,) = december.statement.lines
+    assert billed == late
+    assert (december.carried_from, december.waiting, december.carried) == (("2026-11",), (), ())
+    world.assert_billed_once(december, 210)  # the Stripe invoice, in dollars, bills exactly the statement
+    (invoice,) = world.invoices(period="2026-12")
+    assert invoice["currency"] == "usd"
+    assert world.record(period="2026-11").carried_to == "2026-12"
+    assert world.close(period="2026-12") == december  # a re-run bills nothing again
+    assert world.close(period="2027-01").status is CloseStatus.NO_CHARGE
+    assert close_progress("2026-12", closes_of_period(world.store, "2026-12")).waiting == ()

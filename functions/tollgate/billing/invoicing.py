@@ -58,6 +58,7 @@ PRODUCT_NAMES = {
     LineKind.MINIMUM: "Minimum commitment",
     LineKind.FREE_CREDITS: "Free credits",
     LineKind.ADJUSTMENT: "Late API usage",
+    LineKind.CARRIED: "API usage carried over",
 }
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)

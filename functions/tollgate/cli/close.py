@@ -124,7 +124,8 @@ def status(
 ) -> None:
     """How far a period's close has got: customers by state, unfinished ones, mismatched totals.
 
-    Unfinished: no finalized or no_charge record yet. Reads only; the close watchdog counts the same way.
+    Unfinished: no finalized or no_charge record yet. Waiting (listed, not a failure): late usage carried in
+    another currency, until a close invoices in it. Reads only; the close watchdog counts the same way.
 
     Exit code: 0 whatever it finds, so it can be watched while the close is still running.
 
@@ -171,6 +172,17 @@ def print_progress(progress: CloseProgress) -> None:
         for line in progress.mismatched:
             mismatched.add_row(line.customer_id, dash(line.stripe_invoice_id), _total(line))
         console.print(mismatched)
+    if progress.waiting:
+        console.print(
+            f"{len(progress.waiting)} customer(s) with late usage waiting for an invoice in its currency "
+            "(the first close in that currency bills it)",
+            markup=False,
+        )
+        waiting = table("customer", "carried", title="waiting")
+        for line in progress.waiting:
+            carried = ", ".join(format_amount(amount, currency) for currency, amount in line.waiting.items())
+            waiting.add_row(line.customer_id, carried)
+        console.print(waiting)
 
 
 def _total(line: CustomerCloseState) -> str:

@@ -13,6 +13,7 @@ import typer
 from tollgate.cli.config import app_context
 from tollgate.cli.output import checked_period, dash, out, table, when
 from tollgate.dal.closes import get_close, list_closes
+from tollgate.domain.carry_over import describe as describe_carry
 from tollgate.domain.money import format_amount
 from tollgate.errors import NotFoundError
 
@@ -75,6 +76,10 @@ def show(
         ("credits billed", f"{close.billed_credits:,}"),
         ("updated", when(close.updated_at)),
     ]
+    for carry in close.carried:
+        rows.append(("carried", describe_carry(carry)))
+    if close.carried_to:
+        rows.append(("carried to", f"the close of {close.carried_to}"))
     if close.last_error:
         rows.append(("last error", close.last_error))
     for label, value in rows:

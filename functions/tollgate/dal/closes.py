@@ -5,7 +5,9 @@ already moved and does nothing twice.
 
 * :func:`put_close` stores a new record (``rated`` or ``no_charge``), conditional on it not existing. When the
   statement bills late usage of earlier periods, the same ``TransactWriteItems`` raises each earlier record's
-  ``billed_credits``, conditional on its old value: the late credits are recorded billed exactly once.
+  ``billed_credits``, conditional on its old value: the late credits are recorded billed exactly once. When
+  the new record takes over what an earlier one carried, the same transaction sets that record's
+  ``carried_to``, conditional on it being unset: what is carried is taken over exactly once.
 * :func:`mark_invoice_created` and :func:`mark_finalized` move the record on, conditional on ``status`` and
   ``version``; a lost race raises ``ConflictError`` (the caller re-reads and carries on from what it finds).
 * :func:`record_failure` counts a failed attempt (``attempts``, ``last_error``); it is not a transition.
@@ -106,12 +108,13 @@ def close_item(record: PeriodClose) -> dict[str, Any]:
 def put_close(
     table: Any, record: PeriodClose, raised_billed_credits: Mapping[str, BilledRaise | tuple[int, int]]
 ) -> None:
-    """Store a new close record; for each ``earlier period -> (old, new[, segments])``, raise that record's
-    ``billed_credits`` from ``old`` to ``new`` (and set its ``billed_segments``) in the same transaction.
+    """Store a new close record; for each ``earlier period -> (old, new[, segments, carry, take_carry])``,
+    raise that record's ``billed_credits`` from ``old`` to ``new`` (and set its ``billed_segments``), and with
+    ``take_carry`` set its ``carried_to`` to the new record's period, in the same transaction.
 
     Raises ``AlreadyExistsError`` when the record exists (another run rated this period first) and
     ``ConflictError`` when an earlier record's ``billed_credits`` is no longer ``old`` (another close billed
-    those late credits first): nothing is written in either case.
+    those late credits first) or its carry was taken over already: nothing is written in either case.
     """
     if record.status not in NEW:
         raise ValueError(f"a new close record is rated or no_charge, not {record.status}")
@@ -128,19 +131,24 @@ def put_close(
         {"Put": {"TableName": table.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
     ]
     for period, raised in sorted(raised_billed_credits.items()):
-        old, new, segments = BilledRaise(*raised)
+        old, new, segments, _, take_carry = BilledRaise(*raised)
         update = "SET billed_credits = :new, updated_at = :at"
+        condition = "billed_credits = :old"
         values: dict[str, Any] = {":new": new, ":old": old, ":at": record.created_at.isoformat()}
         if segments:
             update += ", billed_segments = :segments"
             values[":segments"] = {str(seq): credits for seq, credits in sorted(segments.items())}
+        if take_carry:
+            update += ", carried_to = :to"
+            condition += " AND (attribute_not_exists(carried_to) OR attribute_type(carried_to, :null))"
+            values.update({":to": record.period, ":null": "NULL"})
         actions.append(
             {
                 "Update": {
                     "TableName": table.name,
                     "Key": tk.close_key(record.customer_id, period),
                     "UpdateExpression": update,
-                    "ConditionExpression": "billed_credits = :old",
+                    "ConditionExpression": condition,
                     "ExpressionAttributeValues": values,
                 }
             }
@@ -154,7 +162,8 @@ def put_close(
             raise AlreadyExistsError("close", f"{record.customer_id} {record.period}") from error
         if failed:
             raise ConflictError(
-                f"late usage of {record.customer_id} was billed meanwhile by another close; rate again"
+                f"late or carried usage of {record.customer_id} was taken over meanwhile by another close; "
+                "rate again"
             ) from error
         raise
 

@@ -9,6 +9,11 @@ are the problems; after the close window there should be none.
 
 A customer created after the period ended cannot have used it: without a record it is left out (counted in
 ``joined_after``); the starter may still have closed it, and then its record counts like any other.
+
+A record may also carry late usage in another currency than its invoice's, which no invoice in its currency
+has billed yet (``PeriodClose.waiting``): such customers are listed as *waiting*. It is not a problem of the
+close (running it again changes nothing), but money not billed yet: it is shown until a close in that currency
+bills it (``tollgate.domain.carry_over``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class CustomerCloseState(BaseModel):
     stripe_invoice_id: str | None = None
     total: int | None = None  # the statement total, minor units of ``currency``
     currency: str | None = None
+    waiting: dict[str, int] = {}  # currency -> minor units carried, waiting for an invoice in that currency
 
     @classmethod
     def of(cls, customer_id: str, record: PeriodClose | None) -> CustomerCloseState:
@@ -61,6 +67,7 @@ class CustomerCloseState(BaseModel):
             stripe_invoice_id=record.stripe_invoice_id,
             total=record.total,
             currency=record.statement.currency,
+            waiting={carry.currency: carry.billable for carry in record.waiting},
         )
 
 
@@ -73,6 +80,7 @@ class CloseProgress(BaseModel):
     counts: dict[CloseState, int]  # every state, 0 included
     unfinished: tuple[CustomerCloseState, ...] = ()  # no terminal record, by customer id
     mismatched: tuple[CustomerCloseState, ...] = ()  # finalized, Stripe's total differs, by customer id
+    waiting: tuple[CustomerCloseState, ...] = ()  # carrying usage in another currency, by customer id
     joined_after: int = 0  # customers created after the period ended, without a record: not expected
 
     @property
@@ -100,6 +108,7 @@ def close_progress(period: str, customers: Iterable[tuple[Customer, PeriodClose 
     counts = dict.fromkeys(CloseState, 0)
     unfinished: list[CustomerCloseState] = []
     mismatched: list[CustomerCloseState] = []
+    waiting: list[CustomerCloseState] = []
     joined_after = 0
     for customer, record in customers:
         if record is not None and (record.customer_id != customer.id or record.period != period):
@@ -115,10 +124,13 @@ def close_progress(period: str, customers: Iterable[tuple[Customer, PeriodClose 
             unfinished.append(state)
         elif record is not None and record.total_mismatch:
             mismatched.append(state)
+        if state.waiting:
+            waiting.append(state)
     return CloseProgress(
         period=period,
         counts=counts,
         unfinished=tuple(sorted(unfinished, key=lambda s: s.customer_id)),
         mismatched=tuple(sorted(mismatched, key=lambda s: s.customer_id)),
+        waiting=tuple(sorted(waiting, key=lambda s: s.customer_id)),
         joined_after=joined_after,
     )

@@ -31,6 +31,7 @@ class LineKind(StrEnum):
     MINIMUM = "minimum"  # the true-up to a plan's minimum commitment
     FREE_CREDITS = "free_credits"  # credits a grant covered: amount 0, shown so the customer sees them
     ADJUSTMENT = "adjustment"
+    CARRIED = "carried"  # usage too small to bill in its own period, billed once it is worth a minor unit
 
 
 class StatementLine(BaseModel):

@@ -17,7 +17,9 @@ Stripe already has:
 
 Late usage: credits counted for an earlier period after its close are billed on this period's statement as
 adjustment lines, and the earlier record's ``billed_credits`` is raised in the same transaction that stores
-this record, so they are billed exactly once (see ``tollgate.dal.closes.put_close``).
+this record, so they are billed exactly once (see ``tollgate.dal.closes.put_close``). What a close cannot bill
+yet (usage lines worth under half a minor unit, late usage in another currency than its invoice) it carries
+on its record, and the next close takes that over in the same transaction (``tollgate.domain.carry_over``).
 
 The steps raise; ``tollgate.billing.close.service`` drives them and records failures.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 
 from tollgate.billing.close.ledger import Ledger
 from tollgate.billing.invoicing import (
@@ -37,7 +40,8 @@ from tollgate.billing.invoicing import (
     invoice_lines,
     invoice_metadata,
 )
-from tollgate.domain.closes import BilledRaise, CloseStatus, PeriodClose
+from tollgate.domain.carry_over import merge, settle, small_usage, take_small_usage
+from tollgate.domain.closes import BilledRaise, Carry, CloseStatus, PeriodClose
 from tollgate.domain.credit_grants import GrantKind, free_credits_for
 from tollgate.domain.models import Customer, Usage
 from tollgate.domain.periods import months_between, period_of, period_seconds, previous_period
@@ -123,8 +127,11 @@ def late_usage(
     ctx: CloseContext, customer: Customer, before: PeriodClose, currency: str
 ) -> tuple[list[StatementLine], BilledRaise] | None:
     """The adjustment lines for credits of ``before``'s period counted after it was rated, each on the plan
-    segment they were counted under, and how that record's billed credits rise; None when there are none
-    (or they cannot go on an invoice in ``currency``: left for a close in their own currency, and logged)."""
+    segment they were counted under, and how that record's billed credits rise; None when there are none.
+
+    What of it this close cannot bill is in the raise's ``carry`` (``tollgate.domain.carry_over``): the value
+    of late credits too small to bill, and, when ``before`` was billed in another currency than ``currency``
+    (this close's invoice), its lines, carried until an invoice in that currency."""
     usage = ctx.ledger.read_usage(customer.id, before.period, customer.counter_shards)
     if usage.credits <= before.billed_credits:
         return None
@@ -147,31 +154,38 @@ def late_usage(
         billed = {whole.segment: before.billed_credits}
         included = {whole.segment: statement.included_credits}
     lines: list[StatementLine] = []
+    small, small_credits = Decimal(0), 0  # what the late credits change in the value too small to bill
     for part in parts:
         late = part.credits - billed.get(part.segment, 0)
         if late <= 0:
             continue
-        if part.plan.currency != currency:
-            LOG.warning(
-                "late usage of %s %s (%d credits, %s) cannot go on a %s invoice: left unbilled",
-                customer.id,
-                before.period,
-                late,
-                part.plan.currency,
-                currency,
-            )
-            return None
         label = f" on {part.plan.name}" if len(parts) > 1 else ""
         segment_included = included.get(part.segment, 0)
         seconds = int((part.ends - part.starts).total_seconds())
         minimum = minimum_commitment(part.plan, seconds, period_seconds(before.period))
-        line = late_usage_line(
-            part.plan, before.period, billed.get(part.segment, 0), late, segment_included, label, minimum
-        )
+        was = billed.get(part.segment, 0)
+        line = late_usage_line(part.plan, before.period, was, late, segment_included, label, minimum)
         if line is not None and line.amount:  # late credits that cost nothing are billed, with no line
             lines.append(line)
+        value_before, credits_before = small_usage(part.plan, was, segment_included, minimum)
+        value_after, credits_after = small_usage(part.plan, part.credits, segment_included, minimum)
+        small += value_after - value_before
+        small_credits += credits_after - credits_before
+    carry = Carry(currency=statement.currency, amount=small, credits=small_credits, since=before.period)
+    if statement.currency != currency and lines:
+        LOG.warning(
+            "late usage of %s %s (%d credits, %s) cannot go on a %s invoice: carried until one in %s",
+            customer.id,
+            before.period,
+            usage.credits - before.billed_credits,
+            statement.currency,
+            currency,
+            statement.currency,
+        )
+        carry, lines = carry.model_copy(update={"lines": tuple(lines)}), []
     segments = {part.segment: part.credits for part in parts}
-    return lines, BilledRaise(before.billed_credits, usage.credits, segments)
+    raised = BilledRaise(before.billed_credits, usage.credits, segments, None if carry.empty else carry)
+    return lines, raised
 
 
 def free_credits(ctx: CloseContext, customer_id: str) -> list[FreeCredits]:
@@ -222,13 +236,41 @@ def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
     return Rating(record, raised)
 
 
+def carry_over(rating: Rating, earlier: list[PeriodClose]) -> Rating:
+    """``rating`` with what is carried settled (``tollgate.domain.carry_over``): it takes over what the
+    ``earlier`` records still carry (their ``carried_to`` is set in the same transaction), leaves its own
+    small usage off the invoice, bills in its currency what has become billable and carries the rest on."""
+    record = rating.record
+    raised = dict(rating.raised_billed_credits)
+    carries: list[Carry] = []
+    taken: list[str] = []
+    for before in sorted(earlier, key=lambda found: found.period):
+        if before.carried and before.carried_to is None:
+            carries.extend(before.carried)
+            taken.append(before.period)
+            was = raised.get(before.period, BilledRaise(before.billed_credits, before.billed_credits))
+            raised[before.period] = was._replace(take_carry=True)
+    carries.extend(raise_.carry for _, raise_ in sorted(raised.items()) if raise_.carry is not None)
+    statement, own = take_small_usage(record.statement)
+    if own is not None:
+        carries.append(own)
+    if not carries:
+        return rating
+    statement, carried = settle(statement, merge(carries))
+    check_statement_limits(statement)
+    status = CloseStatus.RATED if statement.total > 0 else CloseStatus.NO_CHARGE
+    changes = {"statement": statement, "status": status, "carried": carried, "carried_from": tuple(taken)}
+    return Rating(record.model_copy(update=changes), raised)
+
+
 def rated_record(ctx: CloseContext) -> Rated:
     """The stored record, or a new one: the statement is computed and stored once, never changed."""
     for _ in range(MAX_RATING_ATTEMPTS):
         found = ctx.ledger.closes_up_to(ctx.customer_id, ctx.period, 1 + LATE_USAGE_LOOKBACK)
         if found and found[0].period == ctx.period:
             return Rated(found[0], stored_now=False)
-        rating = rate(ctx, found[:LATE_USAGE_LOOKBACK])
+        earlier = found[:LATE_USAGE_LOOKBACK]
+        rating = carry_over(rate(ctx, earlier), earlier)
         try:
             ctx.ledger.save_new_close(rating.record, rating.raised_billed_credits)
         except (AlreadyExistsError, ConflictError):

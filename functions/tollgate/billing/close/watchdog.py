@@ -5,10 +5,12 @@ Invoked by EventBridge Scheduler (``{"trigger": "schedule", "scheduledTime": ...
 after fixing a close. Counts the customers by close state (``tollgate.domain.close_progress``), logs the
 unfinished and mismatched ones, and emits (namespace Tollgate, ``tollgate.billing.close.observability``)
 ``ClosesChecked``, ``ClosesUnfinished``, ``ClosesMismatched`` and ``CloseProblems``; the ``CloseProblems``
-alarm pages on any problem. It only reads: a run changes nothing, so running it again is always safe.
+alarm pages on any problem. Customers whose record carries late usage waiting for an invoice in another
+currency are logged (a warning, not an alarm: closing again changes nothing) and listed. It only reads: a run
+changes nothing, so running it again is always safe.
 
-Returns ``{"period": ..., "counts": {state: customers}, "unfinished": [ids], "mismatched": [ids]}`` (the
-lists cut at 100 ids).
+Returns ``{"period": ..., "counts": {state: customers}, "unfinished": [ids], "mismatched": [ids],
+"waiting": [ids]}`` (the lists cut at 100 ids).
 
 It reads the customers a Query page at a time (``PAGE_SIZE``) and their close records 100 at a time
 (BatchGetItem), and keeps only the counts and the first 100 problems of each kind: its memory does not grow
@@ -73,18 +75,22 @@ class PeriodCheck:
     counts: dict[CloseState, int] = field(default_factory=lambda: dict.fromkeys(CloseState, 0))
     unfinished_count: int = 0
     mismatched_count: int = 0
+    waiting_count: int = 0
     joined_after: int = 0
     unfinished: list[CustomerCloseState] = field(default_factory=list)  # the first LISTED
     mismatched: list[CustomerCloseState] = field(default_factory=list)  # the first LISTED
+    waiting: list[CustomerCloseState] = field(default_factory=list)  # the first LISTED
 
     def add(self, page: CloseProgress) -> None:
         for state, count in page.counts.items():
             self.counts[state] += count
         self.unfinished_count += len(page.unfinished)
         self.mismatched_count += len(page.mismatched)
+        self.waiting_count += len(page.waiting)
         self.joined_after += page.joined_after
         self.unfinished.extend(page.unfinished[: LISTED - len(self.unfinished)])
         self.mismatched.extend(page.mismatched[: LISTED - len(self.mismatched)])
+        self.waiting.extend(page.waiting[: LISTED - len(self.waiting)])
 
     @property
     def customers(self) -> int:
@@ -124,6 +130,17 @@ def observe(progress: PeriodCheck) -> None:
         "counts": {str(state): count for state, count in progress.counts.items()},
         "joined_after": progress.joined_after,
     }
+    if progress.waiting:
+        logger.warning(
+            "late usage carried in another currency, waiting for an invoice in it",
+            extra={
+                "period": progress.period,
+                "waiting_count": progress.waiting_count,
+                "waiting": [
+                    {"customer_id": state.customer_id, "waiting": state.waiting} for state in progress.waiting
+                ],
+            },
+        )
     if progress.complete:
         logger.info("period close complete", extra=summary)
         return
@@ -143,6 +160,7 @@ def answer(progress: PeriodCheck) -> dict[str, Any]:
         "counts": {str(state): count for state, count in progress.counts.items()},
         "unfinished": [state.customer_id for state in progress.unfinished[:LISTED]],
         "mismatched": [state.customer_id for state in progress.mismatched[:LISTED]],
+        "waiting": [state.customer_id for state in progress.waiting[:LISTED]],
     }
 
 
