@@ -298,3 +298,17 @@ def test_get_usage_estimates_each_plan_segment_and_lists_the_change(
         [(TEAM, START, switch, 1), (SCALE, switch, END, 2)]
     )
     assert report.estimated_charge.amount == rate(store, customer_id).total
+
+
+def test_a_change_about_to_start_cannot_be_replaced(store: TollgateStore) -> None:
+    customer_id, _ = setup_customer(store)
+    made = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    change_plan(store, customer_id, "scale", now=made)
+
+    with pytest.raises(InvalidInputError, match="too soon to cancel"):
+        change_plan(store, customer_id, "team", now=made + timedelta(seconds=10))
+
+    back = change_plan(
+        store, customer_id, "team", now=made + PLAN_CHANGE_DELAY
+    )  # it has started: a new change
+    assert (back.changed, back.cancelled) == (True, ())

@@ -68,6 +68,12 @@ def change_plan(
             return PlanChange(customer, scheduled[0], changed=False)  # asked again: already scheduled
     if not scheduled and (kept[-1].plan_id, kept[-1].plan_version) == target:
         return PlanChange(customer, kept[-1], changed=False)
+    imminent = [s for s in scheduled if s.since is not None and s.since < now + max(delay, PLAN_CHANGE_DELAY)]
+    if imminent:  # authorizers may already hold it: cancelling it now could count requests under it
+        raise InvalidInputError(
+            f"customer {customer_id!r} moves to {imminent[0].plan_id} v{imminent[0].plan_version} at "
+            f"{imminent[0].since:%Y-%m-%d %H:%M:%S} UTC, too soon to cancel: change again after that"
+        )
     _check(store, customer, kept[-1], plan, at_period_end)
     segment = PlanSegment(
         seq=max(s.seq for s in customer.segments) + 1,
