@@ -258,25 +258,29 @@ class DynamoUsageCounter:
         self._named.add(route)
 
     def _write(self, request: dict[str, Any]) -> int | None:
-        for attempt in (1, 2):
-            try:
-                answer = self._client.update_item(**request)
-                credits_after = answer.get("Attributes", {}).get(tk.CREDITS)
-                return int(credits_after["N"]) if credits_after else None
-            except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
-                if code == "ConditionalCheckFailedException":
-                    raise CreditLimitReachedError() from error
-                if code in NOT_APPLIED_CODES and attempt == 1:
-                    continue
-                applied = False if code in NOT_APPLIED_CODES else None
-                raise MeteringUnavailableError(f"counter write failed: {code}", applied=applied) from error
-            except (ConnectTimeoutError, EndpointConnectionError) as error:
-                if attempt == 1:
-                    continue
-                raise MeteringUnavailableError("counter write: no connection", applied=False) from error
-            except BotoCoreError as error:  # read timeout, connection reset: the write may have happened
-                raise MeteringUnavailableError(
-                    f"counter write outcome unknown: {type(error).__name__}", applied=None
-                ) from error
-        raise AssertionError("unreachable")
+        """One write, and once more only if DynamoDB certainly did not apply it (``applied`` False)."""
+        try:
+            return self._write_once(request)
+        except MeteringUnavailableError as error:
+            if error.applied is not False:  # the outcome is unknown: ADD is not idempotent, never repeat it
+                raise
+        return self._write_once(request)
+
+    def _write_once(self, request: dict[str, Any]) -> int | None:
+        """One ``UpdateItem``: the credits used after it (``None`` if the answer does not hold them)."""
+        try:
+            answer = self._client.update_item(**request)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise CreditLimitReachedError() from error
+            applied = False if code in NOT_APPLIED_CODES else None
+            raise MeteringUnavailableError(f"counter write failed: {code}", applied=applied) from error
+        except (ConnectTimeoutError, EndpointConnectionError) as error:
+            raise MeteringUnavailableError("counter write: no connection", applied=False) from error
+        except BotoCoreError as error:  # read timeout, connection reset: the write may have happened
+            raise MeteringUnavailableError(
+                f"counter write outcome unknown: {type(error).__name__}", applied=None
+            ) from error
+        credits_after = answer.get("Attributes", {}).get(tk.CREDITS)
+        return int(credits_after["N"]) if credits_after else None
