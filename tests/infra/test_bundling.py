@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
@@ -342,6 +343,29 @@ def test_install_command_targets_lambda_arm64_python312(tmp_path: Path) -> None:
         assert "--python-platform aarch64-manylinux2014" in joined
         assert "--python-version 3.12" in joined
         assert "--only-binary :all:" in joined
+
+
+def test_pip_runs_under_the_interpreter_not_a_shim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without pip or uv beside this python, ``python3`` on PATH installs; a version manager's shim there
+    (pyenv's rehashes after ``pip install`` and fails under parallel installs) is bypassed."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    shim = shims / "python3"
+    shim.write_text(f'#!/bin/sh\n[ "$1" = "-m" ] && exit 3\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", str(shims))
+    monkeypatch.setattr(bundling, "_uv", lambda: None)
+    find_spec = bundling.importlib.util.find_spec
+    monkeypatch.setattr(
+        bundling.importlib.util, "find_spec", lambda name, *a: None if name == "pip" else find_spec(name, *a)
+    )
+    monkeypatch.setattr(bundling, "_has_pip", lambda python: python != str(shim))
+    command = bundling._installer(tmp_path / "out", tmp_path / "requirements.txt")
+    assert command[:3] == [sys.executable, "-m", "pip"]
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(BundlingError, match="needs pip or uv"):
+        bundling._installer(tmp_path / "out", tmp_path / "requirements.txt")
 
 
 @pytest.fixture

@@ -291,7 +291,7 @@ def _installer(target: Path, requirements_file: Path) -> list[str]:
             "-r",
             str(requirements_file),
         ]
-    elif (python := shutil.which("python3")) is not None and _has_pip(python):
+    elif (python := _interpreter_behind(shutil.which("python3"))) is not None and _has_pip(python):
         pip = [python, "-m", "pip"]
     else:
         raise BundlingError("bundling needs pip or uv to install the Lambda dependencies; run `make setup`")
@@ -315,6 +315,26 @@ def _installer(target: Path, requirements_file: Path) -> list[str]:
         "-r",
         str(requirements_file),
     ]
+
+
+def _interpreter_behind(command: str | None) -> str | None:
+    """The interpreter a ``python3`` command runs, not the command: a version manager's shim (pyenv) runs
+    hooks after ``pip install`` (a rehash of its shims) that fail when several installs run at once or the
+    shims directory is read-only, failing an install that worked."""
+    if command is None:
+        return None
+    try:
+        result = subprocess.run(  # noqa: S603 - a python interpreter found on PATH
+            [command, "-c", "import sys; print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    executable = result.stdout.strip()
+    return executable if result.returncode == 0 and executable and Path(executable).is_file() else None
 
 
 def _has_pip(python: str) -> bool:
