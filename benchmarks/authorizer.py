@@ -3,6 +3,8 @@
 Two ratios, each against a baseline measured in the same run on the same machine:
   request ratio = warm authorizer call / bare boto3 UpdateItem, same moto DynamoDB    target <= 1.15
   import ratio  = `import tollgate.metering.handler` / `import boto3`, fresh interpreters   target <= 1.3
+  prepaid ratio = warm request of a prepaid customer (the draw) / of an arrears one          target <= 1.05
+and the DynamoDB requests each warm authorized request makes (target: exactly 1, arrears and prepaid alike).
 
 The bare UpdateItem is the same write (same expression, same client configuration): the ratio is what the
 authorizer's own work (event parsing, key hashing, cache lookup, decision, policy) adds to the write.
@@ -26,12 +28,13 @@ from offline import ROOT, go_offline
 go_offline()
 
 
-def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
+def per_request_seconds(requests: int, rounds: int) -> tuple[float, float, float, dict[str, float]]:
     import boto3
     from moto import mock_aws
 
     from tests.events import rest_event
     from tollgate.accounts.keys import issue_key
+    from tollgate.accounts.prepaid import add_credits
     from tollgate.dal import tablekeys as tk
     from tollgate.dal.counter_item import route_code, route_tally
     from tollgate.dal.schema import create_table
@@ -59,11 +62,48 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
                 created_at=now,
             )
         )
+        prepaid_plan = store.put_plan(
+            Plan(
+                id="bench-prepaid",
+                name="Bench prepaid",
+                billing="prepaid",
+                price_per_credit="0.001",
+                route_costs={"GET /v1/search": 1},
+            )
+        )
+        store.put_customer(
+            Customer(
+                id="bench-prepaid",
+                name="Bench prepaid",
+                email="p@bench.test",
+                plan_id=prepaid_plan.id,
+                plan_version=1,
+                created_at=now,
+            )
+        )
+        add_credits(store, "bench-prepaid", credits=10**12, reference="bench", now=now)
         key = issue_key(store, "bench", now=now - timedelta(days=1)).key
-        event = rest_event(headers={"x-api-key": key}, epoch_ms=int(now.timestamp() * 1000))
-        handler = authorizer.make_handler(authorizer.deps_from(MeteringSettings.from_env()))
+        prepaid_key = issue_key(store, "bench-prepaid", now=now - timedelta(days=1)).key
+        epoch_ms = int(now.timestamp() * 1000)
+        event = rest_event(headers={"x-api-key": key}, epoch_ms=epoch_ms)
+        prepaid_event = rest_event(headers={"x-api-key": prepaid_key}, epoch_ms=epoch_ms)
+        handler_client = boto3.client("dynamodb", config=authorizer.CLIENT_CONFIG)
+        calls = [0]
+        handler_client.meta.events.register(
+            "before-call.dynamodb", lambda **_: calls.__setitem__(0, calls[0] + 1)
+        )
+        handler = authorizer.make_handler(
+            authorizer.deps_from(MeteringSettings.from_env(), client=handler_client)
+        )
         context = LocalLambdaContext(function_name="tollgate-bench")
-        assert handler(event, context)["policyDocument"]["Statement"][0]["Effect"] == "Allow"  # warm
+        for warming in (event, prepaid_event):  # the key lookups and the route registry writes happen here
+            assert handler(warming, context)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        per_request: dict[str, float] = {}
+        for name, sent in (("arrears", event), ("prepaid", prepaid_event)):
+            calls[0] = 0
+            for _ in range(100):
+                handler(sent, context)
+            per_request[name] = calls[0] / 100
 
         bare_request = {
             "TableName": "tollgate-bench",
@@ -93,21 +133,30 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float]:
         def authorize() -> object:
             return handler(event, context)
 
+        def authorize_prepaid() -> object:
+            return handler(prepaid_event, context)
+
         def write() -> object:
             return bare_client.update_item(**bare_request)
 
-        warm, bare = [], []
-        for round_ in range(rounds):  # interleaved, alternating order (ABBA): drift hits both sides alike
+        warm, bare, prepaid = [], [], []
+        for round_ in range(rounds):  # interleaved, alternating order (ABBA): drift hits every side alike
             if round_ % 2 == 0:
                 warm.append(timed(authorize))
                 bare.append(timed(write))
+                prepaid.append(timed(authorize_prepaid))
             else:
+                prepaid.append(timed(authorize_prepaid))
                 bare.append(timed(write))
                 warm.append(timed(authorize))
         print("per round (us): warm", [round(w * 1e6) for w in warm], "bare", [round(b * 1e6) for b in bare])
+        print("                prepaid", [round(p * 1e6) for p in prepaid])
         counted = store.read_usage("bench", event_period(now)).requests
-        assert counted == rounds * requests + 1, counted
-        return statistics.median(warm), statistics.median(bare)
+        assert counted == rounds * requests + 101, counted
+        drawn = store.read_usage("bench-prepaid", event_period(now)).requests
+        assert drawn == rounds * requests + 101, drawn
+        assert store.read_balance("bench-prepaid").drawn == drawn
+        return statistics.median(warm), statistics.median(bare), statistics.median(prepaid), per_request
 
 
 def event_period(now: datetime) -> str:
@@ -135,7 +184,7 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=15)
     args = parser.parse_args()
 
-    warm, bare = per_request_seconds(args.requests, args.rounds)
+    warm, bare, prepaid, per_request = per_request_seconds(args.requests, args.rounds)
     import_seconds("import tollgate.metering.handler", 2)  # warm the bytecode caches of both sides first
     import_seconds("import boto3", 2)
     imports_authorizer, imports_boto3 = [], []
@@ -151,6 +200,10 @@ def main() -> None:
     print(f"warm authorizer request      {warm * 1e6:9.1f} us")
     print(f"bare boto3 UpdateItem        {bare * 1e6:9.1f} us")
     print(f"request ratio                {warm / bare:9.3f}   (target <= 1.15)")
+    print(f"warm prepaid request         {prepaid * 1e6:9.1f} us")
+    print(f"prepaid ratio                {prepaid / warm:9.3f}   (target <= 1.05)")
+    for name, count in per_request.items():
+        print(f"DynamoDB requests per warm {name} request {count:5.2f}   (target 1)")
     print(f"import tollgate.metering.handler    {auth_import * 1e3:9.1f} ms")
     print(f"import boto3                 {boto3_import * 1e3:9.1f} ms")
     print(f"import ratio                 {auth_import / boto3_import:9.3f}   (target <= 1.3)")

@@ -94,6 +94,10 @@ class CreditLimitReachedError(Exception):
     """The conditional counter write was refused: this request would pass the plan's credit limit."""
 
 
+class InsufficientCreditsError(Exception):
+    """The conditional wallet write was refused: the prepaid balance does not cover this request."""
+
+
 # -- HTTP ------------------------------------------------------------------------------------------------
 HTTP_STATUS: dict[type[Exception], int] = {
     InvalidInputError: 400,

@@ -18,7 +18,7 @@ import stripe
 
 from tollgate.billing.dunning.service import waive_failures
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.models import Customer, CustomerStatus
+from tollgate.domain.models import Customer, CustomerStatus, sharding_problem
 from tollgate.errors import AlreadyExistsError, InvalidInputError, StripeLinkError
 
 MANUAL = "manual"  # status_reason of a suspension by the provider: only the provider lifts it
@@ -49,11 +49,9 @@ def create_customer(
 ) -> CreatedCustomer:
     """Create a customer on a plan (its latest version unless ``plan_version``) and its Stripe customer."""
     plan = store.get_plan(plan_id, plan_version)  # NotFoundError for an unknown plan or version
-    if counter_shards > 1 and plan.credit_limit is not None:
-        raise InvalidInputError(
-            f"plan {plan.id!r} has a credit_limit, which only an unsharded counter can enforce: "
-            "use counter_shards=1, or a plan without a cap for a customer that needs sharding"
-        )
+    problem = sharding_problem(plan, counter_shards)
+    if problem is not None:
+        raise InvalidInputError(problem)
     profile = Customer(
         id=customer_id,
         name=name,

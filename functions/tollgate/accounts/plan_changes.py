@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.models import Customer, Plan, PlanSegment
+from tollgate.domain.models import Customer, Plan, PlanSegment, sharding_problem
 from tollgate.domain.periods import period_end, period_of
 from tollgate.errors import InvalidInputError
 from tollgate.metering.settings import DEFAULT_KEY_CACHE_TTL_SECONDS
@@ -90,12 +90,15 @@ def change_plan(
 
 
 def _check(store: TollgateStore, customer: Customer, current: PlanSegment, plan: Plan, at_end: bool) -> None:
-    if customer.counter_shards > 1 and plan.credit_limit is not None:
-        raise InvalidInputError(
-            f"plan {plan.id!r} has a credit_limit, which only an unsharded counter can enforce, and customer "
-            f"{customer.id!r} has {customer.counter_shards} counter shards"
-        )
+    problem = sharding_problem(plan, customer.counter_shards)
+    if problem is not None:
+        raise InvalidInputError(f"customer {customer.id!r}: {problem}")
     old = store.get_plan(current.plan_id, current.plan_version)
+    if old.billing != plan.billing and not at_end:
+        raise InvalidInputError(
+            f"plan {plan.id!r} is billed {plan.billing} and the customer's current plan {old.billing}: a "
+            "period is counted one way or the other, so change at the period's end (--at-period-end)"
+        )
     if old.currency != plan.currency and not at_end:
         raise InvalidInputError(
             f"plan {plan.id!r} bills in {plan.currency.upper()} and the customer's current plan in "

@@ -59,6 +59,7 @@ PRODUCT_NAMES = {
     LineKind.FREE_CREDITS: "Free credits",
     LineKind.ADJUSTMENT: "Late API usage",
     LineKind.CARRIED: "API usage carried over",
+    LineKind.PREPAID: "API usage (prepaid)",
 }
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import typer
 from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
-from tollgate.cli import close, customers, grants, invoices, keys, plans, usage
+from tollgate.cli import close, credits, customers, grants, invoices, keys, plans, usage
 from tollgate.cli.config import ENV_STACK, AppContext
 from tollgate.cli.output import err, error_lines
 
@@ -70,6 +70,7 @@ app.add_typer(plans.app, name="plans")
 app.add_typer(customers.app, name="customers")
 app.add_typer(keys.app, name="keys")
 app.add_typer(grants.app, name="grants")
+app.add_typer(credits.app, name="credits")
 app.add_typer(invoices.app, name="invoices")
 app.command("usage")(usage.usage)
 app.add_typer(close.app, name="close")

@@ -29,8 +29,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
+from typing import TypeVar
+
+V = TypeVar("V")
 
 ROUTE_REQUEST_DIGITS = 10  # the requests' digits after the point of a route tally
 ROUTE_CODE_LENGTH = 6  # base32 characters: 30 bits of the route's SHA-256
@@ -87,6 +91,46 @@ def segment_of(name: str) -> int | None:
     if not name.startswith(SEGMENT_PREFIX) or not (digits.isascii() and digits.isdigit()) or digits[0] == "0":
         return None
     return int(digits)
+
+
+# -- the prepaid wallet -----------------------------------------------------------------------------------
+# A prepaid customer's requests are counted on one item per customer, the wallet (``tablekeys.wallet_key``),
+# which also holds the ``balance``: the write that counts a request draws its credits in the same ``ADD``,
+# on the condition that the balance covers them (decisions.md, 30). The period's counter attributes are
+# those above, each named after the period's tag (``2611credits``, ``2611seg1``, ``2611ABCDEF`` for
+# 2026-11): a request near a period's end and one just after it land in their own periods.
+
+BALANCE = "balance"  # credits the customer can still draw
+BOUGHT = "bought"  # credits ever added to the balance
+PERIOD_TAG_LENGTH = 4
+
+
+def period_tag(period: str) -> str:
+    """The 4 digits that name a period's attributes on the wallet: ``2611`` for ``2026-11``."""
+    year, dash, month = period.partition("-")
+    if dash != "-" or len(year) != 4 or not year.startswith("20") or len(month) != 2:
+        raise ValueError(f"a wallet counts periods 2000-01 to 2099-12, not {period!r}")
+    return year[2:] + month
+
+
+def wallet_attribute(period: str, name: str) -> str:
+    """The wallet attribute counting ``name`` (``credits``, ``seg2``, a route code) in ``period``."""
+    return period_tag(period) + name
+
+
+def period_view(wallet: Mapping[str, V], period: str) -> dict[str, V]:
+    """The wallet's attributes of ``period``, named as on a counter item (read as a counter is)."""
+    tag = period_tag(period)
+    return {name[PERIOD_TAG_LENGTH:]: value for name, value in wallet.items() if name.startswith(tag)}
+
+
+def wallet_period_tags(wallet: Mapping[str, object]) -> set[str]:
+    """The tags of the periods the wallet holds attributes of."""
+    return {
+        name[:PERIOD_TAG_LENGTH]
+        for name in wallet
+        if len(name) > PERIOD_TAG_LENGTH and name[:PERIOD_TAG_LENGTH].isdigit()
+    }
 
 
 def route_name_from_sort_key(sort_key: str) -> tuple[str, str]:

@@ -16,9 +16,18 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.counter_item import is_route_code, read_route_tally, route_name_from_sort_key, segment_of
+from tollgate.dal.counter_item import (
+    BALANCE,
+    BOUGHT,
+    is_route_code,
+    period_view,
+    read_route_tally,
+    route_name_from_sort_key,
+    segment_of,
+)
 from tollgate.domain.credit_grants import CreditGrant
 from tollgate.domain.models import ApiKey, Customer, CustomerStatus, Plan, RouteUsage, Usage
+from tollgate.domain.prepaid import Balance, TopUp
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError, TransactionConflictError
 
 _KEY_FIELDS = (tk.PK, tk.SK, tk.GSI1_PK, tk.GSI1_SK, "kind")
@@ -305,18 +314,9 @@ class TollgateStore:
 
     def list_credit_grants(self, customer_id: str) -> list[CreditGrant]:
         """The customer's credit grants, revoked ones included, oldest first."""
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key(tk.PK).eq(tk.customer_pk(customer_id))
-            & Key(tk.SK).begins_with(tk.GRANT_SK_PREFIX),
-            "ConsistentRead": True,
-        }
-        grants: list[CreditGrant] = []
-        while True:
-            page = self.table.query(**kwargs)
-            grants += [CreditGrant.model_validate(item_fields(item)) for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                return sorted(grants, key=lambda grant: grant.created_at)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = self._query_customer(customer_id, tk.GRANT_SK_PREFIX)
+        grants = [CreditGrant.model_validate(item_fields(item)) for item in items]
+        return sorted(grants, key=lambda grant: grant.created_at)
 
     def revoke_credit_grant(self, customer_id: str, grant_id: str, at: datetime) -> bool:
         """Revoke a grant from ``at`` on; False when it was revoked already. ``NotFoundError`` if unknown."""
@@ -393,17 +393,22 @@ class TollgateStore:
 
     # -- usage ---------------------------------------------------------------------------------------
     def read_usage(self, customer_id: str, period: str, shards: int = 1) -> Usage:
-        """Sum all counter shards of a customer-period (strongly consistent), routes by name.
+        """Sum all counter shards of a customer-period, or its wallet's counters for a prepaid customer
+        (strongly consistent), routes by name.
 
         A route's tally (``tollgate.dal.counter_item``) is found by its code; the route registry names it.
         A code no registry item names yet is shown as ``route CODE``; one that two routes share, under both
         names (``GET /a | GET /b``).
         """
         keys = [tk.counter_key(customer_id, period, shard) for shard in range(shards)]
+        wallet = tk.wallet_key(customer_id)
         credits = requests = 0
         tallies: dict[str, list[int]] = {}
         segments: dict[int, int] = {}
-        for item in self._batch_get(keys):
+        for found in self._batch_get([*keys, wallet]):
+            # a prepaid customer's requests are counted on the wallet (a plan's billing changes only at a
+            # period's start, so a period is on one or the other)
+            item = period_view(found, period) if found[tk.PK] == wallet[tk.PK] else found
             credits += int(item.get(tk.CREDITS, 0))
             requests += int(item.get(tk.REQUESTS, 0))
             for name, value in item.items():
@@ -429,6 +434,62 @@ class TollgateStore:
             segments=dict(sorted(segments.items())),
         )
 
+    # -- prepaid credits -----------------------------------------------------------------------------
+    def add_prepaid_credits(self, top_up: TopUp) -> bool:
+        """Record ``top_up`` and add its credits to the customer's balance, in one transaction; False (and
+        nothing changed) when its reference was added before."""
+        wallet_update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": tk.wallet_key(top_up.customer_id),
+                "UpdateExpression": "ADD #b :n, #t :n",
+                "ExpressionAttributeNames": {"#b": BALANCE, "#t": BOUGHT},
+                "ExpressionAttributeValues": {":n": top_up.credits},
+            }
+        }
+        record = {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": {
+                    **top_up.model_dump(mode="json"),
+                    **tk.top_up_key(top_up.customer_id, top_up.reference),
+                },
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": tk.PK},
+            }
+        }
+        try:
+            self.transact([record, wallet_update])
+        except TransactionConflictError:
+            return False
+        return True
+
+    def get_top_up(self, customer_id: str, reference: str) -> TopUp:
+        found = self.table.get_item(Key=tk.top_up_key(customer_id, reference), ConsistentRead=True)
+        if "Item" not in found:
+            raise NotFoundError("top-up", reference)
+        return TopUp.model_validate(item_fields(found["Item"]))
+
+    def list_top_ups(self, customer_id: str) -> list[TopUp]:
+        """The customer's top-ups, oldest first."""
+        top_ups = [
+            TopUp.model_validate(item_fields(item))
+            for item in self._query_customer(customer_id, tk.TOP_UP_SK_PREFIX)
+        ]
+        return sorted(top_ups, key=lambda top_up: top_up.created_at)
+
+    def read_balance(self, customer_id: str) -> Balance:
+        """The customer's prepaid balance (0 for a customer without a wallet), strongly consistent."""
+        found = self.table.get_item(
+            Key=tk.wallet_key(customer_id),
+            ConsistentRead=True,
+            ProjectionExpression="#b, #t",
+            ExpressionAttributeNames={"#b": BALANCE, "#t": BOUGHT},
+        ).get("Item", {})
+        return Balance(
+            customer_id=customer_id, credits=int(found.get(BALANCE, 0)), bought=int(found.get(BOUGHT, 0))
+        )
+
     def route_names(self) -> dict[str, list[str]]:
         """The route registry: each counter attribute code and the route(s) it stands for, sorted."""
         names: dict[str, list[str]] = {}
@@ -451,6 +512,20 @@ class TollgateStore:
             if _is_conditional_failure(error):
                 raise AlreadyExistsError(kind, ident) from error
             raise
+
+    def _query_customer(self, customer_id: str, sk_prefix: str) -> Iterator[dict[str, Any]]:
+        """The items of the customer's partition whose sort key starts with ``sk_prefix``, every page."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key(tk.PK).eq(tk.customer_pk(customer_id))
+            & Key(tk.SK).begins_with(sk_prefix),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            yield from page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _query_index(self, pk: str, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
         condition = Key(tk.GSI1_PK).eq(pk)

@@ -55,6 +55,20 @@ def counter_key(customer_id: str, period: str, shard: int) -> dict[str, str]:
     return {PK: f"USAGE#{customer_id}#{period}#{shard}", SK: COUNTER_SK}
 
 
+def wallet_key(customer_id: str) -> dict[str, str]:
+    """A prepaid customer's balance and usage counters (``tollgate.dal.counter_item``): one item, in its own
+    partition like a counter, so the draw and the count are one conditional write."""
+    return {PK: f"WALLET#{customer_id}", SK: "WALLET"}
+
+
+TOP_UP_SK_PREFIX = "TOPUP#"
+
+
+def top_up_key(customer_id: str, reference: str) -> dict[str, str]:
+    """One addition to a customer's prepaid balance, by its reference (a payment, a grant): it lands once."""
+    return {PK: customer_pk(customer_id), SK: f"{TOP_UP_SK_PREFIX}{reference}"}
+
+
 def close_key(customer_id: str, period: str) -> dict[str, str]:
     return {PK: customer_pk(customer_id), SK: f"{CLOSE_SK_PREFIX}{period}"}
 

@@ -79,6 +79,11 @@ class Plan(BaseModel):
     # Stripe Tax on this plan's invoices: prices before tax (exclusive: tax is added) or including it
     # (inclusive); None: no tax is computed (docs/decisions.md, 26)
     tax: Literal["exclusive", "inclusive"] | None = None
+    # arrears: usage is invoiced after the period; prepaid: the customer buys credits at price_per_credit
+    # and every request draws them from a balance, in the write that counts it (docs/decisions.md, 30)
+    billing: Literal["arrears", "prepaid"] = "arrears"
+    # prepaid: where a customer whose balance is spent buys more (the refusal's payUrl)
+    top_up_url: Annotated[str, Field(pattern=r"^https://\S+$", max_length=2000)] | None = None
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -95,6 +100,33 @@ class Plan(BaseModel):
         if self.tiers_mode == "volume" and not self.tiers:
             raise ValueError("tiers_mode: volume prices by tiers, and the plan has none")
         return self
+
+    @model_validator(mode="after")
+    def _prepaid_terms(self) -> Plan:
+        """A prepaid plan sells credits at one price; the balance is the limit and nothing is billed after
+        the period, so nothing that would be is accepted."""
+        if self.billing == "arrears":
+            if self.top_up_url is not None:
+                raise ValueError("top_up_url: only a prepaid plan (billing: prepaid) has a top-up page")
+            return self
+        billed_after = {
+            "tiers": bool(self.tiers),
+            "base_fee": self.base_fee > 0,
+            "included_credits": self.included_credits > 0,
+            "minimum_commitment": self.minimum_commitment > 0,
+            "credit_limit": self.credit_limit is not None,
+        }
+        refused = [name for name, present in billed_after.items() if present]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)}: a prepaid plan (billing: prepaid) has one price_per_credit, what a "
+                "bought credit costs; its balance is the limit"
+            )
+        return self
+
+    @property
+    def prepaid(self) -> bool:
+        return self.billing == "prepaid"
 
     @model_validator(mode="after")
     def _one_usage_price(self) -> Plan:
@@ -196,6 +228,24 @@ class PlanSegment(BaseModel):
     plan_id: Identifier
     plan_version: Annotated[int, Field(ge=1)]
     since: datetime | None = None
+
+
+def sharding_problem(plan: Plan, shards: int) -> str | None:
+    """Why a customer with ``shards`` counter shards cannot be on ``plan``, or None: a credit limit and a
+    prepaid balance are each enforced by one conditional write on one item."""
+    if shards == 1:
+        return None
+    if plan.credit_limit is not None:
+        return (
+            f"plan {plan.id!r} has a credit_limit, which only an unsharded counter can enforce, and the "
+            f"customer has {shards} counter shards: use 1, or a plan without a cap"
+        )
+    if plan.prepaid:
+        return (
+            f"plan {plan.id!r} is prepaid: its balance is drawn on one item, and the customer has {shards} "
+            "counter shards: use 1"
+        )
+    return None
 
 
 class Customer(BaseModel):

@@ -32,6 +32,7 @@ class LineKind(StrEnum):
     FREE_CREDITS = "free_credits"  # credits a grant covered: amount 0, shown so the customer sees them
     ADJUSTMENT = "adjustment"
     CARRIED = "carried"  # usage too small to bill in its own period, billed once it is worth a minor unit
+    PREPAID = "prepaid"  # credits drawn from a prepaid balance: paid when bought, amount 0
 
 
 class StatementLine(BaseModel):
@@ -132,6 +133,11 @@ def usage_lines(
     """
     if credits < 0 or free < 0:
         raise ValueError("credits cannot be negative")
+    if plan.prepaid:  # paid for when bought: shown, never billed again
+        if credits == 0:
+            return []
+        description = f"API usage{label}: {credits:,} credits drawn from the prepaid balance"
+        return [_line(LineKind.PREPAID, description, period, credits, Decimal(0))]
     included = plan.included_credits if included is None else included
     billable = max(0, credits - included)
     free = min(free, billable)
@@ -328,7 +334,7 @@ def rate_parts(
                 )
             lines.append(_line(LineKind.BASE_FEE, description, period, 1, unit))
         free = 0
-        billable = max(0, part.credits - included)
+        billable = 0 if plan.prepaid else max(0, part.credits - included)  # grants do not cover drawn credits
         for grant in free_credits:
             take = min(left[grant.grant_id], billable - free)
             if take > 0:

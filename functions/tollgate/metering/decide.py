@@ -17,7 +17,7 @@ from typing import Protocol
 
 from tollgate.domain.keyformat import hash_key, is_well_formed
 from tollgate.domain.periods import period_of_epoch_ms
-from tollgate.errors import CreditLimitReachedError, MeteringUnavailableError
+from tollgate.errors import CreditLimitReachedError, InsufficientCreditsError, MeteringUnavailableError
 from tollgate.metering.decisions import Decision, Reason
 from tollgate.metering.events import AccessRequest
 from tollgate.metering.grants import Grant
@@ -40,6 +40,12 @@ class UsageCounter(Protocol):
     ) -> int | None:
         """Add one request of ``credits`` (to the totals, the route's tally and the plan segment's credits);
         return the shard's credits after the write when DynamoDB says."""
+        ...
+
+    def draw(self, customer_id: str, period: str, route: str, credits: int, segment: int = 1) -> int | None:
+        """Count one request of ``credits`` as ``add`` does, on the customer's wallet, and draw them from its
+        prepaid balance in the same write, refused (``InsufficientCreditsError``) unless the balance covers
+        them; return the balance after the write when DynamoDB says."""
         ...
 
 
@@ -89,10 +95,16 @@ def authorize(
         "credits": cost,
         "metered": True,
     }
+    used = left = None
     try:
-        used = counter.add(grant.customer_id, period, shard, request.route, cost, limit, grant.segment)
+        if grant.prepaid:
+            left = counter.draw(grant.customer_id, period, request.route, cost, grant.segment)
+        else:
+            used = counter.add(grant.customer_id, period, shard, request.route, cost, limit, grant.segment)
     except CreditLimitReachedError:
         return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
+    except InsufficientCreditsError:
+        return Decision.deny(Reason.INSUFFICIENT_CREDITS, grant.customer_id, grant.top_up_url)
     except MeteringUnavailableError as error:
         unknown = error.applied is None  # sent, answer lost: it may have been counted (never retried)
         if not fail_open:
@@ -103,6 +115,8 @@ def authorize(
             context={**context, "metered": False},
             outcome_unknown=unknown,
         )
+    if left is not None:
+        context["creditsLeft"] = left  # the prepaid balance after this request
     if grant.shards == 1 and used is not None:
         context["creditsUsed"] = used  # exact only for an unsharded counter
     return Decision(allowed=True, principal=grant.customer_id, context=context)

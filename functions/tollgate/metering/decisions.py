@@ -1,9 +1,10 @@
 """Why a request is refused, and what the caller is told.
 
 The deployed REST API turns every deny into its ACCESS_DENIED gateway response (HTTP 403) whose JSON body
-carries ``error`` (one of the reasons below), ``message`` and, for ``payment_required``, ``payUrl``. An
-authorizer crash or timeout becomes AUTHORIZER_FAILURE, answered as 503 ``metering_unavailable``. Both the
-deployed API (``infra``) and the local gateway take these answers from
+carries ``error`` (one of the reasons below), ``message`` and, for ``payment_required`` and
+``insufficient_credits``, ``payUrl`` (the open invoice; the prepaid plan's top-up page). An authorizer crash
+or timeout becomes AUTHORIZER_FAILURE, answered as 503 ``metering_unavailable``. Both the deployed API
+(``infra``) and the local gateway take these answers from
 :mod:`tollgate.metering.gateway_responses`.
 """
 
@@ -22,6 +23,7 @@ class Reason(StrEnum):
     PAYMENT_REQUIRED = "payment_required"
     UNKNOWN_ROUTE = "unknown_route"
     CREDIT_LIMIT = "credit_limit_reached"
+    INSUFFICIENT_CREDITS = "insufficient_credits"  # a prepaid balance that does not cover the request
     UNAVAILABLE = "metering_unavailable"
     MALFORMED_REQUEST = "malformed_request"  # the event is not API Gateway's shape (tollgate.metering.events)
 
@@ -35,6 +37,7 @@ MESSAGES: dict[Reason, str] = {
     Reason.PAYMENT_REQUIRED: "Payment is required: pay the open invoice at payUrl to restore access.",
     Reason.UNKNOWN_ROUTE: "This route is not part of your plan.",
     Reason.CREDIT_LIMIT: "The credit limit of your plan for this billing period is reached.",
+    Reason.INSUFFICIENT_CREDITS: "Your prepaid credits do not cover this request: buy more at payUrl.",
     Reason.UNAVAILABLE: "Metering is unavailable; the request was not served. Retry shortly.",
     Reason.MALFORMED_REQUEST: "The request is malformed (time, route or resource); it was not served.",
 }

@@ -20,8 +20,8 @@ from botocore.exceptions import (
 )
 
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.counter_item import route_code, route_tally, segment_attribute
-from tollgate.errors import CreditLimitReachedError, MeteringUnavailableError
+from tollgate.dal.counter_item import BALANCE, route_code, route_tally, segment_attribute, wallet_attribute
+from tollgate.errors import CreditLimitReachedError, InsufficientCreditsError, MeteringUnavailableError
 from tollgate.metering.grants import Grant, grant_from_items, plan_segments
 from tollgate.metering.observability import logger
 from tollgate.metering.settings import DEFAULT_KEY_CACHE_MAX_ENTRIES, DEFAULT_NEGATIVE_CACHE_MAX_ENTRIES
@@ -236,9 +236,44 @@ class DynamoUsageCounter:
         if limit is not None:
             request["ConditionExpression"] = "attribute_not_exists(#c) OR #c <= :headroom"
             request["ExpressionAttributeValues"][":headroom"] = {"N": str(limit - credits)}
-        used = self._write(request)
+        answer = self._write(request)
         self._name(code, route)
-        return used
+        credits_after = answer.get(tk.CREDITS)
+        return int(credits_after["N"]) if credits_after else None
+
+    def draw(self, customer_id: str, period: str, route: str, credits: int, segment: int = 1) -> int | None:
+        """One ``UpdateItem`` on the customer's wallet: the request counted under the period's attributes and
+        its credits drawn from the balance, on the condition that the balance covers them (no wallet: no
+        balance)."""
+        code = route_code(route)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _wire_key(tk.wallet_key(customer_id)),
+            "UpdateExpression": "ADD #b :draw, #c :c, #n :one, #r :tally, #s :c",
+            # a free route (0 credits) is served without a wallet; any other needs a balance that covers it
+            "ConditionExpression": "#b >= :c" if credits else "attribute_not_exists(#b) OR #b >= :c",
+            "ExpressionAttributeNames": {
+                "#b": BALANCE,
+                "#c": wallet_attribute(period, tk.CREDITS),
+                "#n": wallet_attribute(period, tk.REQUESTS),
+                "#r": wallet_attribute(period, code),
+                "#s": wallet_attribute(period, segment_attribute(segment)),
+            },
+            "ExpressionAttributeValues": {
+                ":draw": {"N": str(-credits)},
+                ":c": {"N": str(credits)},
+                ":one": {"N": "1"},
+                ":tally": {"N": route_tally(credits)},
+            },
+            "ReturnValues": "UPDATED_NEW",
+        }
+        try:
+            answer = self._write(request)
+        except CreditLimitReachedError as error:  # the condition: the balance does not cover the request
+            raise InsufficientCreditsError() from error
+        self._name(code, route)
+        balance = answer.get(BALANCE)
+        return int(balance["N"]) if balance else None
 
     def _name(self, code: str, route: str) -> None:
         if route in self._named:
@@ -257,7 +292,7 @@ class DynamoUsageCounter:
             self._named.clear()  # bounded memory; a route named again costs one idempotent write
         self._named.add(route)
 
-    def _write(self, request: dict[str, Any]) -> int | None:
+    def _write(self, request: dict[str, Any]) -> dict[str, Any]:
         """One write, and once more only if DynamoDB certainly did not apply it (``applied`` False)."""
         try:
             return self._write_once(request)
@@ -266,8 +301,8 @@ class DynamoUsageCounter:
                 raise
         return self._write_once(request)
 
-    def _write_once(self, request: dict[str, Any]) -> int | None:
-        """One ``UpdateItem``: the credits used after it (``None`` if the answer does not hold them)."""
+    def _write_once(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One ``UpdateItem``: the updated attributes it answers with (empty if it holds none)."""
         try:
             answer = self._client.update_item(**request)
         except ClientError as error:
@@ -282,5 +317,5 @@ class DynamoUsageCounter:
             raise MeteringUnavailableError(
                 f"counter write outcome unknown: {type(error).__name__}", applied=None
             ) from error
-        credits_after = answer.get("Attributes", {}).get(tk.CREDITS)
-        return int(credits_after["N"]) if credits_after else None
+        attributes: dict[str, Any] = answer.get("Attributes", {})
+        return attributes

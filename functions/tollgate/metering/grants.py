@@ -36,6 +36,8 @@ class Grant:
     revoked_at_ms: int | None = None
     valid_until_ms: int | None = None
     segment: int = 1  # the customer's plan segment these terms belong to (counter attribute ``seg{n}``)
+    prepaid: bool = False  # requests draw the customer's prepaid balance (the wallet), not a period counter
+    top_up_url: str | None = None  # where a prepaid customer buys credits
     switch_ms: int | None = None  # from this request time on, ``switched`` applies (a plan change)
     switched: Grant | None = None
 
@@ -123,6 +125,8 @@ def grant_from_items(
         revoked_at_ms=_iso_ms(_s(key, "revoked_at")),
         valid_until_ms=_iso_ms(_s(key, "valid_until")),
         segment=segment,
+        prepaid=_s(plan, "billing") == "prepaid",
+        top_up_url=_s(plan, "top_up_url"),
     )
     if previous is None or since_ms is None:
         return grant

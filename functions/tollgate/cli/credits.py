@@ -1,0 +1,68 @@
+"""``tollgate credits``: a prepaid customer's balance (add, show)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tollgate.accounts.prepaid import add_credits
+from tollgate.cli.config import app_context
+from tollgate.cli.output import dash, out, table, when
+from tollgate.domain.periods import period_of
+
+app = typer.Typer(help="Prepaid credits: add, show.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id (on a prepaid plan).")],
+    credits: Annotated[int, typer.Option(help="Credits to add to the balance.", min=1)],
+    reference: Annotated[
+        str,
+        typer.Option(help="What paid for them (a transfer's id): the credits are added once per reference."),
+    ],
+    note: Annotated[str | None, typer.Option(help="Kept with the top-up.")] = None,
+) -> None:
+    """Add credits to a prepaid customer's balance (running it again with the same reference adds nothing)."""
+    context = app_context(ctx)
+    result = add_credits(
+        context.store(), customer_id, credits=credits, reference=reference, now=context.now(), note=note
+    )
+    done = "added" if result.added else "already added (nothing changed):"
+    out().print(
+        f"{done} {result.top_up.credits:,} credits to {customer_id} ({reference}); "
+        f"balance {result.balance.credits:,} credits",
+        markup=False,
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, customer_id: Annotated[str, typer.Argument(help="Customer id.")]) -> None:
+    """A prepaid customer's balance, what this period drew from it, and every top-up."""
+    context = app_context(ctx)
+    store = context.store()
+    customer = store.get_customer(customer_id)
+    balance = store.read_balance(customer_id)
+    period = period_of(context.now())
+    usage = store.read_usage(customer_id, period, customer.counter_shards)
+    out().print(
+        f"{customer_id}: balance {balance.credits:,} credits ({balance.bought:,} bought, {balance.drawn:,} "
+        f"drawn; {usage.credits:,} in {period})",
+        markup=False,
+    )
+    top_ups = store.list_top_ups(customer_id)
+    if not top_ups:
+        out().print(f"no top-ups yet: tollgate credits add {customer_id} --credits N --reference R")
+        return
+    grid = table("reference", "credits", "source", "added", "note")
+    for top_up in top_ups:
+        grid.add_row(
+            top_up.reference,
+            f"{top_up.credits:,}",
+            top_up.source.value,
+            when(top_up.created_at),
+            dash(top_up.note),
+        )
+    out().print(grid)
