@@ -29,6 +29,7 @@ from tollgate.metering.dynamo import TtlCache
 from tollgate.metering.settings import MeteringSettings
 from tollgate_local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError
 from tollgate_local.lambda_context import LocalLambdaContext
+from tollgate_local.stripe_double import StripeDouble
 
 TABLE = "tollgate-test"
 NOW = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
@@ -95,6 +96,13 @@ def aws(request: pytest.FixtureRequest) -> Iterator[None]:
         else:
             create_table(boto3.client("dynamodb", region_name="us-east-1"), TABLE)
         yield
+
+
+@pytest.fixture
+def double() -> Iterator[StripeDouble]:
+    """The Stripe test double on 127.0.0.1, stopped after the test."""
+    with StripeDouble() as running:
+        yield running
 
 
 @pytest.fixture

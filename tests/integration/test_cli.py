@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -59,12 +59,6 @@ price_per_credit = 0.001
 [[tiers]]
 price_per_credit = 0.0005
 """
-
-
-@pytest.fixture
-def double() -> Iterator[StripeDouble]:
-    with StripeDouble() as running:
-        yield running
 
 
 @pytest.fixture

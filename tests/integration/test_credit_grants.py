@@ -3,7 +3,6 @@ grant is used up across periods exactly once; a trial holds the base fee back un
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -147,12 +146,6 @@ def test_a_trial_ending_mid_period_prorates_the_base_fee_from_its_end(
 
     assert (fee.kind, fee.amount) == (LineKind.BASE_FEE, 1_500)
     assert "after the trial" in fee.description
-
-
-@pytest.fixture
-def double() -> Iterator[StripeDouble]:
-    with StripeDouble() as running:
-        yield running
 
 
 def test_stripe_shows_the_free_credits_and_totals_the_invoice_as_the_statement(

@@ -4,7 +4,7 @@ and access is checked through the real authorizer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.dynamodb_local  # the table on DynamoDB Local (tests/co
 
 FAILED_AT = NOW  # the first failed payment
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def double() -> Iterator[StripeDouble]:
-    with StripeDouble() as running:
-        yield running
 
 
 @pytest.fixture

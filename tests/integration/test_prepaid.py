@@ -21,6 +21,7 @@ from tollgate.accounts.plan_changes import change_plan
 from tollgate.accounts.prepaid import add_credits
 from tollgate.billing.close import steps
 from tollgate.billing.close.ledger import DynamoLedger
+from tollgate.billing.close.service import close_customer
 from tollgate.cli.config import AppContext
 from tollgate.cli.main import app
 from tollgate.dal.store import TollgateStore
@@ -28,6 +29,7 @@ from tollgate.domain.closes import CloseStatus
 from tollgate.domain.models import Plan
 from tollgate.domain.rating import LineKind
 from tollgate.errors import InvalidInputError
+from tollgate.metering.dynamo import DynamoUsageCounter
 
 pytestmark = pytest.mark.dynamodb_local
 
@@ -264,3 +266,24 @@ def test_the_cli_adds_credits_once_and_shows_the_balance(
     assert refused.exit_code != 0
     assert "reference" in refused.output
     assert store.read_balance("acme").bought == 50
+
+
+def test_the_close_drops_wallet_counters_late_usage_can_no_longer_reach(store: TollgateStore) -> None:
+    prepaid_customer(store)
+    add_credits(store, "acme", credits=1_000, reference="pi_8", now=NOW)
+    counter = DynamoUsageCounter(boto3.client("dynamodb"), TABLE)
+    for period in ("2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"):
+        counter.draw("acme", period, "GET /v1/search", 10)
+    after = datetime(2026, 12, 2, tzinfo=UTC)
+
+    record = close_customer(DynamoLedger(store), None, "acme", PERIOD, now=after)  # type: ignore[arg-type]
+    close_customer(DynamoLedger(store), None, "acme", PERIOD, now=after)  # type: ignore[arg-type]
+
+    assert record.status is CloseStatus.NO_CHARGE
+    wallet = (
+        boto3.resource("dynamodb").Table(TABLE).get_item(Key={"pk": "WALLET#acme", "sk": "WALLET"})["Item"]
+    )
+    assert {name[:4] for name in wallet if name[:4].isdigit()} == {"2608", "2609", "2610", "2611"}
+    assert (wallet["balance"], wallet["bought"]) == (940, 1_000)
+    assert store.read_usage("acme", "2026-08").credits == 10  # the lookback's periods are still read
+    assert store.read_usage("acme", "2026-07").credits == 0

@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,12 +135,6 @@ def invoiced_world(store: TollgateStore, double: StripeDouble, monkeypatch: pyte
         webhook_handler(store, now),
         now,
     )
-
-
-@pytest.fixture
-def double() -> Iterator[StripeDouble]:
-    with StripeDouble() as running:
-        yield running
 
 
 @pytest.fixture

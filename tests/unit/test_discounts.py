@@ -5,7 +5,6 @@ The close applying them period after period, and the CLI: ``tests/integration/te
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -85,12 +84,6 @@ def test_a_repeating_coupon_without_months_or_an_unknown_duration_is_refused() -
 
 
 # -- what Stripe takes off (the double) -------------------------------------------------------------------
-@pytest.fixture
-def double() -> Iterator[StripeDouble]:
-    with StripeDouble() as running:
-        yield running
-
-
 @pytest.fixture
 def client(double: StripeDouble) -> stripe.StripeClient:
     return double.client()

@@ -4,6 +4,7 @@ DynamoDB receives it, the decision it leads to, and the statement line of drawn 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from tollgate.dal.counter_item import (
     wallet_period_tags,
 )
 from tollgate.domain.models import sharding_problem
+from tollgate.domain.prepaid import BurnRate, TopUpSource, burn_rate, purchase_top_up
 from tollgate.domain.rating import LineKind, late_usage_line, rate_period, usage_charge
 from tollgate.errors import InsufficientCreditsError, MeteringUnavailableError
 from tollgate.metering.decide import authorize
@@ -241,3 +243,77 @@ def test_late_prepaid_usage_costs_nothing_more() -> None:
     line = late_usage_line(plan, "2026-10", 100, 50)
     assert line is not None
     assert line.amount == 0
+
+
+# -- the pace of the balance ---------------------------------------------------------------------------------
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_the_burn_rate_is_the_periods_pace_and_says_when_the_balance_runs_out() -> None:
+    pace = burn_rate(balance=10_000, drawn=5_000, since=START, now=START + timedelta(days=2, hours=12))
+
+    assert pace.credits_per_day == 2_000
+    assert pace.runs_out_at == START + timedelta(days=7, hours=12)  # 10,000 more at 2,000 a day
+
+
+def test_the_burn_rate_rounds_down_and_an_empty_balance_runs_out_now() -> None:
+    now = START + timedelta(days=3)
+
+    assert burn_rate(0, 10, START, now) == BurnRate(3, now)
+    assert burn_rate(1, 3, START, now).runs_out_at == now + timedelta(days=1)
+    assert burn_rate(2, 3, START, now).runs_out_at == now + timedelta(days=2)
+
+
+@pytest.mark.parametrize(("drawn", "elapsed"), [(0, timedelta(days=3)), (100, timedelta(0))])
+def test_nothing_drawn_or_no_time_passed_is_no_pace(drawn: int, elapsed: timedelta) -> None:
+    assert burn_rate(500, drawn, START, START + elapsed) == BurnRate(0, None)
+
+
+# -- a paid Checkout Session ---------------------------------------------------------------------------------
+def session(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "id": "cs_test_a1",
+        "amount_total": 10_000,
+        "currency": "usd",
+        "payment_status": "paid",
+        "metadata": {
+            "tollgate_purchase": "prepaid_credits",
+            "tollgate_customer_id": "acme",
+            "tollgate_credits": "50000",
+        },
+    }
+    fields.update(overrides)
+    return fields
+
+
+def test_a_paid_session_selling_credits_is_a_top_up_named_by_the_session() -> None:
+    top_up = purchase_top_up(session(), START)
+
+    assert top_up is not None
+    assert (top_up.customer_id, top_up.reference, top_up.credits) == ("acme", "cs_test_a1", 50_000)
+    assert (top_up.source, top_up.amount, top_up.currency, top_up.created_at) == (
+        TopUpSource.CHECKOUT,
+        10_000,
+        "usd",
+        START,
+    )
+
+
+def test_a_session_that_sells_something_else_is_no_top_up() -> None:
+    assert purchase_top_up(session(metadata={"order": "42"}), START) is None
+    assert purchase_top_up(session(metadata=None), START) is None
+
+
+@pytest.mark.parametrize("credits", ["", "-5", "1.5", "ten", "٣"])
+def test_a_session_whose_credits_are_not_a_number_is_refused(credits: str) -> None:
+    metadata = {**session()["metadata"], "tollgate_credits": credits}
+
+    with pytest.raises(ValueError, match="not a number of credits"):
+        purchase_top_up(session(metadata=metadata), START)
+
+
+def test_a_session_selling_no_credits_is_refused() -> None:
+    metadata = {**session()["metadata"], "tollgate_credits": "0"}
+
+    with pytest.raises(ValidationError, match="credits"):
+        purchase_top_up(session(metadata=metadata), START)

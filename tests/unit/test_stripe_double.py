@@ -9,7 +9,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,12 +20,6 @@ from stripe._encode import _api_encode
 
 from tollgate_local.stripe_double import OPERATIONS, ROUTES, StripeDouble
 from tollgate_local.stripe_double_params import decode_form, listify, typeddict_fields
-
-
-@pytest.fixture
-def double() -> Iterator[StripeDouble]:
-    with StripeDouble() as running:
-        yield running
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ CLI: ``tests/integration/test_close_discounts_tax.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -35,12 +34,6 @@ def test_a_plan_has_no_tax_unless_it_says_whether_its_prices_include_it() -> Non
 
 
 # -- the double ------------------------------------------------------------------------------------------
-@pytest.fixture
-def double() -> Iterator[StripeDouble]:
-    with StripeDouble() as running:
-        yield running
-
-
 @pytest.fixture
 def client(double: StripeDouble) -> stripe.StripeClient:
     return double.client()

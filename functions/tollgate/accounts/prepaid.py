@@ -1,19 +1,55 @@
-"""Adding credits to a prepaid customer's balance: what ``tollgate credits add`` does.
+"""Adding credits to a prepaid customer's balance: ``tollgate credits add`` (the provider adds them) and
+``tollgate credits buy`` (a Stripe Checkout Session the customer pays; the webhook adds them once paid).
 
 The balance rules are in ``tollgate.domain.prepaid``; the draw is the authorizer's
 (``tollgate.metering.dynamo.DynamoUsageCounter.draw``).
+
+A purchase is a Checkout Session in payment mode on the customer's Stripe customer: one line, the credits at
+the plan's price, the amount computed here (``Decimal``, rounded half-up once) so the page shows exactly what
+the statement of account will. The credits, the customer and the purchase id ride in the session's metadata,
+which only the provider's secret key can set; ``checkout.session.completed`` (or
+``checkout.session.async_payment_succeeded`` for a delayed payment method) with ``payment_status: paid``
+adds them under the session's id as reference, so however often Stripe delivers either event, they land once
+(``tollgate.billing.webhooks.processing``). The card is saved for later off-session charges
+(``setup_future_usage``), which automatic top-ups will use.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import stripe
 from pydantic import ValidationError
 
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.prepaid import Balance, TopUp, TopUpSource
-from tollgate.errors import InvalidInputError
+from tollgate.domain.models import Customer, Plan
+from tollgate.domain.money import format_amount, line_amount, to_minor_units
+from tollgate.domain.prepaid import (
+    METADATA_CREDITS,
+    METADATA_CUSTOMER,
+    METADATA_PURCHASE,
+    PURCHASE_KIND,
+    Balance,
+    TopUp,
+    TopUpSource,
+)
+from tollgate.domain.stripe_limits import max_amount
+from tollgate.errors import InvalidInputError, StripeCallError
+
+
+def prepaid_plan(store: TollgateStore, customer_id: str) -> tuple[Customer, Plan]:
+    """The customer and its current plan, which must be prepaid (``InvalidInputError``)."""
+    customer = store.get_customer(customer_id)
+    plan = store.get_plan(customer.plan_id, customer.plan_version)
+    if not plan.prepaid:
+        raise InvalidInputError(
+            f"customer {customer_id!r} is on plan {plan.id!r}, billed in arrears: only a prepaid plan "
+            "(billing: prepaid) has a balance to add credits to"
+        )
+    return customer, plan
 
 
 @dataclass(frozen=True)
@@ -38,13 +74,7 @@ def add_credits(
 
     ``NotFoundError``: unknown customer; ``InvalidInputError``: the customer's plan is not prepaid, or the
     top-up is malformed."""
-    customer = store.get_customer(customer_id)
-    plan = store.get_plan(customer.plan_id, customer.plan_version)
-    if not plan.prepaid:
-        raise InvalidInputError(
-            f"customer {customer_id!r} is on plan {plan.id!r}, billed in arrears: only a prepaid plan "
-            "(billing: prepaid) has a balance to add credits to"
-        )
+    prepaid_plan(store, customer_id)
     try:
         top_up = TopUp(
             customer_id=customer_id,
@@ -68,3 +98,89 @@ def add_credits(
                 f"{credits:,}: a reference names one top-up"
             )
     return CreditsAdded(top_up, added, store.read_balance(customer_id))
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """A Checkout Session selling credits: the customer pays at ``url``."""
+
+    session_id: str
+    url: str
+    credits: int
+    amount: int  # minor units
+    currency: str
+
+    @property
+    def price(self) -> str:
+        return format_amount(self.amount, self.currency)
+
+
+def purchase_amount(plan: Plan, credits: int) -> int:
+    """What ``credits`` cost on ``plan``, in minor units: the exact price rounded half-up once."""
+    return line_amount(to_minor_units(plan.flat_price, plan.currency), credits)
+
+
+def buy_credits(
+    store: TollgateStore,
+    client: stripe.StripeClient,
+    customer_id: str,
+    *,
+    credits: int,
+    success_url: str | None = None,
+    purchase_id: str | None = None,
+) -> Purchase:
+    """A Stripe Checkout Session for ``credits`` at the customer's prepaid plan's price; the webhook adds
+    them once Stripe says the session is paid. ``purchase_id`` names the purchase (default: a new one): the
+    same id again within Stripe's 24 hours answers the same session rather than creating a second one."""
+    customer, plan = prepaid_plan(store, customer_id)
+    if not customer.stripe_customer_id:
+        raise InvalidInputError(
+            f"customer {customer_id!r} has no Stripe customer yet: run `tollgate customers create "
+            f"{customer_id} ...` again to finish linking it"
+        )
+    if credits < 1:
+        raise InvalidInputError(f"--credits: {credits} credits cannot be bought; buy 1 or more")
+    amount = purchase_amount(plan, credits)
+    if amount < 1:
+        raise InvalidInputError(
+            f"--credits: {credits:,} credits at {plan.flat_price} {plan.currency.upper()} cost less than the "
+            "smallest amount Stripe charges; buy more"
+        )
+    if amount > max_amount(plan.currency):
+        raise InvalidInputError(
+            f"--credits: {credits:,} credits cost {format_amount(amount, plan.currency)}, more than Stripe "
+            f"charges at once ({format_amount(max_amount(plan.currency), plan.currency)}); buy fewer"
+        )
+    purchase = purchase_id or uuid.uuid4().hex
+    metadata = {
+        METADATA_PURCHASE: PURCHASE_KIND,
+        METADATA_CUSTOMER: customer.id,
+        METADATA_CREDITS: str(credits),
+        "tollgate_purchase_id": purchase,
+    }
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "customer": customer.stripe_customer_id,
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": plan.currency,
+                    "unit_amount": amount,
+                    "product_data": {"name": f"{credits:,} API credits ({plan.name})"},
+                },
+            }
+        ],
+        "metadata": metadata,
+        "payment_intent_data": {"setup_future_usage": "off_session", "metadata": metadata},
+    }
+    if success_url or plan.top_up_url:
+        params["success_url"] = success_url or plan.top_up_url
+    try:
+        session = client.v1.checkout.sessions.create(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"tollgate-credits-{customer.id}-{purchase}"},
+        )
+    except stripe.StripeError as error:
+        raise StripeCallError("checkout.sessions.create", error) from error
+    return Purchase(str(session.id), str(session.url), credits, amount, plan.currency)

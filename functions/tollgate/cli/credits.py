@@ -1,4 +1,4 @@
-"""``tollgate credits``: a prepaid customer's balance (add, show)."""
+"""``tollgate credits``: a prepaid customer's balance (buy, add, show)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,41 @@ from typing import Annotated
 
 import typer
 
-from tollgate.accounts.prepaid import add_credits
+from tollgate.accounts.prepaid import add_credits, buy_credits
 from tollgate.cli.config import app_context
 from tollgate.cli.output import dash, out, table, when
 from tollgate.domain.periods import period_of
 
-app = typer.Typer(help="Prepaid credits: add, show.", no_args_is_help=True)
+app = typer.Typer(help="Prepaid credits: buy, add, show.", no_args_is_help=True)
+
+
+@app.command("buy")
+def buy(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id (on a prepaid plan).")],
+    credits: Annotated[int, typer.Option(help="Credits to sell, at the plan's price.", min=1)],
+    success_url: Annotated[
+        str | None, typer.Option(help="Where Stripe sends the customer after paying (default: top_up_url).")
+    ] = None,
+    purchase_id: Annotated[
+        str | None, typer.Option(help="Names the purchase: the same id again answers the same link.")
+    ] = None,
+) -> None:
+    """A Stripe Checkout link selling credits; they are added once Stripe says the payment went through."""
+    context = app_context(ctx)
+    purchase = buy_credits(
+        context.store(),
+        context.stripe(),
+        customer_id,
+        credits=credits,
+        success_url=success_url,
+        purchase_id=purchase_id,
+    )
+    out().print(
+        f"{purchase.credits:,} credits for {purchase.price}: {purchase.url}\n"
+        f"(checkout session {purchase.session_id}; the credits are added when Stripe reports it paid)",
+        markup=False,
+    )
 
 
 @app.command("add")

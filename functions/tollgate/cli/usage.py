@@ -52,6 +52,18 @@ def print_report(report: UsageReport) -> None:
         ("cap", cap),
         ("estimated charge", f"{report.estimated_charge.formatted} (before discounts and tax)"),
     ]
+    if report.prepaid is not None:
+        runs_out = report.prepaid.runs_out_at
+        rows.append(
+            ("prepaid balance", f"{report.prepaid.credits:,} credits ({report.prepaid.bought:,} bought)")
+        )
+        rows.append(
+            (
+                "burn rate",
+                f"{report.prepaid.burn_rate_per_day:,} credits/day; "
+                + (f"runs out {runs_out:%Y-%m-%d %H:%M} UTC" if runs_out else "not running out"),
+            )
+        )
     for label, value in rows:
         console.print(f"  {label:<17} {value}", markup=False)
     if report.routes:

@@ -19,11 +19,14 @@ from tollgate.dal import tablekeys as tk
 from tollgate.dal.counter_item import (
     BALANCE,
     BOUGHT,
+    PERIOD_TAG_LENGTH,
     is_route_code,
+    period_tag,
     period_view,
     read_route_tally,
     route_name_from_sort_key,
     segment_of,
+    wallet_period_tags,
 )
 from tollgate.domain.credit_grants import CreditGrant
 from tollgate.domain.models import ApiKey, Customer, CustomerStatus, Plan, RouteUsage, Usage
@@ -435,18 +438,9 @@ class TollgateStore:
         )
 
     # -- prepaid credits -----------------------------------------------------------------------------
-    def add_prepaid_credits(self, top_up: TopUp) -> bool:
-        """Record ``top_up`` and add its credits to the customer's balance, in one transaction; False (and
-        nothing changed) when its reference was added before."""
-        wallet_update = {
-            "Update": {
-                "TableName": self.table_name,
-                "Key": tk.wallet_key(top_up.customer_id),
-                "UpdateExpression": "ADD #b :n, #t :n",
-                "ExpressionAttributeNames": {"#b": BALANCE, "#t": BOUGHT},
-                "ExpressionAttributeValues": {":n": top_up.credits},
-            }
-        }
+    def top_up_actions(self, top_up: TopUp) -> list[dict[str, Any]]:
+        """The transaction actions that record ``top_up`` (only if its reference is new: the first action's
+        condition) and add its credits to the customer's balance."""
         record = {
             "Put": {
                 "TableName": self.table_name,
@@ -458,11 +452,42 @@ class TollgateStore:
                 "ExpressionAttributeNames": {"#pk": tk.PK},
             }
         }
+        wallet_update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": tk.wallet_key(top_up.customer_id),
+                "UpdateExpression": "ADD #b :n, #t :n",
+                "ExpressionAttributeNames": {"#b": BALANCE, "#t": BOUGHT},
+                "ExpressionAttributeValues": {":n": top_up.credits},
+            }
+        }
+        return [record, wallet_update]
+
+    def add_prepaid_credits(self, top_up: TopUp) -> bool:
+        """Record ``top_up`` and add its credits to the customer's balance, in one transaction; False (and
+        nothing changed) when its reference was added before."""
         try:
-            self.transact([record, wallet_update])
+            self.transact(self.top_up_actions(top_up))
         except TransactionConflictError:
             return False
         return True
+
+    def forget_wallet_periods(self, customer_id: str, before: str) -> int:
+        """Remove the wallet's counters of the periods before ``before`` (their close records hold what was
+        drawn), so the item the authorizer writes on every request stays small; the number removed. Safe to
+        repeat: removing what is gone changes nothing."""
+        wallet = self.table.get_item(Key=tk.wallet_key(customer_id), ConsistentRead=True).get("Item", {})
+        oldest_kept = period_tag(before)
+        gone = {tag for tag in wallet_period_tags(wallet) if tag < oldest_kept}
+        old = sorted(name for name in wallet if name[:PERIOD_TAG_LENGTH] in gone)
+        for start in range(0, len(old), 100):  # well within an update expression's limits
+            chunk = old[start : start + 100]
+            self.table.update_item(
+                Key=tk.wallet_key(customer_id),
+                UpdateExpression="REMOVE " + ", ".join(f"#a{i}" for i in range(len(chunk))),
+                ExpressionAttributeNames={f"#a{i}": name for i, name in enumerate(chunk)},
+            )
+        return len(old)
 
     def get_top_up(self, customer_id: str, reference: str) -> TopUp:
         found = self.table.get_item(Key=tk.top_up_key(customer_id, reference), ConsistentRead=True)

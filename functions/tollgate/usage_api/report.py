@@ -19,6 +19,7 @@ from tollgate.domain.credit_grants import GrantKind, free_credits_for
 from tollgate.domain.money import format_amount
 from tollgate.domain.periods import parse_period, period_end, period_of
 from tollgate.domain.plan_history import period_shares
+from tollgate.domain.prepaid import burn_rate
 from tollgate.domain.rating import PlanPart, rate_parts
 from tollgate.errors import InvalidInputError
 
@@ -83,6 +84,13 @@ class PlanChangeLine(_Model):
     scheduled: bool = Field(description="true: not in effect yet")
 
 
+class PrepaidBalance(_Model):
+    credits: int = Field(description="what requests can still draw")
+    bought: int = Field(description="every credit ever added to the balance")
+    burn_rate_per_day: int = Field(description="credits drawn per day in this period so far")
+    runs_out_at: datetime | None = Field(description="when the balance runs out at that pace; null: never")
+
+
 class UsageReport(_Model):
     customer_id: str
     period: str = Field(examples=["2026-11"])
@@ -101,6 +109,9 @@ class UsageReport(_Model):
     recent_invoices: list[InvoiceSummary]
     plan_changes: list[PlanChangeLine] = Field(
         default_factory=list, description="the customer's plan changes, oldest first (none: one plan ever)"
+    )
+    prepaid: PrepaidBalance | None = Field(
+        default=None, description="the prepaid balance (a prepaid plan); null: billed in arrears"
     )
 
 
@@ -148,6 +159,17 @@ def build_usage_report(
     in_force = customer.segment_at(min(now, period_end(period) - timedelta(microseconds=1)))
     plan = store.get_plan(in_force.plan_id, in_force.plan_version)
     closes = list_closes(store.table, customer.id, limit=recent_invoices) if recent_invoices > 0 else []
+    prepaid = None
+    if plan.prepaid:
+        balance = store.read_balance(customer.id)
+        since = max(parts[-1].starts, customer.created_at)  # the pace of the plan in force
+        pace = burn_rate(balance.credits, parts[-1].credits, since, min(now, period_end(period)))
+        prepaid = PrepaidBalance(
+            credits=balance.credits,
+            bought=balance.bought,
+            burn_rate_per_day=pace.credits_per_day,
+            runs_out_at=pace.runs_out_at,
+        )
     return UsageReport(
         customer_id=customer.id,
         period=period,
@@ -184,4 +206,5 @@ def build_usage_report(
             for segment in customer.segments
             if segment.since is not None
         ],
+        prepaid=prepaid,
     )

@@ -54,6 +54,10 @@ class Ledger(Protocol):
 
     def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None: ...
 
+    def forget_wallet_periods(self, customer_id: str, before: str) -> int:
+        """Drop a prepaid customer's wallet counters of the periods before ``before``."""
+        ...
+
 
 class DynamoLedger:
     """The :class:`Ledger` over the Tollgate table."""
@@ -115,3 +119,6 @@ class DynamoLedger:
 
     def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None:
         closes.record_failure(self.table, customer_id, period, error, now)
+
+    def forget_wallet_periods(self, customer_id: str, before: str) -> int:
+        return self.store.forget_wallet_periods(customer_id, before)

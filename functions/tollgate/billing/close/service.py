@@ -20,6 +20,8 @@ from tollgate.billing.close.summary import CloseSummary, CustomerClose
 from tollgate.billing.invoicing import StripeInvoice, StripeInvoicing
 from tollgate.domain.closes import DONE, CloseStatus, PeriodClose, ensure_period_ended
 from tollgate.domain.models import Customer
+from tollgate.domain.periods import previous_period
+from tollgate.domain.rating import LineKind
 from tollgate.errors import CloseError, ConflictError
 
 LOG = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ def run_close(
     ensure_period_ended(period, now)
     ctx = steps.CloseContext(ledger, stripe_gateway, customer_id, period, now, customer)
     rated = steps.rated_record(ctx)  # a failure before a record exists has nowhere to be recorded
+    if rated.stored_now:
+        _forget_drawn_periods(ctx, rated.record)
     try:
         outcome = _drive(ctx, rated)
     except Exception as error:
@@ -115,6 +119,21 @@ def _drive(ctx: steps.CloseContext, rated: steps.Rated) -> CloseOutcome:
         except ConflictError:  # another run moved the record: carry on from where it is now
             record, search_first, seen = _reload(ctx), True, None
     raise CloseError(f"close of {ctx.customer_id} {ctx.period} kept losing races; try again")
+
+
+def _forget_drawn_periods(ctx: steps.CloseContext, record: PeriodClose) -> None:
+    """A prepaid customer's wallet keeps the periods late usage may still reach (this one and the
+    ``LATE_USAGE_LOOKBACK`` before it); older ones are dropped, so the item every request writes stays small.
+    A failure is only logged: the next close drops them too."""
+    if not any(line.kind is LineKind.PREPAID for line in record.statement.lines):
+        return
+    oldest_kept = ctx.period
+    for _ in range(steps.LATE_USAGE_LOOKBACK):
+        oldest_kept = previous_period(oldest_kept)
+    try:
+        ctx.ledger.forget_wallet_periods(ctx.customer_id, oldest_kept)
+    except Exception:
+        LOG.exception("could not drop the old wallet counters of %s", ctx.customer_id)
 
 
 def _reload(ctx: steps.CloseContext) -> PeriodClose:

@@ -14,6 +14,10 @@ An event for an invoice whose close has not recorded its finalization yet is ans
 it again later): the close writes ``invoice_status`` itself when it records the finalization, and would
 overwrite what the event set.
 
+A paid Checkout Session selling prepaid credits (``checkout.session.completed`` or
+``checkout.session.async_payment_succeeded``) adds them instead (:func:`process_purchase`): the marker, the
+top-up under the session's id and the balance's ``ADD`` in one transaction.
+
 Invoice status moves only forward (``tollgate.domain.closes.invoice_status_may_move``): a late
 ``invoice.finalized`` after ``invoice.paid`` is recorded as seen and leaves ``paid`` alone. A
 ``invoice.payment_failed`` for an invoice the close already knows as paid or void is ignored for the same
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from tollgate.billing.dunning.service import payment_failed_effects, payment_settled_effects
 from tollgate.dal import dunning as failures_table
 from tollgate.dal import webhooks as events_table
@@ -34,6 +40,7 @@ from tollgate.dal.closes import get_close, invoice_status_update
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import SETTLED, CloseStatus, invoice_status_may_move
 from tollgate.domain.dunning import Effect, InvoiceRef
+from tollgate.domain.prepaid import purchase_top_up
 from tollgate.errors import NotFoundError, RetryLaterError, TransactionConflictError
 
 LOG = logging.getLogger(__name__)
@@ -45,7 +52,10 @@ INVOICE_STATUS_AFTER: dict[str, str | None] = {
     "invoice.voided": "void",
     "invoice.marked_uncollectible": "uncollectible",
 }
-HANDLED_TYPES = frozenset(INVOICE_STATUS_AFTER)
+# A paid Checkout Session selling prepaid credits adds them (``tollgate.accounts.prepaid``): the session
+# completes paid, or completes unpaid and is paid later (a delayed payment method).
+PURCHASE_TYPES = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+HANDLED_TYPES = frozenset(INVOICE_STATUS_AFTER) | PURCHASE_TYPES
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,8 @@ def process_event(
     kind = str(event.get("type", ""))
     if kind not in HANDLED_TYPES:
         return Outcome("ignored", f"{kind or 'untyped'} events are not used by Tollgate")
+    if kind in PURCHASE_TYPES:
+        return process_purchase(store, event, now=now)
     invoice = invoice_ref(((event.get("data") or {}).get("object")) or {})
     if invoice is None:
         return Outcome("ignored", "not a Tollgate invoice (no tollgate_customer_id in its metadata)")
@@ -162,3 +174,33 @@ def process_event(
             continue  # something we read changed: decide again
         return Outcome("applied", f"{kind}: {len(effects)} change(s)")
     raise RetryLaterError("the records kept changing while this event was applied")
+
+
+def process_purchase(store: TollgateStore, event: dict[str, Any], *, now: datetime) -> Outcome:
+    """Add the credits of a paid Checkout Session selling them, once: the event's marker and the top-up
+    (conditional on the session's id being a new reference) go in one transaction with the balance's ``ADD``,
+    so a redelivered event, or the other event of the same session, adds nothing."""
+    session = (event.get("data") or {}).get("object") or {}
+    at = datetime.fromtimestamp(int(event.get("created") or now.timestamp()), tz=UTC)
+    try:
+        top_up = purchase_top_up(session, at)
+    except (ValueError, ValidationError) as error:
+        LOG.error("a paid checkout session selling credits cannot be read: %s", error)
+        return Outcome("ignored", f"checkout session {session.get('id')} cannot be read: {error}")
+    if top_up is None:
+        return Outcome("ignored", "not a Tollgate credit purchase (no tollgate_purchase in its metadata)")
+    if session.get("payment_status") != "paid":
+        return Outcome("ignored", f"checkout session {top_up.reference} is not paid yet")
+    try:
+        store.get_customer(top_up.customer_id)
+    except NotFoundError:
+        LOG.error("credits paid by checkout session %s for an unknown customer", top_up.reference)
+        return Outcome("ignored", f"customer {top_up.customer_id!r} is not known here")
+    marker = events_table.marker_item(store.table_name, str(event["id"]), str(event["type"]), now=now)
+    try:
+        store.transact([marker, *store.top_up_actions(top_up)])
+    except TransactionConflictError as conflict:
+        if 0 in conflict.indexes:
+            return Outcome("duplicate", "already processed")
+        return Outcome("duplicate", f"the credits of {top_up.reference} were added already")
+    return Outcome("applied", f"{event['type']}: {top_up.credits:,} credits added to {top_up.customer_id}")

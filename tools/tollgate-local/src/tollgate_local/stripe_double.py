@@ -19,8 +19,9 @@ Emulated (API version 2026-10-28.endive, as stripe-python 16.x sends it):
 
 * Endpoints under ``/v1``: customers create / retrieve / update / list, a customer's tax ids create /
   list / delete; coupons create / retrieve / delete; invoices create / retrieve / update / list / search /
-  add_lines / list lines / finalize / pay / void / mark_uncollectible. Operation names, used by
-  ``double.faults`` and ``double.calls``, are listed in :data:`OPERATIONS`.
+  add_lines / list lines / finalize / pay / void / mark_uncollectible; Checkout Sessions (payment mode)
+  create / retrieve / expire. Operation names, used by ``double.faults`` and ``double.calls``, are listed in
+  :data:`OPERATIONS`.
 * Parameters are checked against stripe-python's generated TypedDicts (``stripe.params.InvoiceCreateParams``
   and so on, see :data:`ROUTES`): unknown or missing-required parameters, values outside an enum and malformed
   numbers get Stripe's 400 ``invalid_request_error`` naming the parameter (``stripe_double_params``).
@@ -32,15 +33,22 @@ Emulated (API version 2026-10-28.endive, as stripe-python 16.x sends it):
   is a 401. Live keys are refused: this is a test-mode account.
 * Business rules, ids, object shapes and money (``Decimal``, ``ROUND_HALF_UP`` per line):
   ``stripe_double_state``; coupons and discounts: ``stripe_double_discounts``; Stripe Tax at a fixed rate per
-  country: ``stripe_double_tax``. Search query language: ``stripe_double_search``. Faults:
-  ``stripe_double_faults``.
+  country: ``stripe_double_tax``; Checkout Sessions: ``stripe_double_checkout``. Search query language:
+  ``stripe_double_search``. Faults: ``stripe_double_faults``.
 * ``hosted_invoice_url`` points back at this server (``/hosted/in_...``), which serves a plain HTML page: the
-  lines, the subtotal, each discount, the tax and the total.
+  lines, the subtotal, each discount, the tax and the total. So does an open Checkout Session's ``url``
+  (``/checkout/cs_test_...``): its lines and total, with nothing to pay.
+* Checkout's customer is a test's Python call: ``double.complete_checkout(session_id)`` (``paid=False``:
+  the payment is still pending) and ``double.async_payment_succeeded(session_id)`` move the session on and
+  return the event Stripe would send (``checkout.session.completed``,
+  ``checkout.session.async_payment_succeeded``) with ``double.checkout_sessions`` showing the result.
 
 Not emulated: every other endpoint (answered 404 ``Unrecognized request URL``, as Stripe does), Connect
-(``Stripe-Account``), API-version differences, rate limits, webhooks and events, payment failures, and
-concurrent requests with one idempotency key (requests are applied one at a time, so Stripe's 409 for that
-case never happens). Search sees new invoices at once unless ``search_lag`` is set.
+(``Stripe-Account``), API-version differences, rate limits, webhook delivery and the events API (the
+Checkout helpers return their events for a test or the demo to sign and post itself; nothing else makes
+events), payment failures, and concurrent requests with one idempotency key (requests are applied one at a
+time, so Stripe's 409 for that case never happens). Search sees new invoices at once unless ``search_lag``
+is set.
 """
 
 from __future__ import annotations
@@ -88,7 +96,9 @@ from stripe.params import (
     InvoiceUpdateParams,
     InvoiceVoidInvoiceParams,
 )
+from stripe.params.checkout import SessionCreateParams, SessionExpireParams, SessionRetrieveParams
 
+from tollgate_local.stripe_double_checkout import CheckoutSession
 from tollgate_local.stripe_double_errors import StripeApiError, invalid_request
 from tollgate_local.stripe_double_faults import Fault, Faults
 from tollgate_local.stripe_double_params import Tree, check_params, decode_form, listify
@@ -228,6 +238,27 @@ ROUTES: tuple[Route, ...] = (
         InvoiceMarkUncollectibleParams,
         StripeState.mark_uncollectible,
     ),
+    Route(
+        "checkout.sessions.create",
+        "POST",
+        "/v1/checkout/sessions",
+        SessionCreateParams,
+        lambda s, _, p: s.create_checkout_session(p),
+    ),
+    Route(
+        "checkout.sessions.retrieve",
+        "GET",
+        "/v1/checkout/sessions/{id}",
+        SessionRetrieveParams,
+        StripeState.retrieve_checkout_session,
+    ),
+    Route(
+        "checkout.sessions.expire",
+        "POST",
+        "/v1/checkout/sessions/{id}/expire",
+        SessionExpireParams,
+        StripeState.expire_checkout_session,
+    ),
 )
 OPERATIONS: frozenset[str] = frozenset(route.operation for route in ROUTES)
 _PATTERNS = tuple(
@@ -347,6 +378,28 @@ def _hosted_page(invoice: Invoice) -> str:
         f"<table><tr><th>Description</th><th>Quantity</th><th>Amount</th></tr>{rows}{summary_rows}</table>"
         f"<p><strong>Total {format_amount(invoice.total, currency)}</strong></p>"
         "<p><em>Served by the Tollgate Stripe double; no payment can be made here.</em></p></body></html>"
+    )
+
+
+def _checkout_page(session: CheckoutSession, customer_name: str) -> str:
+    currency = session.currency
+    rows = "".join(
+        f"<tr><td>{html.escape(line.description)}</td><td>{line.quantity}</td>"
+        f"<td>{format_amount(line.amount, currency)}</td></tr>"
+        for line in session.lines
+    )
+    total = format_amount(session.amount_total, currency)
+    title = "Checkout (Tollgate Stripe double)"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<h1>{title}</h1><p>Pay as {html.escape(customer_name)}"
+        f" &middot; status {html.escape(session.status)}"
+        f" &middot; payment {html.escape(session.payment_status)}</p>"
+        f"<table><tr><th>Description</th><th>Quantity</th><th>Amount</th></tr>{rows}"
+        f"<tr><td colspan='2'>Total</td><td>{total}</td></tr></table>"
+        f"<p><strong>Total {total}</strong></p>"
+        "<p><em>Served by the Tollgate Stripe double; no payment can be made here (a test completes the "
+        "session with double.complete_checkout).</em></p></body></html>"
     )
 
 
@@ -489,6 +542,39 @@ class StripeDouble:
             return {coupon.id: coupon.to_json(now) for coupon in self._state.coupons.values()}
 
     @property
+    def checkout_sessions(self) -> dict[str, dict[str, Any]]:
+        """Snapshot of every Checkout Session as Stripe JSON, by id, plus the ``payment_intent_data`` it was
+        created with (``metadata``, ``setup_future_usage``: Stripe keeps those on the PaymentIntent)."""
+        with self._lock:
+            sessions = [self._state.find_checkout_session(id_) for id_ in self._state.checkout_sessions]
+            return {
+                session.id: {**session.to_json(), "payment_intent_data": session.payment_intent_data()}
+                for session in sessions
+                if session is not None
+            }
+
+    # ------------------------------------------------------------------------------------- checkout
+
+    def complete_checkout(self, session_id: str, *, paid: bool = True) -> dict[str, Any]:
+        """Play the customer finishing an open Checkout Session; return its completed event.
+
+        The session becomes ``complete`` with a new ``payment_intent`` (``pi_...``) and ``customer_details``;
+        ``payment_status`` is ``paid``, or ``unpaid`` with ``paid=False`` (an asynchronous payment method,
+        still pending: settle it with :meth:`async_payment_succeeded`). The event is not delivered anywhere.
+        Raises ``ValueError`` for an unknown session or one that is not open.
+        """
+        with self._lock:
+            return self._state.complete_checkout(session_id, paid=paid)
+
+    def async_payment_succeeded(self, session_id: str) -> dict[str, Any]:
+        """Settle the pending payment of a session completed with ``paid=False``: ``payment_status`` becomes
+        ``paid``; return the ``checkout.session.async_payment_succeeded`` event (not delivered anywhere).
+        Raises ``ValueError`` for an unknown session or one that is not complete and unpaid.
+        """
+        with self._lock:
+            return self._state.async_payment_succeeded(session_id)
+
+    @property
     def search_lag(self) -> float:
         return self._state.search_lag
 
@@ -512,6 +598,8 @@ class StripeDouble:
         url = urlsplit(target)
         if method == "GET" and url.path.startswith("/hosted/"):
             return self._hosted(url.path.removeprefix("/hosted/"))
+        if method == "GET" and url.path.startswith("/checkout/"):
+            return self._checkout(url.path.removeprefix("/checkout/"))
         auth_error = _auth_error(headers.get("authorization"))
         if auth_error is not None:
             return _error_response(auth_error)
@@ -616,6 +704,17 @@ class StripeDouble:
                     404, b"<h1>No such invoice</h1>", {"Content-Type": "text/html; charset=utf-8"}
                 )
             page = _hosted_page(invoice)
+        return _Response(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
+
+    def _checkout(self, session_id: str) -> _Response:
+        with self._lock:
+            session = self._state.find_checkout_session(session_id)
+            if session is None:
+                return _Response(
+                    404, b"<h1>No such Checkout Session</h1>", {"Content-Type": "text/html; charset=utf-8"}
+                )
+            customer = self._state.customers[session.customer_id]
+            page = _checkout_page(session, customer.name or customer.id)
         return _Response(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
 
 

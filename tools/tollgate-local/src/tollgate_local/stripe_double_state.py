@@ -1,8 +1,9 @@
-"""The in-memory Stripe account behind the Stripe double: customers, invoices and their line items.
+"""The in-memory Stripe account behind the Stripe double: customers, invoices, coupons, Checkout Sessions.
 
-Every public method of :class:`StripeState` is one API operation. It takes the parameters already decoded
-and checked against stripe-python's TypedDict (see ``stripe_double_params``), applies Stripe's rules, and
-returns the JSON object Stripe would return, or raises :class:`StripeApiError`. Callers hold the double's
+Every public method of :class:`StripeState` is one API operation, except ``find_checkout_session`` and the
+test hooks (``complete_checkout``, ``async_payment_succeeded``). An operation takes the parameters already
+decoded and checked against stripe-python's TypedDict (see ``stripe_double_params``), applies Stripe's rules,
+and returns the JSON object Stripe would return, or raises :class:`StripeApiError`. Callers hold the double's
 lock.
 
 Money: amounts are integers in the currency's minor unit (cents, or whole yen for zero-decimal currencies such
@@ -31,10 +32,13 @@ what each discount takes off, ``total_taxes`` the tax per behaviour, and ``total
 (``/v1/customers/{id}/tax_ids``); the invoice shows them (``customer_address``, ``customer_tax_ids``) as they
 are until it is finalized, and as they were at finalization afterwards, tax included.
 
+Checkout Sessions (payment mode, inline prices, an existing customer; lines rounded as invoice lines are):
+``stripe_double_checkout``. Its test hooks play the customer and return the events Stripe would send.
+
 Not emulated (rejected with a 400 that says so, never silently ignored, where it would change an amount):
 tax rates, line-item discounts, promotion codes, shipping, application fees, Connect, prices/products/invoice
-items by id, payment methods (``pay`` always succeeds), credit balances, webhooks/events, test clocks,
-deleting customers or invoices.
+items by id, payment methods (``pay`` always succeeds), credit balances, webhook delivery (events exist only
+as the Checkout test hooks' return values), test clocks, deleting customers or invoices.
 """
 
 from __future__ import annotations
@@ -47,7 +51,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+from tollgate_local.stripe_double_checkout import (
+    MAX_LIFETIME,
+    MIN_LIFETIME,
+    CheckoutLine,
+    CheckoutSession,
+    checkout_event,
+)
 from tollgate_local.stripe_double_discounts import Allocation, Coupon, Discount, allocate
 from tollgate_local.stripe_double_errors import StripeApiError, invalid_request, resource_missing
 from tollgate_local.stripe_double_search import parse_query
@@ -562,6 +574,22 @@ def _non_negative(value: Decimal | int, param: str) -> None:
         raise invalid_request(f"Invalid {param}: must be greater than or equal to 0", param)
 
 
+def _inline_unit_amount(price: dict[str, Any], param: str) -> Decimal:
+    """An inline ``price_data``'s unit amount (minor units): a new product, one of the two unit amounts."""
+    if "product" in price:
+        raise resource_missing("product", price["product"], f"{param}[product]")
+    if "product_data" not in price:
+        raise invalid_request(f"Missing required param: {param}[product_data].", f"{param}[product_data]")
+    if ("unit_amount" in price) == ("unit_amount_decimal" in price):
+        raise invalid_request(
+            "Exactly one of unit_amount and unit_amount_decimal must be set.",
+            f"{param}[unit_amount_decimal]",
+        )
+    unit = Decimal(price.get("unit_amount", price.get("unit_amount_decimal", 0)))
+    _non_negative(unit, f"{param}[unit_amount_decimal]")
+    return _decimal_places(unit, f"{param}[unit_amount_decimal]")
+
+
 def _reject_nonempty(params: dict[str, Any], names: Iterable[str], parent: str = "") -> None:
     for name in names:
         if params.get(name) not in (None, "", [], {}):
@@ -583,6 +611,23 @@ CUSTOMER_EXPANSIONS = ("tax", *_EMPTY_CUSTOMER_EXPANSIONS)
 INVOICE_EXPANSIONS = ("customer", "customer.tax", "discounts", *_EMPTY_INVOICE_EXPANSIONS)
 INVOICE_LIST_EXPANSIONS = tuple(f"data.{path}" for path in INVOICE_EXPANSIONS)
 LINE_LIST_EXPANSIONS = ("data.discounts",)
+CHECKOUT_EXPANSIONS = ("customer", "invoice", "payment_link", "setup_intent", "subscription")
+# What a Checkout Session may be created with; anything else sent is refused as not emulated.
+CHECKOUT_PARAMS = frozenset(
+    (
+        "cancel_url",
+        "client_reference_id",
+        "customer",
+        "expand",
+        "expires_at",
+        "line_items",
+        "metadata",
+        "mode",
+        "payment_intent_data",
+        "success_url",
+        "ui_mode",
+    )
+)
 
 
 def _check_expand(params: dict[str, Any], allowed: Iterable[str]) -> set[str]:
@@ -664,6 +709,7 @@ class StripeState:
         self.customers: dict[str, Customer] = {}
         self.invoices: dict[str, Invoice] = {}
         self.coupons: dict[str, Coupon] = {}
+        self.checkout_sessions: dict[str, CheckoutSession] = {}
         self._seq = 0
 
     def _now(self) -> int:
@@ -1128,18 +1174,7 @@ class StripeState:
                 f"({invoice.currency}).",
                 f"{param}[currency]",
             )
-        if "product" in price:
-            raise resource_missing("product", price["product"], f"{param}[product]")
-        if "product_data" not in price:
-            raise invalid_request(f"Missing required param: {param}[product_data].", f"{param}[product_data]")
-        if ("unit_amount" in price) == ("unit_amount_decimal" in price):
-            raise invalid_request(
-                "Exactly one of unit_amount and unit_amount_decimal must be set.",
-                f"{param}[unit_amount_decimal]",
-            )
-        unit = Decimal(price.get("unit_amount", price.get("unit_amount_decimal", 0)))
-        _non_negative(unit, f"{param}[unit_amount_decimal]")
-        return _decimal_places(unit, f"{param}[unit_amount_decimal]")
+        return _inline_unit_amount(price, param)
 
     def list_lines(self, invoice_id: str, params: dict[str, Any]) -> dict[str, Any]:
         invoice = self._invoice(invoice_id)
@@ -1276,6 +1311,198 @@ class StripeState:
         invoice.status = "uncollectible"
         invoice.marked_uncollectible_at = self._now()
         return self._invoice_json(invoice, expand)
+
+    # ------------------------------------------------------------------------------------- checkout sessions
+
+    def create_checkout_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        mode = params.get("mode")
+        if mode is None:
+            raise invalid_request("Missing required param: mode.", "mode")
+        if mode != "payment":
+            raise invalid_request(
+                f"The Stripe double emulates Checkout in payment mode only, not mode={mode}.", "mode"
+            )
+        _reject_nonempty(params, [name for name in params if name not in CHECKOUT_PARAMS])
+        if params.get("ui_mode", "hosted_page") != "hosted_page":
+            raise invalid_request(
+                "The Stripe double emulates the hosted Checkout page only (ui_mode hosted_page).", "ui_mode"
+            )
+        expand = _check_expand(params, CHECKOUT_EXPANSIONS)
+        if "customer" not in params:
+            raise invalid_request(
+                "Missing required param: customer. The Stripe double does not emulate guest checkout or "
+                "customer creation.",
+                "customer",
+            )
+        customer = self._customer(params["customer"], "customer")
+        currency, lines = self._checkout_lines(params.get("line_items"))
+        if sum(line.amount for line in lines) == 0:
+            raise invalid_request(
+                "The Checkout Session's total amount due must be greater than 0 (the Stripe double does not "
+                "emulate sessions with no payment required).",
+                "line_items",
+            )
+        now = self._now()
+        expires_at = params.get("expires_at", now + MAX_LIFETIME)
+        if not now + MIN_LIFETIME <= expires_at <= now + MAX_LIFETIME:
+            raise invalid_request(
+                "The `expires_at` timestamp must be between 30 minutes and 24 hours after the Checkout "
+                "Session is created.",
+                "expires_at",
+            )
+        intent = params.get("payment_intent_data") or {}
+        _reject_nonempty(
+            intent,
+            [name for name in intent if name not in ("metadata", "setup_future_usage")],
+            "payment_intent_data",
+        )
+        session_id = new_id("cs_test", 58)
+        session = CheckoutSession(
+            id=session_id,
+            created=now,
+            expires_at=expires_at,
+            customer_id=customer.id,
+            currency=currency,
+            lines=lines,
+            page_url=f"{self._hosted_base()}/checkout/{session_id}",
+            metadata=_check_metadata(params.get("metadata"), "metadata"),
+            success_url=_url(params.get("success_url"), "success_url"),
+            cancel_url=_url(params.get("cancel_url"), "cancel_url"),
+            client_reference_id=params.get("client_reference_id"),
+            setup_future_usage=intent.get("setup_future_usage"),
+            payment_intent_metadata=_check_metadata(intent.get("metadata"), "payment_intent_data[metadata]"),
+        )
+        self.checkout_sessions[session.id] = session
+        return self._checkout_json(session, expand)
+
+    def _checkout_lines(self, items: list[dict[str, Any]] | None) -> tuple[str, list[CheckoutLine]]:
+        """The session's currency and lines: inline prices only, all in one currency."""
+        if not items:
+            raise invalid_request(
+                "Missing required param: line_items. A Checkout Session in payment mode needs line items.",
+                "line_items",
+            )
+        currency = ""
+        lines = []
+        for index, item in enumerate(items):
+            here = f"line_items[{index}]"
+            _reject_nonempty(item, ("adjustable_quantity", "tax_rates"), here)
+            if "price" in item:
+                raise invalid_request(
+                    f"The Stripe double does not emulate prices by id ({here}[price]): send "
+                    f"{here}[price_data] instead.",
+                    f"{here}[price]",
+                )
+            for name in ("price_data", "quantity"):
+                if name not in item:
+                    raise invalid_request(f"Missing required param: {here}[{name}].", f"{here}[{name}]")
+            if item["quantity"] < 1:
+                raise invalid_request(f"Invalid {here}[quantity]: must be at least 1", f"{here}[quantity]")
+            price = item["price_data"]
+            param = f"{here}[price_data]"
+            line_currency = _currency(price["currency"], f"{param}[currency]")
+            if currency and line_currency != currency:
+                raise invalid_request(
+                    f"All line items must be in one currency: {param}[currency] is {line_currency}, the line "
+                    f"items before it {currency}.",
+                    f"{param}[currency]",
+                )
+            currency = line_currency
+            if price.get("recurring"):
+                raise invalid_request(
+                    "You specified `payment` mode but passed a recurring price: use only one-time prices "
+                    "(subscription mode is not emulated by the Stripe double).",
+                    f"{param}[recurring]",
+                )
+            product = price.get("product_data") or {}
+            _reject_nonempty(product, ("tax_code", "tax_details"), f"{param}[product_data]")
+            unit = _inline_unit_amount(price, param)
+            quantity = item["quantity"]
+            lines.append(
+                CheckoutLine(
+                    description=product["name"],
+                    quantity=quantity,
+                    unit_amount_decimal=unit,
+                    amount=line_amount(unit, Decimal(quantity)),
+                    metadata=_check_metadata(item.get("metadata"), f"{here}[metadata]"),
+                )
+            )
+        return currency, lines
+
+    def _checkout_json(self, session: CheckoutSession, expand: set[str]) -> dict[str, Any]:
+        body = session.to_json()
+        if "customer" in expand:
+            body["customer"] = self.customers[session.customer_id].to_json()
+        return body
+
+    def find_checkout_session(self, session_id: str) -> CheckoutSession | None:
+        """The session as it is now (an open one past ``expires_at`` has expired), or None."""
+        session = self.checkout_sessions.get(session_id)
+        if session is not None:
+            session.expire_if_due(self._now())
+        return session
+
+    def _checkout_session(self, session_id: str) -> CheckoutSession:
+        session = self.find_checkout_session(session_id)
+        if session is None:
+            raise resource_missing("checkout.session", session_id)
+        return session
+
+    def retrieve_checkout_session(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        session = self._checkout_session(session_id)
+        return self._checkout_json(session, _check_expand(params, CHECKOUT_EXPANSIONS))
+
+    def expire_checkout_session(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        session = self._checkout_session(session_id)
+        expand = _check_expand(params, CHECKOUT_EXPANSIONS)
+        session.expire()
+        return self._checkout_json(session, expand)
+
+    # ------------------------------------------------------------------------------------- test hooks
+    # Not API operations: what a customer does on Checkout, for tests. Each returns the event Stripe sends.
+
+    def complete_checkout(self, session_id: str, *, paid: bool) -> dict[str, Any]:
+        session = self._hook_session(session_id)
+        customer = self.customers[session.customer_id]
+        session.complete(new_id("pi"), _customer_details(customer), paid=paid)
+        return self._checkout_event("checkout.session.completed", session)
+
+    def async_payment_succeeded(self, session_id: str) -> dict[str, Any]:
+        session = self._hook_session(session_id)
+        session.settle_async_payment()
+        return self._checkout_event("checkout.session.async_payment_succeeded", session)
+
+    def _hook_session(self, session_id: str) -> CheckoutSession:
+        session = self.find_checkout_session(session_id)
+        if session is None:
+            raise ValueError(f"no such Checkout Session: {session_id!r}")
+        return session
+
+    def _checkout_event(self, event_type: str, session: CheckoutSession) -> dict[str, Any]:
+        return checkout_event(new_id("evt"), event_type, session, self._now(), EMULATED_API_VERSION)
+
+
+def _customer_details(customer: Customer) -> dict[str, Any]:
+    """What Checkout records of the customer who completed a session."""
+    return {
+        "address": None if customer.address is None else dict(customer.address),
+        "business_name": None,
+        "email": customer.email,
+        "individual_name": None,
+        "name": customer.name,
+        "phone": customer.phone,
+        "tax_exempt": customer.tax_exempt,
+        "tax_ids": [{"type": tax_id.type, "value": tax_id.value} for tax_id in customer.tax_ids],
+    }
+
+
+def _url(value: str | None, param: str) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise invalid_request("Not a valid URL", param)
+    return value
 
 
 def _page_token(offset: int) -> str:
