@@ -9,6 +9,8 @@ end), and must not pay for pydantic or stripe at cold start.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TollgateError(Exception):
     """Base class for errors a user can act on (the CLI prints them as one line)."""
@@ -91,7 +93,12 @@ class MeteringUnavailableError(Exception):
 
 
 class CreditLimitReachedError(Exception):
-    """The conditional counter write was refused: this request would pass the plan's credit limit."""
+    """The conditional counter write was refused: this request would pass the plan's credit limit (or the
+    customer's budget). ``item``: the counter as it was, when DynamoDB said (wire format)."""
+
+    def __init__(self, item: dict[str, Any] | None = None) -> None:
+        super().__init__("the credit limit is reached")
+        self.item = item
 
 
 class InsufficientCreditsError(Exception):

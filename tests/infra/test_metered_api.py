@@ -191,7 +191,8 @@ def test_imported_rest_api_is_metered_and_deployed_to_its_stage(fresh_stack: Cal
     assert props(authorizer)["RestApiId"] == "a1b2c3"
     assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 0
     methods = resources(template, "AWS::ApiGateway::Method")
-    assert sorted(props(m)["HttpMethod"] for m in methods.values()) == ["GET", "GET"]
+    # /v1/items/{id}; /usage; GET and PUT /usage/budget
+    assert sorted(props(m)["HttpMethod"] for m in methods.values()) == ["GET", "GET", "GET", "PUT"]
     for logical_id, method in methods.items():
         assert props(method)["RestApiId"] == "a1b2c3", logical_id
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
@@ -237,7 +238,12 @@ def test_imported_http_api_is_metered(fresh_stack: Callable[[], cdk.Stack]) -> N
     assert props(authorizer)["ApiId"] == "h77"
     assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 0
     routes = resources(template, "AWS::ApiGatewayV2::Route")
-    assert sorted(props(r)["RouteKey"] for r in routes.values()) == ["GET /usage", "POST /v1/generate"]
+    assert sorted(props(r)["RouteKey"] for r in routes.values()) == [
+        "GET /usage",
+        "GET /usage/budget",
+        "POST /v1/generate",
+        "PUT /usage/budget",
+    ]
     for logical_id, route in routes.items():
         assert props(route)["ApiId"] == "h77", logical_id
         assert props(route)["AuthorizationType"] == "CUSTOM", logical_id

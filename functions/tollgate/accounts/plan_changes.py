@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tollgate.accounts.budgets import with_plan
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import Customer, Plan, PlanSegment, sharding_problem
 from tollgate.domain.periods import period_end, period_of
@@ -84,6 +85,7 @@ def change_plan(
     changed = customer.model_copy(
         update={"plan_id": plan.id, "plan_version": plan.version, "plan_segments": (*kept, segment)}
     )
+    changed = with_plan(changed, plan)  # the customer's budget, in credits on the new plan too
     Customer.model_validate(changed.model_dump())  # the history stays ordered and bounded
     store.update_customer(customer, changed)  # ConflictError if the customer changed meanwhile
     return PlanChange(changed, segment, changed=True, cancelled=scheduled)

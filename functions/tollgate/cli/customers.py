@@ -1,13 +1,16 @@
 """``tollgate customers``: create (with its Stripe customer), list, show (status history), suspend, resume;
-a Stripe coupon on the invoices (``discount``) and what Stripe Tax needs (``tax-info``)."""
+a Stripe coupon on the invoices (``discount``), what Stripe Tax needs (``tax-info``) and the customer's
+spend limit (``budget``)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import typer
 
+from tollgate.accounts.budgets import budget_status, set_budget
 from tollgate.accounts.credit_grants import set_trial
 from tollgate.accounts.customers import create_customer, resume_customer, status_history, suspend_customer
 from tollgate.accounts.discounts import attach_discount, current_discount, remove_discount
@@ -19,10 +22,11 @@ from tollgate.cli.output import dash, out, table, when
 from tollgate.dal.dunning import list_failures
 from tollgate.domain.dunning import open_failures
 from tollgate.domain.models import Customer
+from tollgate.domain.money import format_amount
 from tollgate.errors import InvalidInputError
 
 app = typer.Typer(
-    help="Customers: create, list, show, suspend, resume, discount, tax-info.", no_args_is_help=True
+    help="Customers: create, list, show, suspend, resume, discount, tax-info, budget.", no_args_is_help=True
 )
 
 
@@ -203,6 +207,52 @@ def trial(
         else f"{customer_id}: trial until {when(customer.trial_ends)}"
     )
     out().print(message, markup=False)
+
+
+@app.command("budget")
+def budget(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    amount: Annotated[
+        str | None, typer.Option("--set", help="A monthly spend limit in the plan's currency, e.g. 25.00.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the spend limit.")] = False,
+) -> None:
+    """Show or set the monthly spend limit the customer can also set themselves (PUT /usage/budget):
+    requests past it are refused with budget_reached."""
+    context = app_context(ctx)
+    if amount is not None and clear:
+        raise InvalidInputError("give --set AMOUNT or --clear, not both")
+    if amount is None and not clear:
+        status = budget_status(context.store(), customer_id, now=context.now())
+    else:
+        status = set_budget(
+            context.store(), customer_id, None if clear else parse_amount(amount), now=context.now()
+        )
+    currency = status.currency
+    limit = status.budget
+    if limit is None:
+        out().print(
+            f"{customer_id}: no budget (plan {status.plan.id}: {_cap(status.cap, currency)})", markup=False
+        )
+        return
+    credits = "not binding below the plan's cap" if status.credits is None else f"{status.credits:,} credits"
+    out().print(
+        f"{customer_id}: budget {limit.amount} {limit.currency.upper()} per period, {credits} on plan "
+        f"{status.plan.id} ({_cap(status.cap, currency)}), set {when(limit.set_at)}",
+        markup=False,
+    )
+
+
+def _cap(cap: int | None, currency: str) -> str:
+    return "no cap" if cap is None else f"cap {format_amount(cap, currency)}"
+
+
+def parse_amount(text: str | None) -> Decimal:
+    try:
+        return Decimal(text or "")
+    except InvalidOperation as error:
+        raise InvalidInputError(f"--set takes an amount such as 25.00, not {text!r}") from error
 
 
 @app.command("suspend")

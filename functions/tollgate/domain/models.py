@@ -210,6 +210,11 @@ class Plan(BaseModel):
         return route_cost(self.route_costs, self.default_cost, route)
 
 
+def plan_ref(plan_id: str, version: int) -> str:
+    """One plan version's name in maps keyed by plan (``pro@2``): what a customer's budget is worth on it."""
+    return f"{plan_id}@{version}"
+
+
 MAX_PLAN_SEGMENTS = 1000  # plan changes a customer item keeps (about 80 bytes each; the item limit is 400 KB)
 
 
@@ -248,6 +253,19 @@ def sharding_problem(plan: Plan, shards: int) -> str | None:
     return None
 
 
+class SpendBudget(BaseModel):
+    """The monthly spend limit a customer set on themselves (``PUT /usage/budget``), with what it is worth in
+    credits on each plan version of their history (``tollgate.domain.budgets``): the authorizer enforces the
+    credits of the plan in force like a cap (None: the budget does not bind on that plan)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: Money  # major units of ``currency``
+    currency: Annotated[str, Field(pattern=r"^[a-z]{3}$")]
+    credits: dict[str, Annotated[int, Field(ge=0)] | None]  # by plan_ref
+    set_at: datetime
+
+
 class Customer(BaseModel):
     """A customer of the provider. ``plan_id``/``plan_version`` is the customer's latest plan, in force now or
     from a scheduled change's time; ``plan_segments`` is the whole history, oldest first (empty for a customer
@@ -268,6 +286,7 @@ class Customer(BaseModel):
     created_at: datetime
     plan_segments: Annotated[tuple[PlanSegment, ...], Field(max_length=MAX_PLAN_SEGMENTS)] = ()
     trial_ends: datetime | None = None  # no base fee or minimum commitment is billed before it
+    budget: SpendBudget | None = None  # the customer's own spend limit
 
     @model_validator(mode="after")
     def _segments_in_order(self) -> Customer:

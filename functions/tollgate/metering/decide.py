@@ -42,10 +42,19 @@ class UsageCounter(Protocol):
         return the shard's credits after the write when DynamoDB says."""
         ...
 
-    def draw(self, customer_id: str, period: str, route: str, credits: int, segment: int = 1) -> int | None:
+    def draw(
+        self,
+        customer_id: str,
+        period: str,
+        route: str,
+        credits: int,
+        segment: int = 1,
+        limit: int | None = None,
+    ) -> int | None:
         """Count one request of ``credits`` as ``add`` does, on the customer's wallet, and draw them from its
         prepaid balance in the same write, refused (``InsufficientCreditsError``) unless the balance covers
-        them; return the balance after the write when DynamoDB says."""
+        them (and ``CreditLimitReachedError`` if the period's credits would pass ``limit``); return the
+        balance after the write when DynamoDB says."""
         ...
 
 
@@ -80,9 +89,10 @@ def authorize(
     cost = grant.cost_of(request.route)
     if cost is None:
         return Decision.deny(Reason.UNKNOWN_ROUTE, grant.customer_id)
-    limit = grant.credit_limit if grant.shards == 1 else None
+    limit = grant.limit if grant.shards == 1 else None  # a sharded counter has no exact total to limit
+    over = Reason.BUDGET_REACHED if grant.limit_reason == "budget" else Reason.CREDIT_LIMIT
     if limit is not None and cost > limit:
-        return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
+        return Decision.deny(over, grant.customer_id)
 
     period = period_of_epoch_ms(request.epoch_ms)
     shard = pick_shard(grant.shards) if grant.shards > 1 else 0
@@ -98,11 +108,11 @@ def authorize(
     used = left = None
     try:
         if grant.prepaid:
-            left = counter.draw(grant.customer_id, period, request.route, cost, grant.segment)
+            left = counter.draw(grant.customer_id, period, request.route, cost, grant.segment, limit)
         else:
             used = counter.add(grant.customer_id, period, shard, request.route, cost, limit, grant.segment)
     except CreditLimitReachedError:
-        return Decision.deny(Reason.CREDIT_LIMIT, grant.customer_id)
+        return Decision.deny(over, grant.customer_id)
     except InsufficientCreditsError:
         return Decision.deny(Reason.INSUFFICIENT_CREDITS, grant.customer_id, grant.top_up_url)
     except MeteringUnavailableError as error:

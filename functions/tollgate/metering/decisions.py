@@ -23,6 +23,7 @@ class Reason(StrEnum):
     PAYMENT_REQUIRED = "payment_required"
     UNKNOWN_ROUTE = "unknown_route"
     CREDIT_LIMIT = "credit_limit_reached"
+    BUDGET_REACHED = "budget_reached"  # the spend limit the customer set (PUT /usage/budget)
     INSUFFICIENT_CREDITS = "insufficient_credits"  # a prepaid balance that does not cover the request
     UNAVAILABLE = "metering_unavailable"
     MALFORMED_REQUEST = "malformed_request"  # the event is not API Gateway's shape (tollgate.metering.events)
@@ -37,6 +38,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.PAYMENT_REQUIRED: "Payment is required: pay the open invoice at payUrl to restore access.",
     Reason.UNKNOWN_ROUTE: "This route is not part of your plan.",
     Reason.CREDIT_LIMIT: "The credit limit of your plan for this billing period is reached.",
+    Reason.BUDGET_REACHED: (
+        "The monthly budget you set is reached for this billing period: raise it with PUT /usage/budget."
+    ),
     Reason.INSUFFICIENT_CREDITS: "Your prepaid credits do not cover this request: buy more at payUrl.",
     Reason.UNAVAILABLE: "Metering is unavailable; the request was not served. Retry shortly.",
     Reason.MALFORMED_REQUEST: "The request is malformed (time, route or resource); it was not served.",

@@ -241,10 +241,21 @@ class DynamoUsageCounter:
         credits_after = answer.get(tk.CREDITS)
         return int(credits_after["N"]) if credits_after else None
 
-    def draw(self, customer_id: str, period: str, route: str, credits: int, segment: int = 1) -> int | None:
+    def draw(
+        self,
+        customer_id: str,
+        period: str,
+        route: str,
+        credits: int,
+        segment: int = 1,
+        limit: int | None = None,
+    ) -> int | None:
         """One ``UpdateItem`` on the customer's wallet: the request counted under the period's attributes and
         its credits drawn from the balance, on the condition that the balance covers them (no wallet: no
-        balance)."""
+        balance) and, with a ``limit`` (the customer's budget), that the period's credits stay within it.
+
+        With a limit, a refusal returns the wallet as it was (``ReturnValuesOnConditionCheckFailure``, at no
+        extra cost), which tells the two refusals apart."""
         code = route_code(route)
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -267,9 +278,16 @@ class DynamoUsageCounter:
             },
             "ReturnValues": "UPDATED_NEW",
         }
+        if limit is not None:
+            request["ConditionExpression"] += " AND (attribute_not_exists(#c) OR #c <= :headroom)"
+            request["ExpressionAttributeValues"][":headroom"] = {"N": str(limit - credits)}
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
             answer = self._write(request)
-        except CreditLimitReachedError as error:  # the condition: the balance does not cover the request
+        except CreditLimitReachedError as error:  # the balance does not cover the request, or the budget
+            balance = (error.item or {}).get(BALANCE, {}).get("N")
+            if limit is not None and balance is not None and int(balance) >= credits:
+                raise
             raise InsufficientCreditsError() from error
         self._name(code, route)
         balance = answer.get(BALANCE)
@@ -308,7 +326,7 @@ class DynamoUsageCounter:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
-                raise CreditLimitReachedError() from error
+                raise CreditLimitReachedError(error.response.get("Item")) from error
             applied = False if code in NOT_APPLIED_CODES else None
             raise MeteringUnavailableError(f"counter write failed: {code}", applied=applied) from error
         except (ConnectTimeoutError, EndpointConnectionError) as error:

@@ -35,6 +35,7 @@ class Grant:
     credit_limit: int | None = None
     revoked_at_ms: int | None = None
     valid_until_ms: int | None = None
+    budget_credits: int | None = None  # the customer's own spend limit, as credits on this plan
     segment: int = 1  # the customer's plan segment these terms belong to (counter attribute ``seg{n}``)
     prepaid: bool = False  # requests draw the customer's prepaid balance (the wallet), not a period counter
     top_up_url: str | None = None  # where a prepaid customer buys credits
@@ -46,6 +47,21 @@ class Grant:
         if self.switched is not None and self.switch_ms is not None and epoch_ms >= self.switch_ms:
             return self.switched
         return self
+
+    @property
+    def limit(self) -> int | None:
+        """The most credits a period may count: the plan's cap or the customer's budget, the lower."""
+        limits = [n for n in (self.credit_limit, self.budget_credits) if n is not None]
+        return min(limits) if limits else None
+
+    @property
+    def limit_reason(self) -> str:
+        """Which limit :attr:`limit` is: ``budget`` (the customer's) or ``cap`` (the plan's)."""
+        if self.budget_credits is not None and (
+            self.credit_limit is None or self.budget_credits < self.credit_limit
+        ):
+            return "budget"
+        return "cap"
 
     def key_usable(self, now_ms: int) -> bool:
         if self.revoked_at_ms is not None and self.revoked_at_ms <= now_ms:
@@ -64,6 +80,18 @@ def _s(item: dict[str, Any], name: str) -> str | None:
 def _n(item: dict[str, Any], name: str) -> int | None:
     value = item.get(name)
     return int(value["N"]) if isinstance(value, dict) and "N" in value else None
+
+
+def _budget_credits(customer: dict[str, Any], plan_id: str, version: int) -> int | None:
+    """The customer's budget in credits on this plan version (``tollgate.domain.models.SpendBudget``);
+    0 if the budget names no number for it (never spend past a budget for want of one)."""
+    budget = customer.get("budget", {}).get("M")
+    if budget is None:
+        return None
+    credits = budget.get("credits", {}).get("M", {}).get(f"{plan_id}@{version}")
+    if credits is None:
+        return 0
+    return int(credits["N"]) if "N" in credits else None
 
 
 def _iso_ms(text: str | None) -> int | None:
@@ -122,6 +150,7 @@ def grant_from_items(
         route_costs={route: int(cost["N"]) for route, cost in routes.items()},
         default_cost=_n(plan, "default_cost"),
         credit_limit=_n(plan, "credit_limit"),
+        budget_credits=_budget_credits(customer, _s(plan, "id") or "", _n(plan, "version") or 1),
         revoked_at_ms=_iso_ms(_s(key, "revoked_at")),
         valid_until_ms=_iso_ms(_s(key, "valid_until")),
         segment=segment,

@@ -18,20 +18,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cache
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import ServiceError, UnauthorizedError
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from tollgate.accounts.budgets import budget_status, set_budget
 from tollgate.dal.store import TollgateStore
-from tollgate.errors import InvalidInputError, NotFoundError, http_status
+from tollgate.errors import ConflictError, InvalidInputError, NotFoundError, http_status
 from tollgate.usage_api.observability import logger
-from tollgate.usage_api.report import UsageReport, build_usage_report
+from tollgate.usage_api.report import BudgetReport, UsageReport, build_usage_report
 from tollgate.usage_api.settings import UsageApiSettings
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -88,7 +91,18 @@ def customer_id_of(raw_event: dict[str, Any]) -> str | None:
 ANSWERED = (InvalidInputError, NotFoundError)  # what a caller can act on; anything else is a 500
 
 
-def answer_error(error: InvalidInputError | NotFoundError) -> ServiceError:
+class BudgetChange(BaseModel):
+    """``PUT /usage/budget``'s body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Annotated[Decimal, Field(ge=0, allow_inf_nan=False, max_digits=20)] | None = Field(
+        description='the monthly budget in the plan\'s currency (major units, e.g. "25.00"); null clears it',
+        examples=["25.00"],
+    )
+
+
+def answer_error(error: InvalidInputError | NotFoundError | ConflictError) -> ServiceError:
     """The one place an error becomes this API's answer: its status by type, its message as the body."""
     return ServiceError(http_status(error), str(error))
 
@@ -128,6 +142,67 @@ def register_routes(app: ApiGatewayResolver, deps: Callable[[], Deps]) -> None:
             return build_usage_report(wired.store, customer_id, now=wired.clock(), period=period)
         except ANSWERED as error:
             raise answer_error(error) from error
+
+    budget_errors: dict[int | HTTPStatus, OpenAPIResponse] = {
+        401: _gateway("No valid API key (error: missing_api_key, malformed_api_key, invalid_api_key)"),
+        403: _gateway("Refused by the authorizer: revoked_api_key, customer_suspended, payment_required"),
+        503: _gateway("metering_unavailable: the request could not be metered, so it was not served"),
+    }
+
+    @app.get(
+        "/usage/budget",
+        summary="The monthly spend limit the customer set",
+        description=(
+            "The budget, what it allows in credits per period on the current plan, and the plan's cap as an "
+            "amount (the highest budget allowed). This route costs 0 credits."
+        ),
+        operation_id="getBudget",
+        tags=["usage"],
+        responses={200: {"description": "The customer's budget"}, **budget_errors},
+    )
+    def get_budget() -> BudgetReport:
+        wired = deps()
+        try:
+            return BudgetReport.of(budget_status(wired.store, _customer(app), now=wired.clock()))
+        except ANSWERED as error:
+            raise answer_error(error) from error
+
+    @app.put(
+        "/usage/budget",
+        summary="Set or clear the monthly spend limit",
+        description=(
+            "Requests that would take the period's charge (base fee and usage, before discounts and tax) "
+            "past the budget are refused with budget_reached, in the same write that counts them, so the "
+            "budget is never passed. Set it at or below the plan's cap and at or above what the plan charges "
+            "whatever the usage; amount null clears it. Setting the same budget again changes nothing. "
+            "This route costs 0 credits, so it stays reachable once the budget is reached."
+        ),
+        operation_id="putBudget",
+        tags=["usage"],
+        responses={
+            200: {"description": "The budget now"},
+            400: {
+                "description": "Not an amount the currency can charge, or outside what the plan allows",
+                "content": {"application/json": {"model": ErrorBody}},
+            },
+            **budget_errors,
+        },
+    )
+    def put_budget(change: Annotated[BudgetChange, Body()]) -> BudgetReport:
+        wired = deps()
+        try:
+            status = set_budget(wired.store, _customer(app), change.amount, now=wired.clock())
+        except (*ANSWERED, ConflictError) as error:
+            raise answer_error(error) from error
+        logger.info("budget set", customer_id=status.customer_id, amount=str(change.amount))
+        return BudgetReport.of(status)
+
+
+def _customer(app: ApiGatewayResolver) -> str:
+    customer_id = customer_id_of(app.current_event.raw_event)
+    if customer_id is None:
+        raise UnauthorizedError("no customer in the authorizer context")
+    return customer_id
 
 
 def make_resolvers(deps: Deps | None = None) -> tuple[APIGatewayRestResolver, APIGatewayHttpResolver]:

@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from tollgate.accounts.budgets import BudgetStatus
 from tollgate.dal.closes import list_closes
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import PeriodClose
 from tollgate.domain.credit_grants import GrantKind, free_credits_for
-from tollgate.domain.money import format_amount
+from tollgate.domain.money import format_amount, minor_unit_exponent
 from tollgate.domain.periods import parse_period, period_end, period_of
 from tollgate.domain.plan_history import period_shares
 from tollgate.domain.prepaid import burn_rate
@@ -40,6 +41,35 @@ class Amount(_Model):
     @classmethod
     def of(cls, minor: int, currency: str) -> Amount:
         return cls(amount=minor, formatted=format_amount(minor, currency), currency=currency)
+
+
+class BudgetReport(_Model):
+    """The monthly spend limit the customer set (``PUT /usage/budget``), on the plan in force."""
+
+    amount: Amount | None = Field(description="the budget; null: none is set")
+    credits: int | None = Field(
+        description=(
+            "the most credits a period can count on the current plan without its charge (base fee and usage, "
+            "before discounts and tax) passing the budget; null: no budget, or one the plan's cap is below"
+        )
+    )
+    cap: Amount | None = Field(description="the plan's cap as an amount: the highest budget allowed")
+    set_at: datetime | None
+
+    @classmethod
+    def of(cls, status: BudgetStatus) -> BudgetReport:
+        currency = status.currency
+        budget = status.budget
+        amount = None
+        if budget is not None:
+            minor = int(budget.amount.scaleb(minor_unit_exponent(budget.currency)))
+            amount = Amount.of(minor, budget.currency)
+        return cls(
+            amount=amount,
+            credits=status.credits,
+            cap=None if status.cap is None else Amount.of(status.cap, currency),
+            set_at=None if budget is None else budget.set_at,
+        )
 
 
 class RouteLine(_Model):

@@ -379,11 +379,16 @@ class MeteredApi(Construct):
         return self.add_route(method, path, integration)
 
     def add_usage_route(self, usage_function: lambda_.IFunction, path: str = "/usage") -> Any:
-        """``GET /usage`` (or ``path``) answered by Tollgate's usage function (``Tollgate.usage_function``).
+        """``GET /usage`` (or ``path``), and ``GET``/``PUT {path}/budget`` (the customer's spend limit),
+        answered by Tollgate's usage function (``Tollgate.usage_function``); returns ``GET /usage``'s route.
 
-        Metered like any route: give it a cost of 0 credits in your plans (``"GET /usage": 0``).
+        Metered like any route: give them a cost of 0 credits in your plans (``"GET /usage": 0``,
+        ``"ANY /usage/budget": 0``), so a customer at their cap or budget can still see and raise it.
         """
-        return self.add_function_route("GET", path, usage_function)
+        usage = self.add_function_route("GET", path, usage_function)
+        for method in ("GET", "PUT"):
+            self.add_function_route(method, f"{path.rstrip('/')}/budget", usage_function)
+        return usage
 
     def _add_gateway_responses(self, api: apigw.IRestApi) -> None:
         stack_nodes = cdk.Stack.of(api).node.find_all()

@@ -52,6 +52,8 @@ def sample_routes(table: str) -> list[Any]:
         Route("POST", "/v1/generate", sample),
         Route("GET", "/v1/items/{id}", sample),
         Route("GET", "/usage", usage),
+        Route("GET", "/usage/budget", usage),
+        Route("PUT", "/usage/budget", usage),
     ]
 
 
