@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tollgate.domain.currencies import check_currency, check_price
+from tollgate.domain.currencies import amount_increment, check_currency, check_price
 from tollgate.domain.money import MAX_UNIT_DECIMALS, to_minor_units
 from tollgate.domain.routes import route_cost
 from tollgate.domain.stripe_limits import check_line_price
@@ -45,6 +45,39 @@ class Tier(BaseModel):
 
     up_to: Annotated[int, Field(gt=0)] | None
     price_per_credit: Money
+
+
+class AlertRule(BaseModel):
+    """One usage alert of a plan or a customer: exactly one of the fields (``tollgate.domain.alerts``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    included_percent: Annotated[int, Field(ge=1, le=1000)] | None = None
+    cap_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    budget_percent: Annotated[int, Field(ge=1, le=100)] | None = None
+    spend: Money | None = None
+    balance_below: Annotated[int, Field(ge=1, le=10**15)] | None = None
+    forecast: Literal["cap", "budget"] | None = None
+    forecast_spend: Money | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AlertRule:
+        given = [name for name, value in self.model_dump().items() if value is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an alert is one of included_percent, cap_percent, budget_percent, spend, balance_below, "
+                f"forecast, forecast_spend; got {', '.join(given) or 'none'}"
+            )
+        return self
+
+    @property
+    def rule_id(self) -> str:
+        """``cap_percent:90``, ``spend:100.00``: the rule's name in alert ids and events."""
+        ((name, value),) = ((n, v) for n, v in self.model_dump().items() if v is not None)
+        return f"{name}:{value}"
+
+
+MAX_ALERT_RULES = 20
 
 
 class Plan(BaseModel):
@@ -82,6 +115,8 @@ class Plan(BaseModel):
     # arrears: usage is invoiced after the period; prepaid: the customer buys credits at price_per_credit
     # and every request draws them from a balance, in the write that counts it (docs/decisions.md, 30)
     billing: Literal["arrears", "prepaid"] = "arrears"
+    # usage alerts (tollgate.domain.alerts): thresholds each customer on the plan is alerted at, once a period
+    alerts: Annotated[tuple[AlertRule, ...], Field(max_length=MAX_ALERT_RULES)] = ()
     # prepaid: where a customer whose balance is spent buys more (the refusal's payUrl)
     top_up_url: Annotated[str, Field(pattern=r"^https://\S+$", max_length=2000)] | None = None
 
@@ -157,6 +192,31 @@ class Plan(BaseModel):
             check_price(name, price, self.currency)
         check_line_price("base_fee", self.base_fee, self.currency)
         check_line_price("minimum_commitment", self.minimum_commitment, self.currency)
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_fit_the_plan(self) -> Plan:
+        """An alert's amount is one the currency can charge, and every alert can fire on this plan."""
+        applies = {
+            "included_percent": self.included_credits > 0,
+            "cap_percent": self.credit_limit is not None,
+            "forecast": self.credit_limit is not None,  # forecast: budget is checked per customer
+            "balance_below": self.prepaid,
+        }
+        for i, rule in enumerate(self.alerts):
+            name = rule.rule_id.split(":")[0]
+            if name == "forecast" and rule.forecast == "budget":
+                continue
+            if not applies.get(name, True):
+                raise ValueError(f"alerts[{i}]: {rule.rule_id} can never fire on this plan")
+            for amount in (rule.spend, rule.forecast_spend):
+                if amount is None:
+                    continue
+                minor = to_minor_units(amount, self.currency)
+                if minor != minor.to_integral_value() or int(minor) % amount_increment(self.currency):
+                    raise ValueError(
+                        f"alerts[{i}]: {amount} {self.currency.upper()} is not an amount the currency has"
+                    )
         return self
 
     @field_validator("route_costs")
