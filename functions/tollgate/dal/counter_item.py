@@ -137,3 +137,10 @@ def route_name_from_sort_key(sort_key: str) -> tuple[str, str]:
     """``(code, route)`` of a route registry item's sort key (``CODE#route``)."""
     code, _, route = sort_key.partition("#")
     return code, route
+
+
+def period_of_tag(tag: str) -> str | None:
+    """The period a wallet attribute's 4-digit tag names (``2611`` -> ``2026-11``); None if not a tag."""
+    if len(tag) != PERIOD_TAG_LENGTH or not (tag.isascii() and tag.isdigit()) or not 1 <= int(tag[2:]) <= 12:
+        return None
+    return f"20{tag[:2]}-{tag[2:]}"

@@ -347,6 +347,8 @@ class Customer(BaseModel):
     plan_segments: Annotated[tuple[PlanSegment, ...], Field(max_length=MAX_PLAN_SEGMENTS)] = ()
     trial_ends: datetime | None = None  # no base fee or minimum commitment is billed before it
     budget: SpendBudget | None = None  # the customer's own spend limit
+    # usage alerts for this customer instead of the plan's (tollgate.domain.alerts); None: the plan's
+    alerts: Annotated[tuple[AlertRule, ...], Field(max_length=MAX_ALERT_RULES)] | None = None
 
     @model_validator(mode="after")
     def _segments_in_order(self) -> Customer:

@@ -1,0 +1,1 @@
+"""Usage alerts off the hot path: the table's stream -> crossings -> EventBridge, once per alert."""
