@@ -142,7 +142,7 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
     rest_authorizer = props(template["Resources"][rest_authorizer_id])
     assert rest_authorizer["AuthorizerResultTtlInSeconds"] == 0
     methods = resources(template, "AWS::ApiGateway::Method")
-    assert len(methods) == 3  # GET /forecast/{city}, GET /history/{city}, GET /usage
+    assert len(methods) == 5  # GET /forecast/{city}, GET /history/{city}, GET /usage, GET|PUT /usage/budget
     for logical_id, method in methods.items():
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(method)["AuthorizerId"] == {"Ref": rest_authorizer_id}, logical_id
@@ -150,7 +150,12 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
     (http_authorizer_id,) = resources(template, "AWS::ApiGatewayV2::Authorizer")
     assert props(template["Resources"][http_authorizer_id])["AuthorizerResultTtlInSeconds"] == 0
     routes = resources(template, "AWS::ApiGatewayV2::Route")
-    assert sorted(props(r)["RouteKey"] for r in routes.values()) == ["GET /forecast/{city}", "GET /usage"]
+    assert sorted(props(r)["RouteKey"] for r in routes.values()) == [
+        "GET /forecast/{city}",
+        "GET /usage",
+        "GET /usage/budget",
+        "PUT /usage/budget",
+    ]
     for logical_id, route in routes.items():
         assert props(route)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(route)["AuthorizerId"] == {"Ref": http_authorizer_id}, logical_id

@@ -57,14 +57,15 @@ def test_every_method_except_options_uses_the_metering_authorizer(template: dict
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(method)["AuthorizerId"] == {"Ref": authorizer_id}, logical_id
         checked += 1
-    assert checked == len(methods) == 3
+    assert checked == len(methods) == 5
 
 
 def test_sample_api_routes(template: dict[str, Any]) -> None:
     methods = resources(template, "AWS::ApiGateway::Method").values()
     routes = {_route_of(template, method) for method in methods}
-    assert routes == {sample_api.ROUTE_SEARCH, sample_api.ROUTE_GENERATE, sample_api.ROUTE_USAGE}
-    assert routes == {("GET", "/v1/search"), ("POST", "/v1/generate"), ("GET", "/usage")}
+    budget = {("GET", "/usage/budget"), ("PUT", "/usage/budget")}  # add_usage_route's too
+    assert routes == {sample_api.ROUTE_SEARCH, sample_api.ROUTE_GENERATE, sample_api.ROUTE_USAGE} | budget
+    assert routes == {("GET", "/v1/search"), ("POST", "/v1/generate"), ("GET", "/usage")} | budget
 
 
 def test_usage_route_is_served_by_the_usage_handler(template: dict[str, Any]) -> None:
@@ -75,6 +76,7 @@ def test_usage_route_is_served_by_the_usage_handler(template: dict[str, Any]) ->
         for method in resources(template, "AWS::ApiGateway::Method").values()
     }
     assert backends[("GET", "/usage")] == {usage_fn}
+    assert backends[("PUT", "/usage/budget")] == backends[("GET", "/usage/budget")] == {usage_fn}
     assert backends[("GET", "/v1/search")] == {sample_fn}
     assert backends[("POST", "/v1/generate")] == {sample_fn}
 

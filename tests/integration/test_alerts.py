@@ -4,6 +4,7 @@ publishes each crossing once, however often the record is replayed and however m
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -11,16 +12,19 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.stub import Stubber
 
-from tests.conftest import NOW, TABLE, Authorizer, make_customer, make_plan
+from tests.conftest import CONTEXT, NOW, TABLE, Authorizer, make_customer, make_plan
 from tests.events import rest_event
 from tollgate.accounts.keys import issue_key
 from tollgate.accounts.prepaid import add_credits
+from tollgate.alerts.handler import Deps, EventBridgePublisher, make_handler
 from tollgate.alerts.service import alerts_for, changes_of, process
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.alerts import LEASE, claim_alert
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.alerts import Alert
+from tollgate.domain.alerts import Alert, CounterChange, crossings
 from tollgate.domain.models import AlertRule, Plan
 from tollgate.errors import RetryLaterError
 
@@ -202,3 +206,88 @@ def test_other_items_and_rules_the_customer_replaces_fire_nothing_or_their_own(
     process(store, bus, None, image(tk.customer_key("acme")), at=NOW, now=NOW)  # not a counter
 
     assert [a.rule.rule_id for a in bus.published] == ["cap_percent:10"]
+
+
+# -- the Lambda function: stream records in, partial batch failures out; EventBridge's request ---------------
+def wire(key: dict[str, str]) -> dict[str, Any] | None:
+    client = boto3.client("dynamodb")
+    return client.get_item(
+        TableName=TABLE, Key={k: {"S": v} for k, v in key.items()}, ConsistentRead=True
+    ).get("Item")
+
+
+def stream_record(sequence: int, old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "eventID": f"ev{sequence}",
+        "eventName": "MODIFY" if old else "INSERT",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": NOW.timestamp(),
+            "Keys": {name: (new or {})[name] for name in (tk.PK, tk.SK)},
+            "NewImage": new,
+            "SequenceNumber": str(sequence),
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/tollgate/stream/2026-11-01",
+    }
+    if old:
+        record["dynamodb"]["OldImage"] = old
+    return record
+
+
+def test_the_function_publishes_from_stream_records_and_reports_only_the_failed_one(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
+    key = customer(store)
+    counter = tk.counter_key("acme", PERIOD, 0)
+    records = []
+    for sequence in range(90):
+        old = wire(counter)
+        authorizer(rest_event("GET", "/v1/search", headers={"x-api-key": key}, epoch_ms=NOW_MS))
+        records.append(stream_record(sequence, old, wire(counter)))
+    (nine_tenths,) = alerts_for(store, CounterChange("acme", PERIOD, NOW, 89, 90))
+    claim_alert(store, nine_tenths, NOW)  # another consumer is publishing it right now
+    bus = Bus()
+    handle = make_handler(Deps(store, bus, clock=lambda: NOW))
+
+    answer = handle({"Records": records}, CONTEXT)
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "89"}]}  # its sequence number: retried
+    assert [(a.rule.rule_id, a.at) for a in bus.published] == [("cap_percent:50", NOW)]  # the record's time
+    with pytest.raises(BatchProcessingError):  # a batch whose every record failed fails the invocation
+        handle({"Records": records[89:]}, CONTEXT)
+    store.table.update_item(  # the other consumer is done
+        Key={tk.PK: "CUSTOMER#acme", tk.SK: "ALERT#2026-11#cap_percent:90"},
+        UpdateExpression="SET #s = :sent",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":sent": "sent"},
+    )
+    assert handle({"Records": records[89:]}, CONTEXT) == {"batchItemFailures": []}
+    assert len(bus.published) == 1
+
+
+def test_an_alert_is_one_eventbridge_event_and_a_refused_one_is_retried() -> None:
+    client = boto3.client("events", region_name="us-east-1")
+    (alert,) = crossings(CounterChange("acme", PERIOD, NOW, 89, 90), CAPPED, CAPPED.alerts)
+    entry = {
+        "Source": "tollgate",
+        "DetailType": "Tollgate Usage Threshold Crossed",
+        "Detail": json.dumps(alert.event_detail()),
+        "EventBusName": "alerts",
+        "Resources": [],
+    }
+    with Stubber(client) as stub:  # checks the request against EventBridge's own API model
+        stub.add_response(
+            "put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e1"}]}, {"Entries": [entry]}
+        )
+        stub.add_response(
+            "put_events",
+            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException"}]},
+            {"Entries": [entry]},
+        )
+        publisher = EventBridgePublisher(client, "alerts")
+        publisher.publish(alert)
+        with pytest.raises(RetryLaterError, match="EventBridge refused alert acme:2026-11:cap_percent:90"):
+            publisher.publish(alert)

@@ -176,7 +176,16 @@ class Wallet:
     def add(self, *args: object) -> int | None:
         raise AssertionError("a prepaid request is counted on the wallet")
 
-    def draw(self, customer_id: str, period: str, route: str, credits: int, segment: int = 1) -> int | None:
+    def draw(
+        self,
+        customer_id: str,
+        period: str,
+        route: str,
+        credits: int,
+        segment: int = 1,
+        limit: int | None = None,
+    ) -> int | None:
+        assert limit is None  # no budget on the grant
         self.draws.append((customer_id, period, route, credits, segment))
         if isinstance(self.balance, Exception):
             raise self.balance
