@@ -326,6 +326,17 @@ class SpendBudget(BaseModel):
     set_at: datetime
 
 
+class AlertWebhook(BaseModel):
+    """Where a customer gets their usage alerts as signed webhooks (``tollgate.alerts.webhooks``): an HTTPS
+    URL of theirs, and the secret the body is signed with (``whsec_...``, shown to them once)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # HTTPS; plain HTTP only to 127.0.0.1 (local mode, tests)
+    url: Annotated[str, Field(pattern=r"^(https://\S+|http://127\.0\.0\.1(:\d+)?(/\S*)?)$", max_length=2000)]
+    secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9_-]{32,100}$")]
+
+
 class Customer(BaseModel):
     """A customer of the provider. ``plan_id``/``plan_version`` is the customer's latest plan, in force now or
     from a scheduled change's time; ``plan_segments`` is the whole history, oldest first (empty for a customer
@@ -349,6 +360,7 @@ class Customer(BaseModel):
     budget: SpendBudget | None = None  # the customer's own spend limit
     # usage alerts for this customer instead of the plan's (tollgate.domain.alerts); None: the plan's
     alerts: Annotated[tuple[AlertRule, ...], Field(max_length=MAX_ALERT_RULES)] | None = None
+    alert_webhook: AlertWebhook | None = None  # the customer's own endpoint for their alerts
 
     @model_validator(mode="after")
     def _segments_in_order(self) -> Customer:
