@@ -20,8 +20,9 @@ Emulated (API version 2026-10-28.endive, as stripe-python 16.x sends it):
 * Endpoints under ``/v1``: customers create / retrieve / update / list, a customer's tax ids create /
   list / delete; coupons create / retrieve / delete; invoices create / retrieve / update / list / search /
   add_lines / list lines / finalize / pay / void / mark_uncollectible; Checkout Sessions (payment mode)
-  create / retrieve / expire. Operation names, used by ``double.faults`` and ``double.calls``, are listed in
-  :data:`OPERATIONS`.
+  create / retrieve / expire; a customer's payment methods list / retrieve; PaymentIntents create
+  (confirmed off-session, or unconfirmed) / retrieve. Operation names, used by ``double.faults`` and
+  ``double.calls``, are listed in :data:`OPERATIONS`.
 * Parameters are checked against stripe-python's generated TypedDicts (``stripe.params.InvoiceCreateParams``
   and so on, see :data:`ROUTES`): unknown or missing-required parameters, values outside an enum and malformed
   numbers get Stripe's 400 ``invalid_request_error`` naming the parameter (``stripe_double_params``).
@@ -33,8 +34,9 @@ Emulated (API version 2026-10-28.endive, as stripe-python 16.x sends it):
   is a 401. Live keys are refused: this is a test-mode account.
 * Business rules, ids, object shapes and money (``Decimal``, ``ROUND_HALF_UP`` per line):
   ``stripe_double_state``; coupons and discounts: ``stripe_double_discounts``; Stripe Tax at a fixed rate per
-  country: ``stripe_double_tax``; Checkout Sessions: ``stripe_double_checkout``. Search query language:
-  ``stripe_double_search``. Faults: ``stripe_double_faults``.
+  country: ``stripe_double_tax``; Checkout Sessions: ``stripe_double_checkout``; saved cards and
+  PaymentIntents, declines (402 ``card_error``) included: ``stripe_double_payment_intents``. Search query
+  language: ``stripe_double_search``. Faults: ``stripe_double_faults``.
 * ``hosted_invoice_url`` points back at this server (``/hosted/in_...``), which serves a plain HTML page: the
   lines, the subtotal, each discount, the tax and the total. So does an open Checkout Session's ``url``
   (``/checkout/cs_test_...``): its lines and total, with nothing to pay.
@@ -42,13 +44,19 @@ Emulated (API version 2026-10-28.endive, as stripe-python 16.x sends it):
   the payment is still pending) and ``double.async_payment_succeeded(session_id)`` move the session on and
   return the event Stripe would send (``checkout.session.completed``,
   ``checkout.session.async_payment_succeeded``) with ``double.checkout_sessions`` showing the result.
+* Saved cards: a paid session with ``payment_intent_data[setup_future_usage]`` saves a card to its customer;
+  ``double.attach_card(customer_id, decline=None)`` saves one directly (``decline="insufficient_funds"``,
+  ``"authentication_required"``, ...: every off-session charge on it is declined with a 402). Charged with
+  ``POST /v1/payment_intents`` (``confirm=true``, ``off_session=true``); ``double.payment_intents`` shows the
+  intents, ``double.payment_methods`` the cards, and ``double.payment_intent_event(pi_id)`` returns the
+  ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` event Stripe would send.
 
 Not emulated: every other endpoint (answered 404 ``Unrecognized request URL``, as Stripe does), Connect
 (``Stripe-Account``), API-version differences, rate limits, webhook delivery and the events API (the
-Checkout helpers return their events for a test or the demo to sign and post itself; nothing else makes
-events), payment failures, and concurrent requests with one idempotency key (requests are applied one at a
-time, so Stripe's 409 for that case never happens). Search sees new invoices at once unless ``search_lag``
-is set.
+Checkout helpers and ``payment_intent_event`` return their events for a test or the demo to sign and post
+itself; nothing else makes events), on-session payments, and concurrent requests with one idempotency key
+(requests are applied one at a time, so Stripe's 409 for that case never happens). Search sees new invoices
+at once unless ``search_lag`` is set.
 """
 
 from __future__ import annotations
@@ -79,6 +87,8 @@ from stripe.params import (
     CouponRetrieveParams,
     CustomerCreateParams,
     CustomerListParams,
+    CustomerPaymentMethodListParams,
+    CustomerPaymentMethodRetrieveParams,
     CustomerRetrieveParams,
     CustomerTaxIdCreateParams,
     CustomerTaxIdDeleteParams,
@@ -95,6 +105,8 @@ from stripe.params import (
     InvoiceSearchParams,
     InvoiceUpdateParams,
     InvoiceVoidInvoiceParams,
+    PaymentIntentCreateParams,
+    PaymentIntentRetrieveParams,
 )
 from stripe.params.checkout import SessionCreateParams, SessionExpireParams, SessionRetrieveParams
 
@@ -141,7 +153,8 @@ Action = Callable[[StripeState, str, dict[str, Any]], dict[str, Any]]
 @dataclass(frozen=True)
 class Route:
     """One emulated endpoint: ``method`` + ``path`` checked against ``schema``. ``{id}`` in the path is the
-    object id; with ``{sub}`` too (a customer's tax id), the action gets ``"{id}/{sub}"``."""
+    object id; with ``{sub}`` too (a customer's tax id or payment method), the action gets
+    ``"{id}/{sub}"``."""
 
     operation: str
     method: str
@@ -258,6 +271,34 @@ ROUTES: tuple[Route, ...] = (
         "/v1/checkout/sessions/{id}/expire",
         SessionExpireParams,
         StripeState.expire_checkout_session,
+    ),
+    Route(
+        "customers.payment_methods.list",
+        "GET",
+        "/v1/customers/{id}/payment_methods",
+        CustomerPaymentMethodListParams,
+        StripeState.list_customer_payment_methods,
+    ),
+    Route(
+        "customers.payment_methods.retrieve",
+        "GET",
+        "/v1/customers/{id}/payment_methods/{sub}",
+        CustomerPaymentMethodRetrieveParams,
+        StripeState.retrieve_customer_payment_method,
+    ),
+    Route(
+        "payment_intents.create",
+        "POST",
+        "/v1/payment_intents",
+        PaymentIntentCreateParams,
+        lambda s, _, p: s.create_payment_intent(p),
+    ),
+    Route(
+        "payment_intents.retrieve",
+        "GET",
+        "/v1/payment_intents/{id}",
+        PaymentIntentRetrieveParams,
+        StripeState.retrieve_payment_intent,
     ),
 )
 OPERATIONS: frozenset[str] = frozenset(route.operation for route in ROUTES)
@@ -553,6 +594,18 @@ class StripeDouble:
                 if session is not None
             }
 
+    @property
+    def payment_intents(self) -> dict[str, dict[str, Any]]:
+        """Snapshot of every PaymentIntent as Stripe JSON, by id (declined ones and Checkout's included)."""
+        with self._lock:
+            return {intent.id: intent.to_json() for intent in self._state.payments.intents.values()}
+
+    @property
+    def payment_methods(self) -> dict[str, dict[str, Any]]:
+        """Snapshot of every card PaymentMethod as Stripe JSON, by id (``customer`` null: not saved)."""
+        with self._lock:
+            return {method.id: method.to_json() for method in self._state.payments.methods.values()}
+
     # ------------------------------------------------------------------------------------- checkout
 
     def complete_checkout(self, session_id: str, *, paid: bool = True) -> dict[str, Any]:
@@ -573,6 +626,27 @@ class StripeDouble:
         """
         with self._lock:
             return self._state.async_payment_succeeded(session_id)
+
+    # ------------------------------------------------------------------------------------- payments
+
+    def attach_card(self, customer_id: str, *, decline: str | None = None) -> str:
+        """Save a new Visa card to a customer, as if they had saved it paying; return its ``pm_...`` id.
+
+        Without ``decline`` it ends 4242 and every off-session charge on it succeeds. With ``decline`` (a
+        key of ``stripe_double_payment_intents.DECLINES``: ``"card_declined"``, ``"insufficient_funds"``,
+        ``"authentication_required"``, ...) every charge fails with Stripe's 402 ``card_error`` for it. The
+        newest card is first in the customer's list. Raises ``ValueError`` for an unknown customer or decline.
+        """
+        with self._lock:
+            return self._state.attach_card(customer_id, decline=decline)
+
+    def payment_intent_event(self, payment_intent_id: str) -> dict[str, Any]:
+        """The event Stripe would send about a PaymentIntent as it is now: ``payment_intent.succeeded``,
+        ``payment_intent.payment_failed`` (declined) or ``payment_intent.processing``; not delivered anywhere.
+        Raises ``ValueError`` for an unknown intent or one never charged (no such event on Stripe).
+        """
+        with self._lock:
+            return self._state.payment_intent_event(payment_intent_id)
 
     @property
     def search_lag(self) -> float:

@@ -21,13 +21,17 @@ pending payment. Each returns the Stripe event a webhook endpoint would receive
 (``checkout.session.completed``, ``checkout.session.async_payment_succeeded``); the double delivers nothing
 itself, so the caller signs and posts it where it likes.
 
-``payment_intent_data[setup_future_usage]`` and ``payment_intent_data[metadata]`` are kept (Stripe copies
-them onto the PaymentIntent, which the double does not emulate: see them in ``double.checkout_sessions``).
+``payment_intent_data[setup_future_usage]`` and ``payment_intent_data[metadata]`` are kept (shown by
+``double.checkout_sessions``) and copied onto the session's PaymentIntent, which completing the session
+creates (``stripe_double_payment_intents``): ``succeeded``, or ``processing`` while the payment is pending. A
+paid session with ``setup_future_usage`` saves the card it was paid with to the customer (``pm_...``, a Visa
+ending 4242), where ``GET /v1/customers/{id}/payment_methods`` finds it for later off-session charges.
 
 Not emulated (400 naming the parameter): other modes, ``ui_mode`` other than ``hosted_page``, discounts and
 promotion codes, automatic tax and tax rates, shipping, adjustable quantities, optional items, subscriptions,
 customer creation (``customer`` is required), Connect, and the line items list
-(``/v1/checkout/sessions/{id}/line_items``, ``expand[]=line_items``).
+(``/v1/checkout/sessions/{id}/line_items``, ``expand[]=line_items``). ``expand[]=payment_intent`` is
+emulated.
 """
 
 from __future__ import annotations
@@ -199,12 +203,20 @@ def checkout_event(
     event_id: str, event_type: str, session: CheckoutSession, created: int, api_version: str
 ) -> dict[str, Any]:
     """The event Stripe would send a webhook endpoint about ``session`` as it is now."""
+    return stripe_event(event_id, event_type, session.to_json(), created, api_version)
+
+
+def stripe_event(
+    event_id: str, event_type: str, data_object: dict[str, Any], created: int, api_version: str
+) -> dict[str, Any]:
+    """A Stripe event about ``data_object`` as a webhook endpoint receives it (the double sends none itself:
+    ``request`` is empty, as for an event no API request caused)."""
     return {
         "id": event_id,
         "object": "event",
         "api_version": api_version,
         "created": created,
-        "data": {"object": session.to_json()},
+        "data": {"object": data_object},
         "livemode": False,
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},

@@ -1,12 +1,14 @@
 """Stripe-shaped errors raised inside the Stripe double (see ``stripe_double``).
 
 Stripe answers every failure with ``{"error": {"type": ..., "message": ..., "param": ..., "code": ...}}``
-and an HTTP status (400 bad request, 401 bad key, 404 missing object, 500 internal error); stripe-python
-turns that into ``InvalidRequestError``, ``AuthenticationError``, ``IdempotencyError`` or ``APIError``.
+and an HTTP status (400 bad request, 401 bad key, 402 declined card, 404 missing object, 500 internal error);
+stripe-python turns that into ``InvalidRequestError``, ``AuthenticationError``, ``CardError``,
+``IdempotencyError`` or ``APIError``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -37,6 +39,22 @@ class StripeApiError(Exception):
             error["code"] = self.code
             error["doc_url"] = f"https://docs.stripe.com/error-codes/{self.code.replace('_', '-')}"
         return {"error": error}
+
+
+class CardError(StripeApiError):
+    """A 402 ``card_error``: a charge was attempted and declined. ``details`` join the error hash as they are
+    (``decline_code``, ``charge``, ``payment_intent``, ``payment_method``), as Stripe sends them."""
+
+    def __init__(
+        self, message: str, *, code: str, param: str | None = None, details: Mapping[str, Any]
+    ) -> None:
+        super().__init__(402, message, error_type="card_error", param=param, code=code)
+        self.details = dict(details)
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"].update(self.details)
+        return body
 
 
 def invalid_request(message: str, param: str | None = None, *, code: str | None = None) -> StripeApiError:

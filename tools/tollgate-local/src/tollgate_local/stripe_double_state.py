@@ -1,10 +1,11 @@
-"""The in-memory Stripe account behind the Stripe double: customers, invoices, coupons, Checkout Sessions.
+"""The in-memory Stripe account behind the Stripe double: customers, invoices, coupons, Checkout Sessions,
+saved cards and PaymentIntents.
 
 Every public method of :class:`StripeState` is one API operation, except ``find_checkout_session`` and the
-test hooks (``complete_checkout``, ``async_payment_succeeded``). An operation takes the parameters already
-decoded and checked against stripe-python's TypedDict (see ``stripe_double_params``), applies Stripe's rules,
-and returns the JSON object Stripe would return, or raises :class:`StripeApiError`. Callers hold the double's
-lock.
+test hooks (``complete_checkout``, ``async_payment_succeeded``, ``attach_card``, ``payment_intent_event``).
+An operation takes the parameters already decoded and checked against stripe-python's TypedDict (see
+``stripe_double_params``), applies Stripe's rules, and returns the JSON object Stripe would return, or raises
+:class:`StripeApiError`. Callers hold the double's lock.
 
 Money: amounts are integers in the currency's minor unit (cents, or whole yen for zero-decimal currencies such
 as ``jpy`` and ``krw``, so those need no special case). Unit prices and quantities are ``Decimal`` (up to 12
@@ -35,10 +36,13 @@ are until it is finalized, and as they were at finalization afterwards, tax incl
 Checkout Sessions (payment mode, inline prices, an existing customer; lines rounded as invoice lines are):
 ``stripe_double_checkout``. Its test hooks play the customer and return the events Stripe would send.
 
+Saved cards (``/v1/customers/{id}/payment_methods``) and PaymentIntents created and confirmed off-session, as
+an automatic top-up charges a saved card, declines included: ``stripe_double_payment_intents``.
+
 Not emulated (rejected with a 400 that says so, never silently ignored, where it would change an amount):
 tax rates, line-item discounts, promotion codes, shipping, application fees, Connect, prices/products/invoice
-items by id, payment methods (``pay`` always succeeds), credit balances, webhook delivery (events exist only
-as the Checkout test hooks' return values), test clocks, deleting customers or invoices.
+items by id, paying invoices with a payment method (``pay`` always succeeds), credit balances, webhook
+delivery (events exist only as the test hooks' return values), test clocks, deleting customers or invoices.
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ from tollgate_local.stripe_double_checkout import (
 )
 from tollgate_local.stripe_double_discounts import Allocation, Coupon, Discount, allocate
 from tollgate_local.stripe_double_errors import StripeApiError, invalid_request, resource_missing
+from tollgate_local.stripe_double_payment_intents import (
+    PAYMENT_INTENT_EXPANSIONS,
+    PaymentIntent,
+    Payments,
+    payment_intent_event,
+    reject_unsupported,
+)
 from tollgate_local.stripe_double_search import parse_query
 from tollgate_local.stripe_double_tax import (
     TaxRule,
@@ -611,7 +622,14 @@ CUSTOMER_EXPANSIONS = ("tax", *_EMPTY_CUSTOMER_EXPANSIONS)
 INVOICE_EXPANSIONS = ("customer", "customer.tax", "discounts", *_EMPTY_INVOICE_EXPANSIONS)
 INVOICE_LIST_EXPANSIONS = tuple(f"data.{path}" for path in INVOICE_EXPANSIONS)
 LINE_LIST_EXPANSIONS = ("data.discounts",)
-CHECKOUT_EXPANSIONS = ("customer", "invoice", "payment_link", "setup_intent", "subscription")
+CHECKOUT_EXPANSIONS = (
+    "customer",
+    "invoice",
+    "payment_intent",
+    "payment_link",
+    "setup_intent",
+    "subscription",
+)
 # What a Checkout Session may be created with; anything else sent is refused as not emulated.
 CHECKOUT_PARAMS = frozenset(
     (
@@ -697,7 +715,7 @@ def _list_json(data: list[dict[str, Any]], has_more: bool, url: str) -> dict[str
 
 
 class StripeState:
-    """One test-mode Stripe account's customers and invoices."""
+    """One test-mode Stripe account: customers, invoices, coupons, Checkout Sessions, cards, payments."""
 
     def __init__(
         self, clock: Callable[[], float], hosted_base: Callable[[], str], search_lag: float = 0.0
@@ -710,6 +728,7 @@ class StripeState:
         self.invoices: dict[str, Invoice] = {}
         self.coupons: dict[str, Coupon] = {}
         self.checkout_sessions: dict[str, CheckoutSession] = {}
+        self.payments = Payments(self._now, new_id)
         self._seq = 0
 
     def _now(self) -> int:
@@ -1433,6 +1452,8 @@ class StripeState:
         body = session.to_json()
         if "customer" in expand:
             body["customer"] = self.customers[session.customer_id].to_json()
+        if "payment_intent" in expand and session.payment_intent is not None:
+            body["payment_intent"] = self.payments.intent(session.payment_intent).to_json()
         return body
 
     def find_checkout_session(self, session_id: str) -> CheckoutSession | None:
@@ -1458,19 +1479,83 @@ class StripeState:
         session.expire()
         return self._checkout_json(session, expand)
 
+    # ------------------------------------------------------------------------------------- payment intents
+
+    def list_customer_payment_methods(self, customer_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer = self._customer(customer_id)
+        _check_expand(params, ())
+        found = self.payments.methods_of(customer.id, params.get("type"), params.get("allow_redisplay"))
+        page, has_more = _page(found, params, [method.id for method in found], "payment_method")
+        url = f"/v1/customers/{customer.id}/payment_methods"
+        return _list_json([method.to_json() for method in page], has_more, url)
+
+    def retrieve_customer_payment_method(self, ids: str, params: dict[str, Any]) -> dict[str, Any]:
+        customer_id, _, method_id = ids.partition("/")
+        customer = self._customer(customer_id)
+        _check_expand(params, ())
+        return self.payments.customer_method(customer.id, method_id).to_json()
+
+    def create_payment_intent(self, params: dict[str, Any]) -> dict[str, Any]:
+        reject_unsupported(params)
+        expand = _check_expand(params, PAYMENT_INTENT_EXPANSIONS)
+        currency = _currency(params["currency"], "currency")
+        customer = self._customer(params["customer"], "customer") if "customer" in params else None
+        intent = self.payments.create_intent(
+            params,
+            currency=currency,
+            customer_id=None if customer is None else customer.id,
+            metadata=_check_metadata(params.get("metadata"), "metadata"),
+        )
+        return self._payment_intent_json(intent, expand)
+
+    def retrieve_payment_intent(self, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        intent = self.payments.intent(intent_id)
+        expand = _check_expand(params, PAYMENT_INTENT_EXPANSIONS)
+        if params.get("client_secret") not in (None, intent.client_secret):
+            raise invalid_request(
+                "The client_secret provided does not match the client_secret associated with the "
+                "PaymentIntent.",
+                "client_secret",
+            )
+        return self._payment_intent_json(intent, expand)
+
+    def _payment_intent_json(self, intent: PaymentIntent, expand: set[str]) -> dict[str, Any]:
+        body = intent.to_json()
+        if "customer" in expand and intent.customer_id is not None:
+            body["customer"] = self.customers[intent.customer_id].to_json()
+        if "payment_method" in expand and intent.payment_method_id is not None:
+            body["payment_method"] = self.payments.methods[intent.payment_method_id].to_json()
+        return body
+
     # ------------------------------------------------------------------------------------- test hooks
-    # Not API operations: what a customer does on Checkout, for tests. Each returns the event Stripe sends.
+    # Not API operations: what a customer does on Checkout, or a card they saved, for tests. The Checkout
+    # hooks and payment_intent_event return the event Stripe sends.
 
     def complete_checkout(self, session_id: str, *, paid: bool) -> dict[str, Any]:
         session = self._hook_session(session_id)
         customer = self.customers[session.customer_id]
-        session.complete(new_id("pi"), _customer_details(customer), paid=paid)
+        intent_id = new_id("pi")
+        session.complete(intent_id, _customer_details(customer), paid=paid)
+        self.payments.checkout_payment(intent_id, session, paid=paid)
         return self._checkout_event("checkout.session.completed", session)
 
     def async_payment_succeeded(self, session_id: str) -> dict[str, Any]:
         session = self._hook_session(session_id)
         session.settle_async_payment()
+        if session.payment_intent is not None:
+            self.payments.settle(session.payment_intent)
         return self._checkout_event("checkout.session.async_payment_succeeded", session)
+
+    def attach_card(self, customer_id: str, *, decline: str | None) -> str:
+        if customer_id not in self.customers:
+            raise ValueError(f"no such customer: {customer_id!r}")
+        return self.payments.add_card(customer_id, decline=decline).id
+
+    def payment_intent_event(self, intent_id: str) -> dict[str, Any]:
+        intent = self.payments.intents.get(intent_id)
+        if intent is None:
+            raise ValueError(f"no such PaymentIntent: {intent_id!r}")
+        return payment_intent_event(new_id("evt"), intent, self._now(), EMULATED_API_VERSION)
 
     def _hook_session(self, session_id: str) -> CheckoutSession:
         session = self.find_checkout_session(session_id)
