@@ -51,8 +51,15 @@ def queues(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return resources(template, "AWS::SQS::Queue")
 
 
+def mapping_of(template: dict[str, Any], function_id: str) -> tuple[str, dict[str, Any]]:
+    """The function's one event source mapping."""
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping")
+    return only({lid: m for lid, m in mappings.items() if props(m)["FunctionName"] == ref(function_id)})
+
+
 def close_queue(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return only({lid: q for lid, q in queues(template).items() if "RedrivePolicy" in props(q)})
+    redriven = {lid: q for lid, q in queues(template).items() if "RedrivePolicy" in props(q)}
+    return only({lid: q for lid, q in redriven.items() if constants.ID_CLOSE_QUEUE in lid})
 
 
 def test_close_runs_on_the_first_of_the_month_after_the_grace_hours(template: dict[str, Any]) -> None:
@@ -180,7 +187,7 @@ def test_worker_consumes_the_close_queue_with_partial_failures_and_bounded_concu
 ) -> None:
     worker_id, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
     queue_id, _ = close_queue(template)
-    _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
+    _, mapping = mapping_of(template, worker_id)
     assert props(mapping)["FunctionName"] == ref(worker_id)
     assert props(mapping)["EventSourceArn"] == get_att(queue_id)
     assert props(mapping)["BatchSize"] == constants.CLOSE_WORKER_BATCH_SIZE
@@ -210,8 +217,8 @@ def test_close_queue_visibility_covers_six_worker_timeouts(template: dict[str, A
 def test_a_batch_of_closes_always_fits_in_the_worker_timeout(template: dict[str, Any]) -> None:
     """A timed-out batch returns whole to the queue (and after 5 receives to the DLQ): the worker's timeout
     must cover the batch size times the worst case of one close (constants.py states the arithmetic)."""
-    _, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
-    _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
+    worker_id, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
+    _, mapping = mapping_of(template, worker_id)
     timeout, batch = props(worker)["Timeout"], props(mapping)["BatchSize"]
     per_request = (1 + constants.STRIPE_MAX_NETWORK_RETRIES) * constants.STRIPE_REQUEST_TIMEOUT_SECONDS + (
         constants.STRIPE_MAX_NETWORK_RETRIES * constants.STRIPE_MAX_RETRY_DELAY_SECONDS
@@ -244,8 +251,9 @@ def test_the_time_budget_uses_the_stripe_client_as_configured() -> None:
 
 
 def test_every_queue_is_encrypted_and_refuses_plain_http(template: dict[str, Any]) -> None:
-    # the close queue, its DLQ, the schedule DLQ and the three scheduled functions' failure queues
-    assert len(queues(template)) == 6
+    # the close queue, its DLQ, the schedule DLQ and the three scheduled functions' failure queues; the
+    # alert stream's failure queue, the alert webhook queue and its DLQ
+    assert len(queues(template)) == 9
     policies = resources(template, "AWS::SQS::QueuePolicy").values()
     for queue_id, queue in queues(template).items():
         assert props(queue)["SqsManagedSseEnabled"] is True, queue_id
@@ -312,6 +320,8 @@ def test_every_function_is_python312_on_arm64_without_tracing(template: dict[str
         constants.HANDLER_DUNNING_SWEEPER,
         constants.HANDLER_USAGE_API,
         constants.HANDLER_CLOSE_WATCHDOG,
+        constants.HANDLER_ALERTS,
+        constants.HANDLER_ALERT_WEBHOOKS,
         sample_api.SAMPLE_HANDLER,
     }
     for logical_id, function in functions.items():

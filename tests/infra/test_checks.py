@@ -126,4 +126,5 @@ def test_only_dead_letter_queues_are_acknowledged_as_such(tollgate: Synthesized)
         "CloseStarterFailureQueue",
         "DunningSweeperFailureQueue",
         "CloseWatchdogFailureQueue",
+        "AlertStreamFailureQueue",  # the alert stream mapping's on-failure destination
     }

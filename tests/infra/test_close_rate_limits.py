@@ -20,8 +20,11 @@ from tollgate.cdk.tollgate import Tollgate
 
 def worker_of(stack: cdk.Stack) -> tuple[dict[str, Any], dict[str, Any]]:
     template: dict[str, Any] = Template.from_stack(stack).to_json()
-    _, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
-    _, mapping = only(resources(template, "AWS::Lambda::EventSourceMapping"))
+    worker_id, worker = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping")
+    _, mapping = only(
+        {lid: m for lid, m in mappings.items() if props(m)["FunctionName"] == {"Ref": worker_id}}
+    )
     return props(worker), props(mapping)
 
 

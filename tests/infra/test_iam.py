@@ -125,11 +125,14 @@ def test_worker_reads_only_the_stripe_api_key_secret(template: dict[str, Any]) -
     assert secret_grants == {("secretsmanager:GetSecretValue", str(ref(secrets["api"])))}
 
 
-def test_only_the_worker_and_the_webhook_read_secrets_each_its_own(template: dict[str, Any]) -> None:
+def test_only_the_worker_the_webhook_and_the_alerts_read_secrets_each_its_own(
+    template: dict[str, Any],
+) -> None:
     secrets = secret_ids(template)
     expected = {
         constants.HANDLER_CLOSE_WORKER: {str(ref(secrets["api"]))},
         constants.HANDLER_WEBHOOK: {str(ref(secrets["webhook"]))},
+        constants.HANDLER_ALERTS: {str(ref(secrets["api"]))},  # automatic top-ups charge a saved card
     }
     for function in resources(template, "AWS::Lambda::Function").values():
         handler = props(function)["Handler"]
@@ -173,7 +176,11 @@ def test_starter_lists_customers_and_queues_closes_only(template: dict[str, Any]
         (action, str(resource)) for action, resource in grants(template, constants.HANDLER_CLOSE_STARTER)
     }
     close_queue, _ = only(
-        {lid: q for lid, q in resources(template, "AWS::SQS::Queue").items() if "RedrivePolicy" in props(q)}
+        {
+            lid: q
+            for lid, q in resources(template, "AWS::SQS::Queue").items()
+            if "RedrivePolicy" in props(q) and constants.ID_CLOSE_QUEUE in lid
+        }
     )
     business = {(a, r) for a, r in granted if not a.startswith("logs:")}
     starter_id, _ = function_by_handler(template, constants.HANDLER_CLOSE_STARTER)
@@ -240,9 +247,16 @@ def test_a_scheduled_function_may_send_to_its_own_failure_queue_only(
             assert failure_queue not in str(role_statements(template, role_of(other)))
 
 
-def test_read_only_routes_cannot_write(template: dict[str, Any]) -> None:
-    usage = {action for action, _ in grants(template, constants.HANDLER_USAGE_API)}
-    assert not usage & WRITE_ACTIONS
+def test_the_usage_function_writes_only_customer_items_and_the_sample_backend_nothing(
+    template: dict[str, Any],
+) -> None:
+    _, function = function_by_handler(template, constants.HANDLER_USAGE_API)
+    statements = role_statements(template, role_of(function))
+    writes = [s for s in statements if set(as_list(s["Action"])) & WRITE_ACTIONS]
+    assert [s["Action"] for s in writes] == ["dynamodb:PutItem"]  # PUT /usage/budget replaces the customer
+    assert writes[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CUSTOMER#*"]}}
+    sample = {action for action, _ in grants(template, sample_api.SAMPLE_HANDLER)}
+    assert not [action for action in sample if action.startswith("dynamodb:")]
     sample = {action for action, _ in grants(template, sample_api.SAMPLE_HANDLER)}
     assert not [action for action in sample if action.startswith("dynamodb:")]
 

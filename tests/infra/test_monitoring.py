@@ -37,7 +37,7 @@ def metric_names(alarm_props: dict[str, Any]) -> set[str]:
 
 def test_every_alarm_notifies_the_topic(template: dict[str, Any], alarms: dict[str, dict[str, Any]]) -> None:
     topic_id, _ = only(resources(template, "AWS::SNS::Topic"))
-    assert len(alarms) == len(set(constants.ALARM_IDS)) == 19
+    assert len(alarms) == len(set(constants.ALARM_IDS)) == 23
     for construct_id in constants.ALARM_IDS:
         alarm_props = alarm(alarms, construct_id)
         assert alarm_props["AlarmActions"] == [ref(topic_id)], construct_id
@@ -116,8 +116,12 @@ def test_every_queue_of_failures_is_alarmed_on_its_depth(
     template: dict[str, Any], alarms: dict[str, dict[str, Any]]
 ) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    close_queue_id, close_queue = only({lid: q for lid, q in queues.items() if "RedrivePolicy" in props(q)})
+    redriven = {lid: q for lid, q in queues.items() if "RedrivePolicy" in props(q)}
+    close_queue_id, close_queue = only({lid: q for lid, q in redriven.items() if "CloseQueue" in lid})
+    webhook_queue_id, webhook_queue = only({lid: q for lid, q in redriven.items() if "WebhookQueue" in lid})
     (close_dlq,) = referenced_ids(props(close_queue)["RedrivePolicy"]["deadLetterTargetArn"])
+    (webhook_dlq,) = referenced_ids(props(webhook_queue)["RedrivePolicy"]["deadLetterTargetArn"])
+    (stream_failures,) = [lid for lid in queues if "AlertStreamFailureQueue" in lid]
     schedules = resources(template, "AWS::Scheduler::Schedule").values()
     (schedule_dlq,) = {
         ref_id for s in schedules for ref_id in referenced_ids(props(s)["Target"]["DeadLetterConfig"])
@@ -130,14 +134,16 @@ def test_every_queue_of_failures_is_alarmed_on_its_depth(
             template, constants.HANDLER_DUNNING_SWEEPER
         ),
         constants.ALARM_CLOSE_WATCHDOG_FAILURES: failure_queue_of(template, constants.HANDLER_CLOSE_WATCHDOG),
+        constants.ALARM_ALERT_WEBHOOK_DLQ_DEPTH: webhook_dlq,
+        constants.ALARM_ALERT_STREAM_FAILURES: stream_failures,
     }
     for construct_id, queue_id in watched.items():
         found = alarm(alarms, construct_id)
         assert (found["Namespace"], found["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
         assert found["Statistic"] == "Maximum"
         assert found["Dimensions"] == [{"Name": "QueueName", "Value": get_att(queue_id, "QueueName")}]
-    # every queue but the close queue itself holds failures, and each one is watched
-    assert set(watched.values()) == set(queues) - {close_queue_id}
+    # every queue but the close queue and the webhook queue themselves holds failures, and each one is watched
+    assert set(watched.values()) == set(queues) - {close_queue_id, webhook_queue_id}
 
 
 @pytest.mark.parametrize(
@@ -214,13 +220,14 @@ def test_the_dashboard_shows_metering_the_close_stripe_and_every_queue_of_failur
         (graph,) = [g for title, g in graphs.items() if title.startswith(title_start)]
         assert {tuple(row[2:4]) for row in graph["metrics"]} == {("service", service)}
     queues = resources(template, "AWS::SQS::Queue")
-    close_queue_id, _ = only({lid: q for lid, q in queues.items() if "RedrivePolicy" in props(q)})
+    work_queues = {lid for lid, q in queues.items() if "RedrivePolicy" in props(q)}  # close, alert webhooks
+    assert len(work_queues) == 2
     (dead_letters,) = [g for title, g in graphs.items() if title.startswith("Dead-letter")]
-    assert {row[3] for row in dead_letters["metrics"]} == set(queues) - {close_queue_id}
+    assert {row[3] for row in dead_letters["metrics"]} == set(queues) - work_queues
     (errors,) = [g for title, g in graphs.items() if title == "Function errors"]
     functions = resources(template, "AWS::Lambda::Function")
     ours = {lid for lid, f in functions.items() if props(f)["Handler"].startswith("tollgate.")}
-    assert len(ours) == 7
+    assert len(ours) == 9
     assert {row[3] for row in errors["metrics"]} == ours
     (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
     assert len(alarm_widget["properties"]["alarms"]) == len(constants.ALARM_IDS)

@@ -291,3 +291,38 @@ def test_an_alert_is_one_eventbridge_event_and_a_refused_one_is_retried() -> Non
         publisher.publish(alert)
         with pytest.raises(RetryLaterError, match="EventBridge refused alert acme:2026-11:cap_percent:90"):
             publisher.publish(alert)
+
+
+def test_the_provider_points_a_customers_alerts_at_their_url_with_a_secret_shown_once(
+    store: TollgateStore,
+) -> None:
+    from typer.testing import CliRunner
+
+    from tollgate.cli.config import AppContext
+    from tollgate.cli.main import app
+
+    customer(store)
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(
+            app, ["customers", "alert-webhook", "acme", *args], obj=AppContext(clock=lambda: NOW)
+        )
+
+    first = cli("--url", "https://hooks.acme.example/tollgate")
+    secret = store.get_customer("acme").alert_webhook.secret  # type: ignore[union-attr]
+    assert first.exit_code == 0
+    assert f"signing secret (shown once, give it to the customer): {secret}" in first.output
+    again = cli("--url", "https://hooks.acme.example/v2")  # a new URL keeps the secret
+    assert "signing secret" not in again.output
+    assert store.get_customer("acme").alert_webhook.secret == secret  # type: ignore[union-attr]
+    rotated = cli("--rotate")
+    new = store.get_customer("acme").alert_webhook
+    assert new is not None
+    assert (new.url, new.secret != secret) == ("https://hooks.acme.example/v2", True)
+    assert new.secret in rotated.output
+    refused = cli("--url", "http://hooks.acme.example/plain")
+    assert refused.exit_code != 0
+    assert "is not a webhook URL" in refused.output
+    assert store.get_customer("acme").alert_webhook == new  # unchanged
+    assert cli("--remove").output == "acme: no alert webhook\n"
+    assert store.get_customer("acme").alert_webhook is None

@@ -56,6 +56,15 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> Non
     assert "Free credits (sign-up bonus): 200 credits" in text  # globex's welcome: free credits and a coupon
     (globex,) = [i for i in invoices if i.customer_id == "globex"]
     assert globex.total_due == globex.invoiced_total - (globex.invoiced_total * 20 + 50) // 100  # 20% off
+    # alerts off the table's stream, once each: acme at 80% and 100% of its cap, globex past its included
+    assert text.count("Tollgate Usage Threshold Crossed: acme:") == 2
+    assert "% of the " in text
+    assert "Tollgate Usage Threshold Crossed: globex:" in text
+    # the prepaid story: refused at zero, bought through Checkout, topped up off-session by the alert function
+    assert "umbrella with no credits → HTTP 403 insufficient_credits" in text
+    assert "bought 500 credits for 1.00 USD" in text
+    assert "USD succeeded; balance now 550 (bought 1,000)" in text
+    assert "Tollgate Prepaid Balance Low: umbrella:balance500:balance_below:100" in text
     assert "HTTP 403 revoked_api_key" in text
     assert "HTTP 403 malformed_api_key" in text
     assert "Every service stopped" in text

@@ -184,3 +184,34 @@ def test_a_plan_keeps_its_alerts() -> None:
     plan = make_plan(credit_limit=100, alerts=[{"cap_percent": 80}, {"forecast": "budget"}, {"spend": "5"}])
 
     assert [rule.rule_id for rule in plan.alerts] == ["cap_percent:80", "forecast:budget", "spend:5"]
+
+
+def test_the_alert_function_reads_a_customer_once_per_ttl_and_a_plan_version_once() -> None:
+    from tests.conftest import make_customer
+    from tollgate.alerts.service import CUSTOMER_TTL_SECONDS, Accounts
+
+    class Store:
+        def __init__(self) -> None:
+            self.reads: list[str] = []
+
+        def get_customer(self, customer_id: str) -> object:
+            self.reads.append(customer_id)
+            return make_customer(PRO, id=customer_id)
+
+        def get_plan(self, plan_id: str, version: int) -> Plan:
+            self.reads.append(f"{plan_id}@{version}")
+            return PRO
+
+    store, now = Store(), [100.0]
+    accounts = Accounts(store, clock=lambda: now[0])  # type: ignore[arg-type]
+
+    for _ in range(3):
+        accounts.customer("acme")
+        accounts.plan("pro", 1)
+    now[0] += CUSTOMER_TTL_SECONDS - 0.001
+    accounts.customer("acme")
+    assert store.reads == ["acme", "pro@1"]
+    now[0] += 0.001  # the customer may have changed: read again; the plan version cannot have
+    accounts.customer("acme")
+    accounts.plan("pro", 1)
+    assert store.reads == ["acme", "pro@1", "acme"]

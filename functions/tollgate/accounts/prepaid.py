@@ -68,6 +68,8 @@ def add_credits(
     now: datetime,
     note: str | None = None,
     source: TopUpSource = TopUpSource.MANUAL,
+    amount: int | None = None,
+    currency: str | None = None,
 ) -> CreditsAdded:
     """Add ``credits`` to a prepaid customer's balance, once per ``reference`` (a payment's id): sending the
     same reference again changes nothing, and one with other credits is refused.
@@ -82,6 +84,8 @@ def add_credits(
             credits=credits,
             source=source,
             note=note,
+            amount=amount,
+            currency=currency,
             created_at=now,
         )
     except ValidationError as error:

@@ -6,7 +6,8 @@ is reported back as a partial batch failure and delivered again, while the other
 (``ReportBatchItemFailures`` on the event source mapping). What each record fires, and why it fires once, is
 in :mod:`tollgate.alerts.service`.
 
-Environment: ``TABLE_NAME``; ``ALERT_EVENT_BUS`` (default ``default``).
+Environment: ``TABLE_NAME``; ``ALERT_EVENT_BUS`` (default ``default``); ``STRIPE_API_KEY_SECRET_ARN`` (or
+``STRIPE_API_KEY``), read on the first automatic top-up (``tollgate.accounts.auto_top_up``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from functools import cache, partial
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from tollgate.alerts.service import AlertPublisher, process
+from tollgate.accounts.auto_top_up import TopUpOutcome, charge
+from tollgate.alerts.observability import logger
+from tollgate.alerts.service import Accounts, AlertPublisher, TopUpCharger, process
+from tollgate.billing.settings import StripeSettings
+from tollgate.billing.stripe_client import stripe_client_from
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.alerts import Alert
 from tollgate.errors import RetryLaterError
@@ -33,7 +37,6 @@ from tollgate.settings import TABLE_NAME, required
 EVENT_SOURCE = "tollgate"
 ALERT_EVENT_BUS = "ALERT_EVENT_BUS"
 
-logger = Logger(service="tollgate-alerts")
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
@@ -60,6 +63,19 @@ class EventBridgePublisher:
             raise RetryLaterError(f"EventBridge refused alert {alert.alert_id}: {code}")
 
 
+class StripeTopUps:
+    """Automatic top-ups charged through Stripe; the client (and its secret read) is made on the first one."""
+
+    def __init__(self, store: TollgateStore, settings: StripeSettings) -> None:
+        self._store, self._settings = store, settings
+        self._client: Any = None
+
+    def __call__(self, customer_id: str, crossing: str, now: datetime) -> TopUpOutcome:
+        if self._client is None:
+            self._client = stripe_client_from(self._settings)
+        return charge(self._store, self._client, customer_id, crossing, now=now)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -69,14 +85,20 @@ class Deps:
     store: TollgateStore
     publisher: AlertPublisher
     clock: Callable[[], datetime] = utc_now
+    accounts: Accounts | None = None  # the customers and plans read, kept between invocations
+    top_up: TopUpCharger | None = None  # automatic top-ups (None: not charged here)
+
+    def __post_init__(self) -> None:
+        if self.accounts is None:
+            object.__setattr__(self, "accounts", Accounts(self.store))
 
 
 @cache
 def default_deps() -> Deps:
     bus = os.environ.get(ALERT_EVENT_BUS) or "default"
-    return Deps(
-        TollgateStore(required(os.environ, TABLE_NAME)), EventBridgePublisher(boto3.client("events"), bus)
-    )
+    store = TollgateStore(required(os.environ, TABLE_NAME))
+    publisher = EventBridgePublisher(boto3.client("events"), bus)
+    return Deps(store, publisher, top_up=StripeTopUps(store, StripeSettings.from_env()))
 
 
 def record_time(record: DynamoDBRecord) -> datetime:
@@ -90,7 +112,14 @@ def handle_record(record: DynamoDBRecord, deps: Deps) -> None:
     if stream is None:
         return
     for delivered in process(
-        deps.store, deps.publisher, stream.old_image, stream.new_image, record_time(record), deps.clock()
+        deps.store,
+        deps.publisher,
+        stream.old_image,
+        stream.new_image,
+        record_time(record),
+        deps.clock(),
+        deps.accounts,
+        deps.top_up,
     ):
         logger.info(
             "alert",

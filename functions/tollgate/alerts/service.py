@@ -16,19 +16,31 @@ cannot hide a crossing from each other).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from tollgate.accounts.auto_top_up import TopUpOutcome, suspend_after_failure
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.alerts import Claim, claim_alert, mark_sent
+from tollgate.dal.alerts import Claim, auto_top_up_key, claim, claim_alert, mark_done, mark_sent
 from tollgate.dal.counter_item import BALANCE, BOUGHT, PERIOD_TAG_LENGTH, period_of_tag
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.alerts import Alert, CounterChange, crossings
-from tollgate.domain.models import plan_ref
+from tollgate.domain.alerts import Alert, AlertKind, CounterChange, crossings
+from tollgate.domain.models import AlertRule, Customer, Plan, plan_ref
 from tollgate.errors import RetryLaterError
+
+STREAM_KEY_PREFIXES = ("USAGE#", "WALLET#")  # the items whose changes alert: counters, prepaid wallets
+CUSTOMER_TTL_SECONDS = 30.0
+MAX_CACHED_CUSTOMERS = 10_000
+
+
+class TopUpCharger(Protocol):
+    def __call__(self, customer_id: str, crossing: str, now: datetime) -> TopUpOutcome:
+        """Charge the customer's automatic top-up for ``crossing`` (``accounts.auto_top_up.charge``)."""
+        ...
 
 
 class AlertPublisher(Protocol):
@@ -77,11 +89,40 @@ def changes_of(
     return changes
 
 
-def alerts_for(store: TollgateStore, change: CounterChange) -> list[Alert]:
+class Accounts:
+    """The customers and plans the alert function reads, kept for :data:`CUSTOMER_TTL_SECONDS` (a customer)
+    or for good (a plan version never changes): a busy customer's changes cost no read each. A change of a
+    customer's rules, budget or plan is seen within the TTL."""
+
+    def __init__(self, store: TollgateStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self._clock = store, clock
+        self._customers: dict[str, tuple[float, Customer]] = {}
+        self._plans: dict[tuple[str, int], Plan] = {}
+
+    def customer(self, customer_id: str) -> Customer:
+        now = self._clock()
+        held = self._customers.get(customer_id)
+        if held is not None and held[0] > now:
+            return held[1]
+        if len(self._customers) >= MAX_CACHED_CUSTOMERS:
+            self._customers.clear()
+        customer = self.store.get_customer(customer_id)
+        self._customers[customer_id] = (now + CUSTOMER_TTL_SECONDS, customer)
+        return customer
+
+    def plan(self, plan_id: str, version: int) -> Plan:
+        key = (plan_id, version)
+        if key not in self._plans:
+            self._plans[key] = self.store.get_plan(plan_id, version)
+        return self._plans[key]
+
+
+def alerts_for(store: TollgateStore, change: CounterChange, accounts: Accounts | None = None) -> list[Alert]:
     """The alerts ``change`` fires under the plan in force when it happened."""
-    customer = store.get_customer(change.customer_id)
+    accounts = accounts or Accounts(store)
+    customer = accounts.customer(change.customer_id)
     segment = customer.segment_at(change.at)
-    plan = store.get_plan(segment.plan_id, segment.plan_version)
+    plan = accounts.plan(segment.plan_id, segment.plan_version)
     rules = customer.alerts if customer.alerts is not None else plan.alerts
     if not rules:
         return []
@@ -119,13 +160,68 @@ def process(
     new: Mapping[str, Any] | None,
     at: datetime,
     now: datetime,
+    accounts: Accounts | None = None,
+    top_up: TopUpCharger | None = None,
 ) -> list[Delivered]:
-    """One stream record: every alert it fires, delivered once."""
-    return [
-        deliver(store, publisher, alert, now)
-        for change in changes_of(old, new, at)
-        for alert in alerts_for(store, change)
-    ]
+    """One stream record: every alert it fires, delivered once; and a low prepaid balance topped up once
+    (with ``top_up``)."""
+    accounts = accounts or Accounts(store)
+    delivered = []
+    for change in changes_of(old, new, at):
+        if top_up is not None:
+            delivered += top_up_if_low(store, publisher, top_up, change, accounts, now)
+        delivered += [deliver(store, publisher, alert, now) for alert in alerts_for(store, change, accounts)]
+    return delivered
+
+
+def top_up_if_low(
+    store: TollgateStore,
+    publisher: AlertPublisher,
+    top_up: TopUpCharger,
+    change: CounterChange,
+    accounts: Accounts,
+    now: datetime,
+) -> list[Delivered]:
+    """The customer's automatic top-up, if a draw left their balance below its threshold: once per crossing
+    (the credits bought so far name it; only a top-up changes them). A failed charge is published as an
+    alert and, with ``suspend_on_failure``, suspends the customer."""
+    if change.balance_after is None or change.credits_after <= change.credits_before:
+        return []  # not a draw
+    customer = accounts.customer(change.customer_id)
+    settings = customer.auto_top_up
+    if settings is None or change.balance_after >= settings.below:
+        return []
+    crossing = str(change.bought)
+    key = auto_top_up_key(customer.id, crossing)
+    claimed = claim(store, key, f"{customer.id}:auto-top-up:{crossing}", now)
+    if claimed is Claim.SENT:
+        return []
+    if claimed is Claim.BUSY:
+        raise RetryLaterError(f"the automatic top-up of {customer.id} ({crossing}) is being charged")
+    outcome = top_up(customer.id, crossing, now)
+    delivered = []
+    if outcome.status == "failed":
+        if settings.suspend_on_failure:
+            suspend_after_failure(store, outcome, now=now)
+        failed = Alert(
+            customer.id,
+            change.period,
+            AlertKind.TOP_UP_FAILED,
+            AlertRule(balance_below=settings.below),
+            f"a balance below {settings.below:,} credits; {settings.credits:,} credits not charged",
+            change.credits_after,
+            change.at,
+            f"topup{crossing}",
+            {
+                "balance": change.balance_after,
+                "failure": outcome.failure,
+                "paymentIntent": outcome.payment_intent,
+                "suspended": settings.suspend_on_failure,
+            },
+        )
+        delivered.append(deliver(store, publisher, failed, now))
+    mark_done(store, key, now)
+    return delivered
 
 
 def _int(value: Any) -> int:

@@ -1,4 +1,4 @@
-"""``tollgate credits``: a prepaid customer's balance (buy, add, show)."""
+"""``tollgate credits``: a prepaid customer's balance (buy, add, show) and automatic top-ups."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from typing import Annotated
 
 import typer
 
+from tollgate.accounts.auto_top_up import set_auto_top_up
 from tollgate.accounts.prepaid import add_credits, buy_credits
 from tollgate.cli.config import app_context
 from tollgate.cli.output import dash, out, table, when
+from tollgate.domain.models import AutoTopUp
 from tollgate.domain.periods import period_of
+from tollgate.errors import InvalidInputError
 
-app = typer.Typer(help="Prepaid credits: buy, add, show.", no_args_is_help=True)
+app = typer.Typer(help="Prepaid credits: buy, add, show, auto-top-up.", no_args_is_help=True)
 
 
 @app.command("buy")
@@ -64,6 +67,39 @@ def add(
         f"{done} {result.top_up.credits:,} credits to {customer_id} ({reference}); "
         f"balance {result.balance.credits:,} credits",
         markup=False,
+    )
+
+
+@app.command("auto-top-up")
+def auto_top_up(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id (on a prepaid plan).")],
+    below: Annotated[
+        int | None, typer.Option(help="Top up when the balance falls below this.", min=1)
+    ] = None,
+    credits: Annotated[int | None, typer.Option(help="Credits each top-up buys.", min=1)] = None,
+    suspend_on_failure: Annotated[
+        bool, typer.Option("--suspend-on-failure", help="Suspend the customer if the charge fails.")
+    ] = False,
+    off: Annotated[bool, typer.Option("--off", help="No more automatic top-ups.")] = False,
+) -> None:
+    """Charge the customer's saved card (from a credits purchase) off-session when their balance falls below
+    --below: --credits at the plan's price, once per crossing."""
+    context = app_context(ctx)
+    if off == (below is not None or credits is not None) or (not off and (below is None or credits is None)):
+        raise InvalidInputError("give --below N --credits M, or --off")
+    settings = None if off else AutoTopUp(below=below, credits=credits, suspend_on_failure=suspend_on_failure)
+    customer = set_auto_top_up(context.store(), customer_id, settings)
+    chosen = customer.auto_top_up
+    if chosen is None:
+        out().print(f"{customer_id}: no automatic top-up", markup=False)
+        return
+    failing = "suspends the customer" if chosen.suspend_on_failure else "alerts only"
+    out().print(
+        f"{customer_id}: {chosen.credits:,} credits charged to the saved card when the balance falls below "
+        f"{chosen.below:,} (a failed charge {failing})",
+        markup=False,
+        soft_wrap=True,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from tollgate.accounts.alert_webhooks import set_alert_webhook
 from tollgate.accounts.budgets import budget_status, set_budget
 from tollgate.accounts.credit_grants import set_trial
 from tollgate.accounts.customers import create_customer, resume_customer, status_history, suspend_customer
@@ -26,7 +27,8 @@ from tollgate.domain.money import format_amount
 from tollgate.errors import InvalidInputError
 
 app = typer.Typer(
-    help="Customers: create, list, show, suspend, resume, discount, tax-info, budget.", no_args_is_help=True
+    help="Customers: create, list, show, suspend, resume, discount, tax-info, budget, alert-webhook.",
+    no_args_is_help=True,
 )
 
 
@@ -253,6 +255,47 @@ def parse_amount(text: str | None) -> Decimal:
         return Decimal(text or "")
     except InvalidOperation as error:
         raise InvalidInputError(f"--set takes an amount such as 25.00, not {text!r}") from error
+
+
+@app.command("alert-webhook")
+def alert_webhook(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    url: Annotated[
+        str | None, typer.Option(help="The customer's HTTPS endpoint for their usage alerts.")
+    ] = None,
+    rotate: Annotated[bool, typer.Option("--rotate", help="A new signing secret for the same URL.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Stop posting alerts to the customer.")] = False,
+) -> None:
+    """Post the customer's usage alerts to their own URL, signed (Tollgate-Signature); the signing secret is
+    printed once, for the customer."""
+    context = app_context(ctx)
+    store = context.store()
+    if remove:
+        if url is not None or rotate:
+            raise InvalidInputError("--remove takes no --url or --rotate")
+        set_alert_webhook(store, customer_id, None)
+        out().print(f"{customer_id}: no alert webhook", markup=False)
+        return
+    if url is None:
+        kept = store.get_customer(customer_id).alert_webhook
+        if rotate and kept is not None:
+            url = kept.url
+        else:
+            shown = "none" if kept is None else kept.url
+            out().print(f"{customer_id}: alert webhook {shown}", markup=False)
+            return
+    before = store.get_customer(customer_id).alert_webhook
+    customer = set_alert_webhook(store, customer_id, url, rotate=rotate)
+    webhook = customer.alert_webhook
+    assert webhook is not None
+    out().print(f"{customer_id}: alerts are posted to {webhook.url}", markup=False)
+    if before is None or before.secret != webhook.secret:
+        out().print(
+            f"signing secret (shown once, give it to the customer): {webhook.secret}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("suspend")

@@ -34,10 +34,24 @@ def marker_key(alert: Alert) -> dict[str, str]:
 
 def claim_alert(store: TollgateStore, alert: Alert, now: datetime) -> Claim:
     """Take the right to publish ``alert``: a new marker, or one whose sender's lease ran out."""
+    return claim(store, marker_key(alert), alert.alert_id, now)
+
+
+def mark_sent(store: TollgateStore, alert: Alert, now: datetime) -> None:
+    mark_done(store, marker_key(alert), now)
+
+
+def auto_top_up_key(customer_id: str, crossing: str) -> dict[str, str]:
+    """The marker of one automatic top-up: the customer's balance crossing its threshold (``crossing``)."""
+    return {tk.PK: tk.customer_pk(customer_id), tk.SK: f"AUTOTOPUP#{crossing}"}
+
+
+def claim(store: TollgateStore, key: dict[str, str], name: str, now: datetime) -> Claim:
+    """Take the right to do the one-time action the marker ``key`` stands for (``name``, for people)."""
     item = {
-        **marker_key(alert),
-        "kind": "alert",
-        "alert_id": alert.alert_id,
+        **key,
+        "kind": "marker",
+        "name": name,
         "state": "sending",
         "lease_until": (now + LEASE).isoformat(),
         "fired_at": now.isoformat(),
@@ -52,14 +66,14 @@ def claim_alert(store: TollgateStore, alert: Alert, now: datetime) -> Claim:
     except ClientError as error:
         if not _is_conditional_failure(error):
             raise
-        found = store.table.get_item(Key=marker_key(alert), ConsistentRead=True).get("Item", {})
+        found = store.table.get_item(Key=key, ConsistentRead=True).get("Item", {})
         return Claim.SENT if found.get("state") == "sent" else Claim.BUSY
     return Claim.OURS
 
 
-def mark_sent(store: TollgateStore, alert: Alert, now: datetime) -> None:
+def mark_done(store: TollgateStore, key: dict[str, str], now: datetime) -> None:
     store.table.update_item(
-        Key=marker_key(alert),
+        Key=key,
         UpdateExpression="SET #s = :sent, sent_at = :now REMOVE lease_until",
         ExpressionAttributeNames={"#s": "state"},
         ExpressionAttributeValues={":sent": "sent", ":now": now.isoformat()},

@@ -13,6 +13,8 @@ def table_definition(name: str) -> dict[str, Any]:
     return {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
+        # usage alerts read every counter's change (tollgate.alerts); local mode reads it from DynamoDB Local
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"} for key in string_keys],
         "KeySchema": [
             {"AttributeName": tk.PK, "KeyType": "HASH"},

@@ -40,12 +40,14 @@ class AlertKind(StrEnum):
     THRESHOLD = "usage.threshold"
     FORECAST = "usage.forecast"
     BALANCE_LOW = "balance.low"
+    TOP_UP_FAILED = "balance.top_up_failed"
 
 
 DETAIL_TYPES = {
     AlertKind.THRESHOLD: "Tollgate Usage Threshold Crossed",
     AlertKind.FORECAST: "Tollgate Usage Forecast Exceeded",
     AlertKind.BALANCE_LOW: "Tollgate Prepaid Balance Low",
+    AlertKind.TOP_UP_FAILED: "Tollgate Auto Top-up Failed",
 }
 
 

@@ -337,6 +337,18 @@ class AlertWebhook(BaseModel):
     secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9_-]{32,100}$")]
 
 
+class AutoTopUp(BaseModel):
+    """A prepaid customer's automatic top-up (``tollgate.accounts.auto_top_up``): when their balance falls
+    below ``below`` credits, ``credits`` more are charged to their saved card, off-session, once per crossing;
+    a failed charge is alerted and, with ``suspend_on_failure``, suspends the customer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    below: Annotated[int, Field(ge=1, le=10**12)]
+    credits: Annotated[int, Field(ge=1, le=10**12)]
+    suspend_on_failure: bool = False
+
+
 class Customer(BaseModel):
     """A customer of the provider. ``plan_id``/``plan_version`` is the customer's latest plan, in force now or
     from a scheduled change's time; ``plan_segments`` is the whole history, oldest first (empty for a customer
@@ -361,6 +373,7 @@ class Customer(BaseModel):
     # usage alerts for this customer instead of the plan's (tollgate.domain.alerts); None: the plan's
     alerts: Annotated[tuple[AlertRule, ...], Field(max_length=MAX_ALERT_RULES)] | None = None
     alert_webhook: AlertWebhook | None = None  # the customer's own endpoint for their alerts
+    auto_top_up: AutoTopUp | None = None  # prepaid: charge the saved card when the balance runs low
 
     @model_validator(mode="after")
     def _segments_in_order(self) -> Customer:

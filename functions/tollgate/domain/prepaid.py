@@ -27,6 +27,8 @@ METADATA_PURCHASE = "tollgate_purchase"
 PURCHASE_KIND = "prepaid_credits"
 METADATA_CUSTOMER = "tollgate_customer_id"
 METADATA_CREDITS = "tollgate_credits"
+AUTO_PURCHASE_KIND = "auto_top_up"  # an automatic top-up's PaymentIntent (tollgate.accounts.auto_top_up)
+METADATA_CROSSING = "tollgate_crossing"
 
 
 class TopUpSource(StrEnum):
@@ -34,6 +36,7 @@ class TopUpSource(StrEnum):
     CHECKOUT = (
         "checkout"  # bought through a Stripe Checkout Session (`tollgate credits buy`), once it is paid
     )
+    AUTO = "auto_top_up"  # charged off-session to the saved card when the balance ran low
 
 
 class TopUp(BaseModel):
@@ -83,6 +86,27 @@ def purchase_top_up(session: dict[str, Any], at: datetime) -> TopUp | None:
         source=TopUpSource.CHECKOUT,
         amount=session.get("amount_total"),
         currency=session.get("currency"),
+        created_at=at,
+    )
+
+
+def auto_top_up_payment(intent: dict[str, Any], at: datetime) -> TopUp | None:
+    """The top-up a succeeded automatic top-up's PaymentIntent makes (its id the reference), or None for a
+    PaymentIntent that is not one. ``ValueError`` for one whose metadata is not what Tollgate wrote."""
+    metadata = intent.get("metadata") or {}
+    if metadata.get(METADATA_PURCHASE) != AUTO_PURCHASE_KIND:
+        return None
+    credits = str(metadata.get(METADATA_CREDITS, ""))
+    if not (credits.isascii() and credits.isdigit()):
+        raise ValueError(f"payment intent {intent.get('id')}: {METADATA_CREDITS} is not a number of credits")
+    return TopUp(
+        customer_id=str(metadata.get(METADATA_CUSTOMER, "")),
+        reference=str(intent.get("id", "")),
+        credits=int(credits),
+        source=TopUpSource.AUTO,
+        note="automatic top-up",
+        amount=intent.get("amount_received") or intent.get("amount"),
+        currency=intent.get("currency"),
         created_at=at,
     )
 

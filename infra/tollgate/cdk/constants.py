@@ -11,6 +11,7 @@ from pathlib import Path
 from tollgate import observability as _observability
 from tollgate import outputs as _outputs
 from tollgate import settings as _settings
+from tollgate.alerts import observability as _alerts_observability
 from tollgate.billing import settings as _billing_settings
 from tollgate.billing import stripe_client as _stripe_client
 from tollgate.billing.close import observability as _close_observability
@@ -61,6 +62,8 @@ HANDLER_CLOSE_WORKER = "tollgate.billing.close.worker.handler"
 HANDLER_WEBHOOK = "tollgate.billing.webhooks.handler.handler"
 HANDLER_DUNNING_SWEEPER = "tollgate.billing.dunning.sweeper.handler"
 HANDLER_USAGE_API = "tollgate.usage_api.handler.handler"
+HANDLER_ALERTS = "tollgate.alerts.handler.handler"
+HANDLER_ALERT_WEBHOOKS = "tollgate.alerts.webhooks.handler"
 HANDLER_CLOSE_WATCHDOG = "tollgate.billing.close.watchdog.handler"
 
 # --- environment variables read by the handlers (names and defaults: each function's settings module) ----
@@ -104,6 +107,7 @@ SERVICE_AUTHORIZER = _metering_observability.SERVICE
 SERVICE_PERIOD_CLOSE = _close_observability.SERVICE
 SERVICE_WEBHOOKS = _webhook_observability.SERVICE
 SERVICE_USAGE_API = _usage_observability.SERVICE
+SERVICE_ALERTS = _alerts_observability.SERVICE
 
 # --- deploy-time defaults (Tollgate(...) keyword arguments) ------------------------------------------------
 DEFAULT_CLOSE_GRACE_HOURS = 6  # late requests of the month just ended land before the close starts
@@ -141,6 +145,7 @@ ID_DUNNING_SWEEPER_FAILURES = "DunningSweeperFailureQueue"
 ID_CLOSE_WATCHDOG_FAILURES = "CloseWatchdogFailureQueue"
 ID_ASYNC_INVOKE_CONFIG = "AsyncInvokeConfig"
 ID_DASHBOARD = "Dashboard"
+ID_ALERTS = "Alerts"
 
 # Alarm construct ids (also their logical-id prefixes) and what each watches.
 ALARM_AUTHORIZER_ERRORS = "AuthorizerErrorsAlarm"
@@ -165,6 +170,10 @@ ALARM_METERING_FAILURES = "MeteringFailuresAlarm"
 ALARM_UNMETERED_REQUESTS = "UnmeteredRequestsAlarm"
 ALARM_TOTAL_MISMATCH = "TotalMismatchAlarm"
 ALARM_CLOSE_PROBLEMS = "CloseProblemsAlarm"
+ALARM_ALERT_ERRORS = "AlertFunctionErrorsAlarm"
+ALARM_ALERT_WEBHOOK_ERRORS = "AlertWebhookErrorsAlarm"
+ALARM_ALERT_STREAM_FAILURES = "AlertStreamFailureQueueAlarm"
+ALARM_ALERT_WEBHOOK_DLQ_DEPTH = "AlertWebhookDeadLetterQueueAlarm"
 ALARM_IDS: tuple[str, ...] = (
     ALARM_AUTHORIZER_ERRORS,
     ALARM_AUTHORIZER_THROTTLES,
@@ -185,6 +194,10 @@ ALARM_IDS: tuple[str, ...] = (
     ALARM_UNMETERED_REQUESTS,
     ALARM_TOTAL_MISMATCH,
     ALARM_CLOSE_PROBLEMS,
+    ALARM_ALERT_ERRORS,
+    ALARM_ALERT_WEBHOOK_ERRORS,
+    ALARM_ALERT_STREAM_FAILURES,
+    ALARM_ALERT_WEBHOOK_DLQ_DEPTH,
 )
 
 # --- period close -------------------------------------------------------------------------------------------

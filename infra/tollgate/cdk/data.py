@@ -34,6 +34,7 @@ class TollgateData(Construct):
             deletion_protection=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
             time_to_live_attribute=TTL_ATTRIBUTE,
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,  # usage alerts (UsageAlerts)
         )
         self.table.add_global_secondary_index(
             index_name=GSI1_NAME,

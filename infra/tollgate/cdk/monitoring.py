@@ -38,6 +38,10 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from tollgate.cdk.constants import (
+    ALARM_ALERT_ERRORS,
+    ALARM_ALERT_STREAM_FAILURES,
+    ALARM_ALERT_WEBHOOK_DLQ_DEPTH,
+    ALARM_ALERT_WEBHOOK_ERRORS,
     ALARM_AUTHORIZER_ERRORS,
     ALARM_AUTHORIZER_THROTTLES,
     ALARM_CLOSE_DLQ_DEPTH,
@@ -121,6 +125,8 @@ class MonitoredFunctions:
     webhook: lambda_.IFunction
     dunning_sweeper: lambda_.IFunction
     usage: lambda_.IFunction
+    alerts: lambda_.IFunction
+    alert_webhooks: lambda_.IFunction
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,8 @@ class MonitoredQueues:
     close_starter_failures: sqs.IQueue
     dunning_sweeper_failures: sqs.IQueue
     close_watchdog_failures: sqs.IQueue
+    alert_stream_failures: sqs.IQueue
+    alert_webhook_dead_letter_queue: sqs.IQueue
 
 
 class Monitoring(Construct):
@@ -216,6 +224,18 @@ class Monitoring(Construct):
                 functions.usage,
                 "The GET /usage function failed: customers cannot see their usage.",
             ),
+            (
+                ALARM_ALERT_ERRORS,
+                functions.alerts,
+                "The usage alert function failed: its stream records are retried (10 times, then described "
+                "in the alert stream failure queue); alerts are late meanwhile.",
+            ),
+            (
+                ALARM_ALERT_WEBHOOK_ERRORS,
+                functions.alert_webhooks,
+                "The alert webhook function crashed: deliveries to customers' URLs are retried from the "
+                "queue.",
+            ),
         ):
             self._alarm(alarm_id, function.metric_errors(period=FIVE_MINUTES, statistic="Sum"), description)
 
@@ -271,6 +291,20 @@ class Monitoring(Construct):
                 f"{what}: the function failed every retry and the event sits in its failure queue (the "
                 "error is in the message). Fix the cause, then invoke the function again with that event.",
             )
+
+        # --- usage alerts ---
+        self._alarm(
+            ALARM_ALERT_STREAM_FAILURES,
+            self._depth(queues.alert_stream_failures),
+            "The alert function failed a batch of counter changes on every retry: those changes were not "
+            "checked for alerts. The message says which stream records (they stay in the stream 24 hours).",
+        )
+        self._alarm(
+            ALARM_ALERT_WEBHOOK_DLQ_DEPTH,
+            self._depth(queues.alert_webhook_dead_letter_queue),
+            "An alert could not be delivered to a customer's webhook after 6 attempts: it sits in the alert "
+            "webhook DLQ (the event is the message).",
+        )
 
         self.dashboard = self._dashboard(authorizer_function, functions, queues)
 
@@ -332,6 +366,8 @@ class Monitoring(Construct):
             "webhook": functions.webhook,
             "dunning sweeper": functions.dunning_sweeper,
             "GET /usage": functions.usage,
+            "alerts": functions.alerts,
+            "alert webhooks": functions.alert_webhooks,
         }
         every_queue = {
             "close DLQ": queues.close_dead_letter_queue,
@@ -339,6 +375,8 @@ class Monitoring(Construct):
             "close starter failures": queues.close_starter_failures,
             "dunning sweeper failures": queues.dunning_sweeper_failures,
             "close watchdog failures": queues.close_watchdog_failures,
+            "alert stream failures": queues.alert_stream_failures,
+            "alert webhook DLQ": queues.alert_webhook_dead_letter_queue,
         }
         rows: Sequence[Sequence[cloudwatch.IWidget]] = [
             [

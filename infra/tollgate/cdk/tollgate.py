@@ -14,6 +14,7 @@ Parts (each a construct of its own, reachable as an attribute):
 - ``billing``: the monthly close (schedule, starter, queue, worker) and its watchdog, the Stripe secrets, the
   Stripe webhook endpoint and the dunning sweeper;
 - ``usage_api``: the ``GET /usage`` function (``usage_function``);
+- ``alerts``: usage alerts from the table's stream to EventBridge and the customers' webhooks;
 - ``monitoring``: the alarms and their SNS topic (``alarm_topic``), and a CloudWatch dashboard.
 
 Its CloudFormation outputs (``TableName``, ``StripeApiKeySecretArn``, ...: ``tollgate.outputs``) are what the
@@ -29,12 +30,14 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from tollgate.billing.close.settings import StripeRateLimits
+from tollgate.cdk.alerts import UsageAlerts
 from tollgate.cdk.billing import Billing
 from tollgate.cdk.constants import (
     DEFAULT_CLOSE_GRACE_HOURS,
     DEFAULT_CLOSE_WATCHDOG_DELAY_HOURS,
     DEFAULT_DUNNING_GRACE_DAYS,
     DEFAULT_STRIPE_RATE_LIMITS,
+    ID_ALERTS,
     ID_BILLING,
     ID_DATA,
     ID_METERING,
@@ -111,6 +114,12 @@ class Tollgate(Construct):
             stripe_rate_limits=stripe_rate_limits,
         )
         self.usage_api = UsageApi(self, ID_USAGE_API, table=self.data.table)
+        self.alerts = UsageAlerts(
+            self,
+            ID_ALERTS,
+            table=self.data.table,
+            stripe_api_key_secret=self.billing.stripe_api_key_secret,
+        )
         billing = self.billing
         self.monitoring = Monitoring(
             self,
@@ -124,6 +133,8 @@ class Tollgate(Construct):
                 webhook=billing.webhook.function,
                 dunning_sweeper=billing.dunning_sweeper.function,
                 usage=self.usage_api.function,
+                alerts=self.alerts.alert_function,
+                alert_webhooks=self.alerts.webhook_function,
             ),
             queues=MonitoredQueues(
                 close_dead_letter_queue=billing.close_dead_letter_queue,
@@ -131,6 +142,8 @@ class Tollgate(Construct):
                 close_starter_failures=billing.close_starter_failure_queue,
                 dunning_sweeper_failures=billing.dunning_sweeper_failure_queue,
                 close_watchdog_failures=billing.close_watchdog_failure_queue,
+                alert_stream_failures=self.alerts.stream_failure_queue,
+                alert_webhook_dead_letter_queue=self.alerts.webhook_dead_letter_queue,
             ),
         )
         if outputs:

@@ -1,4 +1,5 @@
-"""``UsageApi``: the ``GET /usage`` function a provider routes on their own API, behind the authorizer.
+"""``UsageApi``: the ``GET /usage`` (and ``GET``/``PUT /usage/budget``) function a provider routes on their
+own API, behind the authorizer.
 
 The function answers the calling customer's usage this period, the bill so far and recent invoices; the
 customer is whoever the authorizer says called (its context), so the route must be metered. Add it with
@@ -16,10 +17,13 @@ from tollgate.cdk.constants import ENV_TABLE_NAME, HANDLER_USAGE_API, ID_USAGE_F
 from tollgate.cdk.functions import TollgateFunction
 
 USAGE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
+# PUT /usage/budget replaces the customer's item (conditionally): customer items only
+BUDGET_TABLE_ACTIONS = ("dynamodb:PutItem",)
+CUSTOMER_PK_PREFIX = "CUSTOMER#"
 
 
 class UsageApi(Construct):
-    """The usage function, allowed to read the table and nothing else."""
+    """The usage function, allowed to read the table and to write customer items (a budget), nothing else."""
 
     def __init__(self, scope: Construct, id: str, *, table: dynamodb.ITable) -> None:
         super().__init__(scope, id)
@@ -35,7 +39,15 @@ class UsageApi(Construct):
                     sid="ReadUsage",
                     actions=list(USAGE_TABLE_ACTIONS),
                     resources=[table.table_arn],
-                )
+                ),
+                iam.PolicyStatement(
+                    sid="SetBudget",
+                    actions=list(BUDGET_TABLE_ACTIONS),
+                    resources=[table.table_arn],
+                    conditions={
+                        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{CUSTOMER_PK_PREFIX}*"]}
+                    },
+                ),
             ],
         )
 

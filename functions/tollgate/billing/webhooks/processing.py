@@ -40,7 +40,7 @@ from tollgate.dal.closes import get_close, invoice_status_update
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import SETTLED, CloseStatus, invoice_status_may_move
 from tollgate.domain.dunning import Effect, InvoiceRef
-from tollgate.domain.prepaid import purchase_top_up
+from tollgate.domain.prepaid import auto_top_up_payment, purchase_top_up
 from tollgate.errors import NotFoundError, RetryLaterError, TransactionConflictError
 
 LOG = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ INVOICE_STATUS_AFTER: dict[str, str | None] = {
 # A paid Checkout Session selling prepaid credits adds them (``tollgate.accounts.prepaid``): the session
 # completes paid, or completes unpaid and is paid later (a delayed payment method).
 PURCHASE_TYPES = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
-HANDLED_TYPES = frozenset(INVOICE_STATUS_AFTER) | PURCHASE_TYPES
+TOP_UP_PAYMENT = "payment_intent.succeeded"  # an automatic top-up that needed time (or the customer)
+HANDLED_TYPES = frozenset(INVOICE_STATUS_AFTER) | PURCHASE_TYPES | {TOP_UP_PAYMENT}
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def process_event(
     kind = str(event.get("type", ""))
     if kind not in HANDLED_TYPES:
         return Outcome("ignored", f"{kind or 'untyped'} events are not used by Tollgate")
-    if kind in PURCHASE_TYPES:
+    if kind in PURCHASE_TYPES or kind == TOP_UP_PAYMENT:
         return process_purchase(store, event, now=now)
     invoice = invoice_ref(((event.get("data") or {}).get("object")) or {})
     if invoice is None:
@@ -182,14 +183,15 @@ def process_purchase(store: TollgateStore, event: dict[str, Any], *, now: dateti
     so a redelivered event, or the other event of the same session, adds nothing."""
     session = (event.get("data") or {}).get("object") or {}
     at = datetime.fromtimestamp(int(event.get("created") or now.timestamp()), tz=UTC)
+    intent = event.get("type") == TOP_UP_PAYMENT  # a succeeded PaymentIntent is paid by definition
     try:
-        top_up = purchase_top_up(session, at)
+        top_up = auto_top_up_payment(session, at) if intent else purchase_top_up(session, at)
     except (ValueError, ValidationError) as error:
-        LOG.error("a paid checkout session selling credits cannot be read: %s", error)
-        return Outcome("ignored", f"checkout session {session.get('id')} cannot be read: {error}")
+        LOG.error("a paid purchase of credits cannot be read: %s", error)
+        return Outcome("ignored", f"payment {session.get('id')} cannot be read: {error}")
     if top_up is None:
         return Outcome("ignored", "not a Tollgate credit purchase (no tollgate_purchase in its metadata)")
-    if session.get("payment_status") != "paid":
+    if not intent and session.get("payment_status") != "paid":
         return Outcome("ignored", f"checkout session {top_up.reference} is not paid yet")
     try:
         store.get_customer(top_up.customer_id)

@@ -65,7 +65,14 @@ def up(
     console = Console()
     with (
         _one_line_errors(),
-        local_stack(gateway_port=port, dynamodb_port=dynamodb_port, stripe_port=stripe_port) as stack,
+        local_stack(
+            gateway_port=port,
+            dynamodb_port=dynamodb_port,
+            stripe_port=stripe_port,
+            on_alert=lambda event: console.print(
+                f"alert: {event['detail-type']}: {event['detail']['alertId']}", markup=False
+            ),
+        ) as stack,
     ):
         keys: dict[str, str] = {}
         if seed:

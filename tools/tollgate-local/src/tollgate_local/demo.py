@@ -27,7 +27,7 @@ from rich.table import Table
 
 from tollgate.accounts.keys import IssuedKey, issue_key, revoke_key
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.models import Plan
+from tollgate.domain.models import AlertRule, Plan
 from tollgate.domain.money import format_amount
 from tollgate.domain.periods import period_end, period_of, period_start, previous_period
 from tollgate.domain.rating import FreeCredits, PlanPart, rate_parts, rate_period
@@ -77,7 +77,13 @@ def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan
         price_per_credit=Decimal("0.002"),
         route_costs=ROUTE_COSTS,
     )
-    payg = payg.model_copy(update={"credit_limit": credits_of(payg, traffic["acme"])})
+    payg = Plan.model_validate(  # alerts at 80% and 100% of the cap (tollgate.domain.alerts)
+        {
+            **payg.model_dump(),
+            "credit_limit": credits_of(payg, traffic["acme"]),
+            "alerts": [{"cap_percent": 80}, {"cap_percent": 100}],
+        }
+    )
     hybrid = Plan(
         id="pro",
         name="Pro (hybrid)",
@@ -85,6 +91,7 @@ def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan
         base_fee=Decimal("49.00"),
         included_credits=credits_of(payg, traffic["globex"]) // 2,
         route_costs=ROUTE_COSTS,
+        alerts=(AlertRule(included_percent=100),),
     )
     basic = Plan(
         id="basic", name="Basic (pay as you go)", price_per_credit=Decimal("0.003"), route_costs=ROUTE_COSTS
@@ -229,7 +236,14 @@ def run(
         console.print(f"  a malformed key            → HTTP {status} {body.get('error')}")
         client.close()
 
-        console.rule(f"7. Closing period {period}")
+        console.rule("7. Usage alerts: the table's stream -> the alert function -> EventBridge")
+        stack.stream.drain()
+        for event in stack.alerts.events:
+            detail = event["detail"]
+            console.print(f"  {event['detail-type']}: {detail['alertId']}", markup=False)
+            console.print(f"    at {detail['threshold']}", markup=False)
+
+        console.rule(f"8. Closing period {period}")
         expected = {
             cid: rate_period(plan, cid, period, billable_credits(plan, traffic[cid])).total
             for cid, plan in plans.items()
@@ -249,8 +263,83 @@ def run(
             period,
         ).total
         invoices = close_and_check(store, stripe, period, plans, expected, console)
+
+        console.rule("9. Prepaid credits: refused at zero, bought through Checkout, topped up automatically")
+        prepaid_story(store, stripe, stack, now=business_time, console=console)
     console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
     return invoices
+
+
+PREPAID = Plan(
+    id="credits",
+    name="Prepaid credits",
+    billing="prepaid",
+    price_per_credit=Decimal("0.002"),
+    top_up_url="https://api.example.test/billing/credits",
+    route_costs=ROUTE_COSTS,
+    alerts=(AlertRule(balance_below=100),),
+)
+PREPAID_CUSTOMER = "umbrella"
+
+
+def prepaid_story(
+    store: TollgateStore, stripe: StripeClient, stack: Any, *, now: datetime, console: Console
+) -> None:
+    """A prepaid customer: refused with no credits, buys 500 through a Checkout Session (the double plays the
+    customer paying; the webhook's processing adds them), turns on automatic top-ups, and draws the balance
+    below 100: the alert function charges the saved card off-session and says so."""
+    from tollgate.accounts.auto_top_up import set_auto_top_up
+    from tollgate.accounts.customers import create_customer
+    from tollgate.accounts.prepaid import buy_credits
+    from tollgate.billing.webhooks.processing import process_purchase
+    from tollgate.domain.models import AutoTopUp
+
+    store.put_plan(PREPAID)
+    create_customer(
+        store,
+        stripe,
+        customer_id=PREPAID_CUSTOMER,
+        name="Umbrella Corp.",
+        email="billing@umbrella.example",
+        plan_id=PREPAID.id,
+        now=now,
+    )
+    key = issue_key(store, PREPAID_CUSTOMER, now=now).key
+    client = Client(stack.gateway_url)
+    status, body = client.call("GET", "/v1/search", key)
+    console.print(
+        f"  {PREPAID_CUSTOMER} with no credits → HTTP {status} {body.get('error')} "
+        f"(payUrl {body.get('payUrl')})"
+    )
+    purchase = buy_credits(store, stripe, PREPAID_CUSTOMER, credits=500)
+    paid = stack.stripe_double.complete_checkout(purchase.session_id)  # the customer pays on Stripe's page
+    process_purchase(store, paid, now=now)  # what the webhook function does with Stripe's event
+    console.print(
+        f"  bought {purchase.credits:,} credits for {purchase.price} "
+        f"(Checkout Session {purchase.session_id}): "
+        f"balance {store.read_balance(PREPAID_CUSTOMER).credits:,}"
+    )
+    set_auto_top_up(store, PREPAID_CUSTOMER, AutoTopUp(below=100, credits=500))
+    console.print("  automatic top-up: 500 credits whenever the balance falls below 100")
+    statuses = Counter(client.call("POST", "/v1/generate", key)[0] for _ in range(18))  # 25 credits each
+    client.close()
+    stack.stream.drain()
+    intents = [  # the automatic top-ups (the Checkout purchase made one too)
+        i
+        for i in stack.stripe_double.payment_intents.values()
+        if i["metadata"].get("tollgate_purchase") == "auto_top_up"
+    ]
+    balance = store.read_balance(PREPAID_CUSTOMER)
+    answered = ", ".join(f"{n:,} x HTTP {s}" for s, n in sorted(statuses.items()))
+    console.print(
+        f"  18 requests of 25 credits ({answered}) "
+        "drew the balance below 100; the alert function charged the saved card off-session: "
+        + ", ".join(f"{i['id']} {format_amount(i['amount'], i['currency'])} {i['status']}" for i in intents)
+        + f"; balance now {balance.credits:,} (bought {balance.bought:,})"
+    )
+    for event in stack.alerts.events:
+        if event["detail"]["customerId"] == PREPAID_CUSTOMER:
+            console.print(f"  {event['detail-type']}: {event['detail']['alertId']}", markup=False)
 
 
 def welcome(store: TollgateStore, stripe: StripeClient, period: str, *, now: datetime) -> None:

@@ -36,6 +36,8 @@ class LocalStack:
     table: str
     stripe_double: Any  # the StripeDouble, or None
     dynamodb_pid: int | None = None  # DynamoDB Local's process
+    alerts: Any = None  # the LocalEventBus: usage alerts published (tollgate_local.streams)
+    stream: Any = None  # the StreamConsumer running the alert function on the table's stream
 
 
 def sample_routes(table: str) -> list[Any]:
@@ -55,6 +57,25 @@ def sample_routes(table: str) -> list[Any]:
         Route("GET", "/usage/budget", usage),
         Route("PUT", "/usage/budget", usage),
     ]
+
+
+def local_webhooks(
+    store: Any, then: Callable[[dict[str, Any]], None] | None
+) -> Callable[[dict[str, Any]], None]:
+    """What the webhook queue and function do in AWS, inline: each alert event POSTed (signed) to its
+    customer's webhook, if they have one; a failure is logged, not retried (local mode has no queue)."""
+    from tollgate.alerts.observability import logger
+    from tollgate.alerts.webhooks import deliver_event
+
+    def on_event(event: dict[str, Any]) -> None:
+        try:
+            deliver_event(event, store, now=int(time.time()))
+        except Exception as error:
+            logger.warning("local webhook delivery failed", extra={"error": str(error)})
+        if then is not None:
+            then(event)
+
+    return on_event
 
 
 @contextmanager
@@ -79,18 +100,26 @@ def local_stack(
     stripe_port: int = 0,
     clock: Callable[[], float] = time.time,
     dynamodb_url: str | None = None,
+    on_alert: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[LocalStack]:
     """Start everything; yield the addresses; stop everything (also on error or Ctrl-C). ``dynamodb_port`` 0
     is a random free port. Without Java 17+ or ``npm ci``: ``DynamoDBLocalError``, before anything starts.
-    ``dynamodb_url``: a DynamoDB already running (the tests' DynamoDB Local), used and left running."""
+    ``dynamodb_url``: a DynamoDB already running (the tests' DynamoDB Local), used and left running.
+    ``on_alert``: called with each usage alert event as it is published (``tollgate_local.streams``)."""
     import boto3
 
+    from tollgate.alerts import handler as alert_handler
+    from tollgate.alerts.observability import logger as alerts_logger
+    from tollgate.billing.settings import StripeSettings
     from tollgate.dal.schema import create_table
+    from tollgate.dal.store import TollgateStore
     from tollgate.metering import handler as authorizer
     from tollgate.metering.observability import logger as authorizer_logger
+    from tollgate.metering.observability import metrics as authorizer_metrics
     from tollgate.metering.settings import MeteringSettings
     from tollgate_local.dynamodb_local import DynamoDBLocal
     from tollgate_local.gateway import LocalGateway
+    from tollgate_local.streams import LocalEventBus, StreamConsumer
     from tollgate_local.stripe_double import StripeDouble
 
     dynamodb = None
@@ -111,8 +140,17 @@ def local_stack(
             metering = authorizer.make_handler(authorizer.deps_from(MeteringSettings.from_env(), clock=clock))
             level = authorizer_logger.log_level  # the process's own, given back when the stack stops
             authorizer_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+            alerts_level = alerts_logger.log_level
+            alerts_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             routes = sample_routes(LOCAL_TABLE)
             gateway = LocalGateway(routes, metering, clock=clock).serve(gateway_port)
+            bus = LocalEventBus(local_webhooks(TollgateStore(LOCAL_TABLE), on_alert))
+            alert_store = TollgateStore(LOCAL_TABLE)
+            top_ups = alert_handler.StripeTopUps(alert_store, StripeSettings.from_env())  # the double's
+            alert_function = alert_handler.make_handler(alert_handler.Deps(alert_store, bus, top_up=top_ups))
+            consumer = StreamConsumer(
+                boto3.client("dynamodb"), boto3.client("dynamodbstreams"), LOCAL_TABLE, alert_function
+            ).start()
             try:
                 yield LocalStack(
                     dynamodb_url=env["AWS_ENDPOINT_URL"],
@@ -121,10 +159,17 @@ def local_stack(
                     table=LOCAL_TABLE,
                     stripe_double=double,
                     dynamodb_pid=None if dynamodb is None else dynamodb.pid,
+                    alerts=bus,
+                    stream=consumer,
                 )
             finally:
+                consumer.stop()
                 gateway.stop()
                 authorizer_logger.setLevel(level)
+                alerts_logger.setLevel(alerts_level)
+                # metrics are off locally (POWERTOOLS_METRICS_DISABLED): what the authorizer added and never
+                # flushed must not be flushed later by another handler of this process
+                authorizer_metrics.clear_metrics()
     finally:
         if double is not None:
             double.stop()
