@@ -12,6 +12,9 @@ subscriber that must act once deduplicates on that id.
 A sharded customer's change is one shard's: the period's total is read across the shards and an alert fires
 once the total is at or above its threshold (a level, not an edge: two shards' writes processed in parallel
 cannot hide a crossing from each other).
+
+A draw that leaves a prepaid balance below the customer's automatic top-up threshold also charges their saved
+card, once per crossing (:func:`top_up_if_low`, ``tollgate.accounts.auto_top_up``).
 """
 
 from __future__ import annotations
