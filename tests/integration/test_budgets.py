@@ -304,3 +304,30 @@ def test_a_sharded_customer_cannot_have_a_budget_it_could_not_enforce(store: Tol
     with pytest.raises(InvalidInputError, match="4 counter shards"):
         set_budget(store, "acme", Decimal(10), now=NOW)
     assert store.get_customer("acme").budget is None
+
+
+def test_the_usage_report_shows_the_budget_next_to_the_usage(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
+    from tollgate.usage_api.report import build_usage_report
+
+    key = customer(store)
+    assert build_usage_report(store, "acme", now=NOW).budget is None
+    set_budget(store, "acme", Decimal("3.50"), now=NOW)
+    for _ in range(3):
+        call(authorizer, key)
+
+    report = build_usage_report(store, "acme", now=NOW)
+    shown = CliRunner().invoke(
+        app, ["usage", "acme"], obj=AppContext(clock=lambda: NOW), env={"COLUMNS": "200"}
+    )
+
+    assert report.budget is not None
+    assert report.budget.amount is not None
+    assert (report.budget.amount.formatted, report.budget.credits, report.credits_used) == (
+        "3.50 USD",
+        250,
+        3,
+    )
+    assert report.model_dump(by_alias=True)["budget"]["credits"] == 250
+    assert "budget            3.50 USD per period (250 credits)" in shown.output

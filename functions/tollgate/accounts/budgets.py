@@ -81,11 +81,15 @@ def set_budget(
 
 def budget_status(store: TollgateStore, customer_id: str, *, now: datetime) -> BudgetStatus:
     customer = store.get_customer(customer_id)
-    plan = _plan_at(store, customer, now)
+    return status_of(customer, _plan_at(store, customer, now))
+
+
+def status_of(customer: Customer, plan: Plan) -> BudgetStatus:
+    """``customer``'s budget on ``plan`` (the plan in force)."""
     budget = customer.budget
     credits = None if budget is None else budget.credits.get(plan_ref(plan.id, plan.version))
     cap = None if plan.credit_limit is None else period_charge(plan, plan.credit_limit)
-    return BudgetStatus(customer_id, plan, budget, credits, cap)
+    return BudgetStatus(customer.id, plan, budget, credits, cap)
 
 
 def _plan_at(store: TollgateStore, customer: Customer, now: datetime) -> Plan:

@@ -64,6 +64,9 @@ def print_report(report: UsageReport) -> None:
                 + (f"runs out {runs_out:%Y-%m-%d %H:%M} UTC" if runs_out else "not running out"),
             )
         )
+    if report.budget is not None and report.budget.amount is not None:
+        allows = "not binding" if report.budget.credits is None else f"{report.budget.credits:,} credits"
+        rows.append(("budget", f"{report.budget.amount.formatted} per period ({allows})"))
     for label, value in rows:
         console.print(f"  {label:<17} {value}", markup=False)
     if report.routes:

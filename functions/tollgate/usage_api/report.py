@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from tollgate.accounts.budgets import BudgetStatus
+from tollgate.accounts.budgets import BudgetStatus, status_of
 from tollgate.dal.closes import list_closes
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import PeriodClose
@@ -143,6 +143,9 @@ class UsageReport(_Model):
     prepaid: PrepaidBalance | None = Field(
         default=None, description="the prepaid balance (a prepaid plan); null: billed in arrears"
     )
+    budget: BudgetReport | None = Field(
+        default=None, description="the monthly budget the customer set (PUT /usage/budget); null: none"
+    )
 
 
 def build_usage_report(
@@ -237,4 +240,5 @@ def build_usage_report(
             if segment.since is not None
         ],
         prepaid=prepaid,
+        budget=None if customer.budget is None else BudgetReport.of(status_of(customer, plan)),
     )
