@@ -4,7 +4,8 @@ Two ratios, each against a baseline measured in the same run on the same machine
   request ratio = warm authorizer call / bare boto3 UpdateItem, same moto DynamoDB    target <= 1.15
   import ratio  = `import tollgate.metering.handler` / `import boto3`, fresh interpreters   target <= 1.3
   prepaid ratio = warm request of a prepaid customer (the draw) / of an arrears one          target <= 1.05
-and the DynamoDB requests each warm authorized request makes (target: exactly 1, arrears and prepaid alike).
+and the DynamoDB requests each warm authorized request makes (target: exactly 1, arrears, prepaid and with a
+customer's budget alike).
 
 The bare UpdateItem is the same write (same expression, same client configuration): the ratio is what the
 authorizer's own work (event parsing, key hashing, cache lookup, decision, policy) adds to the write.
@@ -22,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from offline import ROOT, go_offline
 
@@ -33,6 +35,7 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float, float
     from moto import mock_aws
 
     from tests.events import rest_event
+    from tollgate.accounts.budgets import set_budget
     from tollgate.accounts.keys import issue_key
     from tollgate.accounts.prepaid import add_credits
     from tollgate.dal import tablekeys as tk
@@ -82,11 +85,18 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float, float
             )
         )
         add_credits(store, "bench-prepaid", credits=10**12, reference="bench", now=now)
+        store.put_customer(  # a customer with a budget of their own: the condition rides on the same write
+            Customer(id="bench-budget", name="Bench budget", email="g@bench.test", plan_id=plan.id,
+                     plan_version=1, created_at=now)
+        )  # fmt: skip
+        set_budget(store, "bench-budget", Decimal(10**9), now=now)
+        budget_key = issue_key(store, "bench-budget", now=now - timedelta(days=1)).key
         key = issue_key(store, "bench", now=now - timedelta(days=1)).key
         prepaid_key = issue_key(store, "bench-prepaid", now=now - timedelta(days=1)).key
         epoch_ms = int(now.timestamp() * 1000)
         event = rest_event(headers={"x-api-key": key}, epoch_ms=epoch_ms)
         prepaid_event = rest_event(headers={"x-api-key": prepaid_key}, epoch_ms=epoch_ms)
+        budget_event = rest_event(headers={"x-api-key": budget_key}, epoch_ms=epoch_ms)
         handler_client = boto3.client("dynamodb", config=authorizer.CLIENT_CONFIG)
         calls = [0]
         handler_client.meta.events.register(
@@ -96,10 +106,14 @@ def per_request_seconds(requests: int, rounds: int) -> tuple[float, float, float
             authorizer.deps_from(MeteringSettings.from_env(), client=handler_client)
         )
         context = LocalLambdaContext(function_name="tollgate-bench")
-        for warming in (event, prepaid_event):  # the key lookups and the route registry writes happen here
+        for warming in (
+            event,
+            prepaid_event,
+            budget_event,
+        ):  # the key lookups and the route registry writes happen here
             assert handler(warming, context)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
         per_request: dict[str, float] = {}
-        for name, sent in (("arrears", event), ("prepaid", prepaid_event)):
+        for name, sent in (("arrears", event), ("prepaid", prepaid_event), ("budgeted", budget_event)):
             calls[0] = 0
             for _ in range(100):
                 handler(sent, context)
