@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_plan
-from tollgate.domain.models import Plan
+from tollgate.domain.models import Plan, Tier
 from tollgate.domain.periods import period_end, period_start
 from tollgate.domain.rating import (
     FreeCredits,
@@ -232,3 +232,17 @@ def test_a_trial_that_ended_before_the_segment_bills_its_whole_fee() -> None:
     assert (
         rate_parts([whole(plan, 0)], "acme", PERIOD, trial_ends=datetime(2027, 1, 1, tzinfo=UTC)).lines == ()
     )
+
+
+def test_free_credits_that_fill_a_band_exactly_leave_no_empty_line_for_it() -> None:
+    plan = make_plan(
+        tiers=(
+            Tier(up_to=100, price_per_credit=Decimal("0.01")),
+            Tier(up_to=None, price_per_credit=Decimal("0.005")),
+        )
+    )
+
+    lines = usage_lines(plan, 150, "2026-11", free=100)  # the first band is all free: nothing paid in it
+
+    assert [(line.quantity, line.amount) for line in lines] == [(50, 25)]
+    assert lines[0].description == "API usage: 50 credits (band 101+) above 100 free"
