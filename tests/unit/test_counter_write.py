@@ -234,3 +234,13 @@ def test_a_failed_route_registry_write_is_logged_with_its_route_and_changes_no_a
     assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100) == 10  # named with the route's next request
     assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100) == 15
     assert client.puts == [ROUTE, ROUTE]  # and not again once it succeeded
+
+
+def test_a_request_counted_without_a_segment_is_counted_under_the_first_one() -> None:
+    client = ScriptedClient(counted(5), {"Attributes": {"balance": {"N": "95"}}})
+    counter = DynamoUsageCounter(client, "tollgate")
+
+    counter.add("acme", "2026-11", 0, ROUTE, 5, None)  # a customer who never changed plan
+    counter.draw("acme", "2026-11", ROUTE, 5)
+
+    assert [update["ExpressionAttributeNames"]["#s"] for update in client.updates] == ["seg1", "2611seg1"]
