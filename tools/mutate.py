@@ -16,7 +16,9 @@ repository is changed.
 
 Each run:
 
-1. stages ``build/mutation/`` afresh (``--resume`` keeps mutmut's results for unchanged functions);
+1. stages ``build/mutation/`` afresh (``--resume`` keeps mutmut's results for unchanged functions, and
+   ``--resume`` and ``--rerun-survivors`` collect the test-to-function map again, so a test added since the
+   last run reaches the mutants of the functions it covers);
 2. runs the selected tests once on the unmutated code: a test that already fails cannot kill a mutant
    (mutmut would refuse to start), so it is left out, and named in the report;
 3. ``mutmut run`` with ``--max-children`` workers (default 2): each mutant runs only the tests that executed
@@ -132,7 +134,7 @@ def stage_pyproject(skip: list[str]) -> str:
 [tool.mutmut]
 source_paths = ["src/"]
 only_mutate = {toml_list(targets)}
-also_copy = ["tools/", "docs/", "infra/", "conftest.py", "{LEFT_OUT}"]
+also_copy = ["tools/", "docs/", "infra/", "conftest.py", "README.md", "{LEFT_OUT}"]
 pytest_add_cli_args_test_selection = {toml_list(TEST_SELECTION)}
 pytest_add_cli_args = {toml_list(PYTEST_ARGS)}
 use_git_change_detection = false
@@ -172,6 +174,7 @@ def stage(*, keep_results: bool, without: list[str], skip: list[str]) -> None:
         (STAGE / path).unlink()
     _copy_tree(ROOT / "tools" / "tollgate-local" / "src", STAGE / "tools" / "tollgate-local" / "src")
     _copy_tree(ROOT / "docs", STAGE / "docs")
+    shutil.copy2(ROOT / "README.md", STAGE / "README.md")  # a test runs the README's verification snippet
     _copy_tree(ROOT / "infra" / "tollgate", STAGE / "infra" / "tollgate")
     shutil.copy(STAGE_CONFTEST, STAGE / "conftest.py")
     (STAGE / "pyproject.toml").write_text(stage_pyproject(skip))
@@ -414,6 +417,8 @@ def main() -> int:
         keep = args.resume or bool(names) or args.rerun_survivors
         skip = sorted(set(args.skip_module))
         stage(keep_results=keep, without=args.without, skip=skip)
+        if keep:  # the tests may have changed since the map was made: a new test must reach old mutants
+            (STAGE / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         leave_out_baseline_failures()
         code = mutmut("run", "--max-children", str(args.max_children), *names, workers=args.max_children)
         if code != 0:
