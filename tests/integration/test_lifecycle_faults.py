@@ -48,7 +48,7 @@ WRITES = ("invoices.create", "invoices.add_lines", "invoices.update", "invoices.
 
 @pytest.fixture
 def world(store: TollgateStore, running_double: StripeDouble) -> World:  # noqa: F811 - the fixture above
-    world = make_world(store, running_double, timeout=0.5)
+    world = make_world(store, running_double, timeout=2.0)  # seconds: generous on a busy CI machine
     world.customer(plan=TEAM)
     store.put_plan(SCALE)
     change_plan(store, "acme", "scale", now=UPGRADED_AT, delay=UPGRADED_AT - UPGRADED_AT)

@@ -555,7 +555,7 @@ def test_lost_response_is_recovered_by_stripe_python_retries(double: StripeDoubl
 
 def test_timeout_applies_nothing(double: StripeDouble) -> None:
     impatient = double.client(timeout=0.2)
-    invoice = draft(impatient)
+    invoice = draft(double.client())  # only the faulted call is impatient
     double.faults.timeout("invoices.finalize", times=1, delay=0.8)
     started = time.monotonic()
     with pytest.raises(stripe.APIConnectionError):
