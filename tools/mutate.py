@@ -68,6 +68,7 @@ TARGETS = [
     "src/tollgate/domain/rating.py",
     "src/tollgate/domain/money.py",
     "src/tollgate/domain/plan_history.py",
+    "src/tollgate/domain/progressive.py",
     "src/tollgate/metering/decide.py",
     "src/tollgate/metering/events.py",
     "src/tollgate/metering/grants.py",

@@ -73,6 +73,10 @@ class PeriodNotEndedError(CloseError):
     pass
 
 
+class PeriodClosedError(CloseError):
+    """The period's close has been rated: no threshold invoice can be added to it any more."""
+
+
 class MissingStripeCustomerError(CloseError):
     pass
 

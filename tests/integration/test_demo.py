@@ -7,6 +7,7 @@ own, the same :class:`~tollgate_local.dynamodb_local.DynamoDBLocal` the session 
 from __future__ import annotations
 
 import io
+import re
 import socket
 from collections.abc import Iterator
 
@@ -65,6 +66,14 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> Non
     assert "bought 500 credits for 1.00 USD" in text
     assert "USD succeeded; balance now 550 (bought 1,000)" in text
     assert "Tollgate Prepaid Balance Low: umbrella:balance500:balance_below:100" in text
+    # progressive billing: the alert function invoiced hooli's usage once 5.00 USD of it was unbilled
+    assert "hooli: 12 requests of 25 credits (12 x HTTP 200)" in text
+    found = re.search(
+        r"threshold invoice 1 for \d{4}-\d\d: ([\d,]+) credits, ([\d.]+) USD, Stripe in_\w+ open", text
+    )
+    assert found is not None, text
+    assert found.group(1) in ("250", "275", "300")  # wherever the stream's check was when it reached 5.00 USD
+    assert found.group(2) == f"{int(found.group(1).replace(',', '')) * 2 / 100:.2f}"
     assert "HTTP 403 revoked_api_key" in text
     assert "HTTP 403 malformed_api_key" in text
     assert "Every service stopped" in text

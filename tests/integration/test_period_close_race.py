@@ -50,12 +50,14 @@ class RacingLedger:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def save_new_close(self, record: PeriodClose, raised: dict[str, tuple[int, int]]) -> None:
+    def save_new_close(
+        self, record: PeriodClose, raised: dict[str, tuple[int, int]], threshold_invoices: int = 0
+    ) -> None:
         self.saves += 1
         if self._times > 0:
             self._times -= 1
             self._competitor()
-        self._inner.save_new_close(record, raised)
+        self._inner.save_new_close(record, raised, threshold_invoices)
 
 
 @pytest.fixture(scope="module")

@@ -64,10 +64,16 @@ class Ledger:
         mine = [r for (c, p), r in self.records.items() if c == customer_id and p <= period]
         return sorted(mine, key=lambda record: record.period, reverse=True)[:limit]
 
-    def get_close(self, customer_id: str, period: str) -> PeriodClose | None:
+    def get_close(self, customer_id: str, period: str, part: int = 0) -> PeriodClose | None:
+        assert part == 0, "no threshold invoices here (tests/integration/test_progressive_billing.py)"
         return self.records.get((customer_id, period))
 
-    def save_new_close(self, record: PeriodClose, raised: dict[str, tuple[int, int]]) -> None:
+    def threshold_invoices(self, customer_id: str, period: str) -> list[PeriodClose]:
+        return []
+
+    def save_new_close(
+        self, record: PeriodClose, raised: dict[str, tuple[int, int]], threshold_invoices: int = 0
+    ) -> None:
         if (record.customer_id, record.period) in self.records:
             raise AlreadyExistsError("close", f"{record.customer_id} {record.period}")
         self.records[(record.customer_id, record.period)] = record
@@ -89,7 +95,7 @@ class Ledger:
         fields.pop("now")
         return self._move(record, CloseStatus.INVOICE_CREATED, status=CloseStatus.FINALIZED, **fields)
 
-    def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None:
+    def record_failure(self, customer_id: str, period: str, error: str, now: datetime, part: int = 0) -> None:
         record = self.records[(customer_id, period)]
         self.records[(customer_id, period)] = record.model_copy(
             update={"attempts": record.attempts + 1, "last_error": error}
@@ -386,9 +392,9 @@ def test_a_run_that_loses_the_race_to_rate_adopts_the_record_the_other_run_store
     rival = steps.rate(ctx, []).record.model_copy(update={"created_at": datetime(2026, 11, 1, 5, tzinfo=UTC)})
     save = ledger.save_new_close
 
-    def stored_first(record: PeriodClose, raised: dict[str, tuple[int, int]]) -> None:
+    def stored_first(record: PeriodClose, raised: dict[str, tuple[int, int]], parts: int = 0) -> None:
         ledger.records[("acme", PERIOD)] = rival  # the other run's write landed between our read and write
-        save(record, raised)
+        save(record, raised, parts)
 
     ledger.save_new_close = stored_first  # type: ignore[method-assign]
 

@@ -71,10 +71,15 @@ class Ledger:
     def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
         return []
 
-    def get_close(self, customer_id: str, period: str) -> PeriodClose | None:
+    def get_close(self, customer_id: str, period: str, part: int = 0) -> PeriodClose | None:
         raise AssertionError("not read when rating")
 
-    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, BilledRaise]) -> None:
+    def threshold_invoices(self, customer_id: str, period: str) -> list[PeriodClose]:
+        raise AssertionError("not read when rating")
+
+    def save_new_close(
+        self, record: PeriodClose, raised_billed_credits: dict[str, BilledRaise], threshold_invoices: int = 0
+    ) -> None:
         raise AssertionError("not written when rating")
 
     def mark_invoice_created(self, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose:
@@ -92,7 +97,7 @@ class Ledger:
     ) -> PeriodClose:
         raise AssertionError("not written when rating")
 
-    def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None:
+    def record_failure(self, customer_id: str, period: str, error: str, now: datetime, part: int = 0) -> None:
         raise AssertionError("not written when rating")
 
 

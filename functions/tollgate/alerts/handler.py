@@ -7,7 +7,8 @@ is reported back as a partial batch failure and delivered again, while the other
 in :mod:`tollgate.alerts.service`.
 
 Environment: ``TABLE_NAME``; ``ALERT_EVENT_BUS`` (default ``default``); ``STRIPE_API_KEY_SECRET_ARN`` (or
-``STRIPE_API_KEY``), read on the first automatic top-up (``tollgate.accounts.auto_top_up``).
+``STRIPE_API_KEY``), read on the first automatic top-up (``tollgate.accounts.auto_top_up``) or threshold
+invoice (``tollgate.domain.progressive``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,21 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from tollgate.accounts.auto_top_up import TopUpOutcome, charge
 from tollgate.alerts.observability import logger
-from tollgate.alerts.service import Accounts, AlertPublisher, TopUpCharger, process
+from tollgate.alerts.service import (
+    Accounts,
+    AlertPublisher,
+    InvoiceThresholds,
+    TopUpCharger,
+    process,
+)
+from tollgate.billing.close.ledger import DynamoLedger
+from tollgate.billing.close.service import run_threshold
+from tollgate.billing.invoicing import StripeClientInvoicing, StripeInvoicing
 from tollgate.billing.settings import StripeSettings
 from tollgate.billing.stripe_client import stripe_client_from
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.alerts import Alert
+from tollgate.domain.progressive import invoiced
 from tollgate.errors import RetryLaterError
 from tollgate.settings import TABLE_NAME, required
 
@@ -76,6 +87,39 @@ class StripeTopUps:
         return charge(self._store, self._client, customer_id, crossing, now=now)
 
 
+class StripeThresholdBilling:
+    """Threshold invoices through Stripe (``tollgate.billing.close.service.run_threshold``); the client (and
+    its secret read) is made on the first one."""
+
+    def __init__(self, store: TollgateStore, settings: StripeSettings | None = None) -> None:
+        self._ledger, self._settings = DynamoLedger(store), settings
+        self._gateway: StripeInvoicing | None = None
+
+    @classmethod
+    def over(cls, store: TollgateStore, gateway: StripeInvoicing) -> StripeThresholdBilling:
+        billing = cls(store)
+        billing._gateway = gateway
+        return billing
+
+    def __call__(self, customer_id: str, period: str, now: datetime) -> int:
+        if self._gateway is None:
+            if self._settings is None:
+                raise ValueError("no Stripe settings to invoice with")
+            self._gateway = StripeClientInvoicing(stripe_client_from(self._settings))
+        for outcome in run_threshold(self._ledger, self._gateway, customer_id, period, now=now):
+            record = outcome.record
+            logger.info(
+                "threshold invoice",
+                customer_id=record.customer_id,
+                period=record.period,
+                part=record.part,
+                status=record.status.value,
+                amount=record.total,
+                invoice_id=record.stripe_invoice_id,
+            )
+        return invoiced(self._ledger.threshold_invoices(customer_id, period))
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -87,6 +131,7 @@ class Deps:
     clock: Callable[[], datetime] = utc_now
     accounts: Accounts | None = None  # the customers and plans read, kept between invocations
     top_up: TopUpCharger | None = None  # automatic top-ups (None: not charged here)
+    thresholds: InvoiceThresholds | None = None  # progressive billing (None: not invoiced here)
 
     def __post_init__(self) -> None:
         if self.accounts is None:
@@ -98,7 +143,9 @@ def default_deps() -> Deps:
     bus = os.environ.get(ALERT_EVENT_BUS) or "default"
     store = TollgateStore(required(os.environ, TABLE_NAME))
     publisher = EventBridgePublisher(boto3.client("events"), bus)
-    return Deps(store, publisher, top_up=StripeTopUps(store, StripeSettings.from_env()))
+    settings = StripeSettings.from_env()
+    thresholds = InvoiceThresholds(StripeThresholdBilling(store, settings))
+    return Deps(store, publisher, top_up=StripeTopUps(store, settings), thresholds=thresholds)
 
 
 def record_time(record: DynamoDBRecord) -> datetime:
@@ -120,6 +167,7 @@ def handle_record(record: DynamoDBRecord, deps: Deps) -> None:
         deps.clock(),
         deps.accounts,
         deps.top_up,
+        deps.thresholds,
     ):
         logger.info(
             "alert",

@@ -14,11 +14,14 @@ once the total is at or above its threshold (a level, not an edge: two shards' w
 cannot hide a crossing from each other).
 
 A draw that leaves a prepaid balance below the customer's automatic top-up threshold also charges their saved
-card, once per crossing (:func:`top_up_if_low`, ``tollgate.accounts.auto_top_up``).
+card, once per crossing (:func:`top_up_if_low`, ``tollgate.accounts.auto_top_up``). A counter whose period's
+usage may have reached the plan's ``invoice_threshold`` has it invoiced at once (:class:`InvoiceThresholds`,
+``tollgate.domain.progressive``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -32,8 +35,13 @@ from tollgate.dal.alerts import Claim, auto_top_up_key, claim, claim_alert, mark
 from tollgate.dal.counter_item import BALANCE, BOUGHT, PERIOD_TAG_LENGTH, period_of_tag
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.alerts import Alert, AlertKind, CounterChange, crossings
+from tollgate.domain.budgets import peak_charge
 from tollgate.domain.models import AlertRule, Customer, Plan, plan_ref
+from tollgate.domain.periods import period_start
+from tollgate.domain.progressive import threshold_minor
 from tollgate.errors import RetryLaterError
+
+LOG = logging.getLogger(__name__)
 
 STREAM_KEY_PREFIXES = ("USAGE#", "WALLET#")  # the items whose changes alert: counters, prepaid wallets
 CUSTOMER_TTL_SECONDS = 30.0
@@ -43,6 +51,13 @@ MAX_CACHED_CUSTOMERS = 10_000
 class TopUpCharger(Protocol):
     def __call__(self, customer_id: str, crossing: str, now: datetime) -> TopUpOutcome:
         """Charge the customer's automatic top-up for ``crossing`` (``accounts.auto_top_up.charge``)."""
+        ...
+
+
+class ThresholdBilling(Protocol):
+    def __call__(self, customer_id: str, period: str, now: datetime) -> int:
+        """Invoice the period's usage if it has reached the plan's threshold
+        (``tollgate.billing.close.service.run_threshold``); what its threshold invoices have billed."""
         ...
 
 
@@ -165,14 +180,17 @@ def process(
     now: datetime,
     accounts: Accounts | None = None,
     top_up: TopUpCharger | None = None,
+    thresholds: InvoiceThresholds | None = None,
 ) -> list[Delivered]:
-    """One stream record: every alert it fires, delivered once; and a low prepaid balance topped up once
-    (with ``top_up``)."""
+    """One stream record: every alert it fires, delivered once; a low prepaid balance topped up once (with
+    ``top_up``); usage that reached the plan's invoice threshold invoiced (with ``thresholds``)."""
     accounts = accounts or Accounts(store)
     delivered = []
     for change in changes_of(old, new, at):
         if top_up is not None:
             delivered += top_up_if_low(store, publisher, top_up, change, accounts, now)
+        if thresholds is not None:
+            thresholds.check(store, change, accounts, now)
         delivered += [deliver(store, publisher, alert, now) for alert in alerts_for(store, change, accounts)]
     return delivered
 
@@ -225,6 +243,57 @@ def top_up_if_low(
         delivered.append(deliver(store, publisher, failed, now))
     mark_done(store, key, now)
     return delivered
+
+
+CHECK_SECONDS = 30.0  # a customer-period found below its threshold is not checked again sooner
+
+
+class InvoiceThresholds:
+    """Which counter changes may have brought a period's usage to the plan's ``invoice_threshold``.
+
+    A change is let through to the threshold billing (which rates the period exactly: included credits,
+    tiers, plan segments, free credits) when the period's whole charge so far on the plan (at most what its
+    usage bills) reaches the threshold above what its threshold invoices billed, or its plan changed within
+    the period; and then, while it has not, at most
+    once every :data:`CHECK_SECONDS` per customer-period, so a busy customer costs one exact check per 30 s.
+    The billing's failures are logged, not raised: the next check, or the period's close, finishes what a
+    failed one started."""
+
+    def __init__(self, billing: ThresholdBilling, clock: Callable[[], float] = time.monotonic) -> None:
+        self._billing, self._clock = billing, clock
+        self._invoiced: dict[tuple[str, str], int] = {}  # what the threshold invoices billed, as last seen
+        self._checked: dict[tuple[str, str], float] = {}  # when each was last found below its threshold
+
+    def check(self, store: TollgateStore, change: CounterChange, accounts: Accounts, now: datetime) -> None:
+        if change.balance_after is not None or change.credits_after <= change.credits_before:
+            return  # a prepaid draw (nothing billed after the fact), or not more usage
+        customer = accounts.customer(change.customer_id)
+        segment = customer.segment_at(change.at)
+        plan = accounts.plan(segment.plan_id, segment.plan_version)
+        threshold = threshold_minor(plan)
+        if threshold is None:
+            return
+        key = (customer.id, change.period)
+        credits = change.credits_after
+        if customer.counter_shards > 1:
+            credits = store.read_usage(customer.id, change.period, customer.counter_shards).credits
+        changed_plan = any(
+            segment.since is not None and period_start(change.period) <= segment.since
+            for segment in customer.segments
+        )
+        if not changed_plan and peak_charge(plan, credits) < self._invoiced.get(key, 0) + threshold:
+            return  # even the period's whole charge so far does not reach it
+        moment = self._clock()
+        if moment < self._checked.get(key, float("-inf")) + CHECK_SECONDS:
+            return
+        if len(self._checked) >= MAX_CACHED_CUSTOMERS:
+            self._checked.clear()
+            self._invoiced.clear()
+        self._checked[key] = moment
+        try:
+            self._invoiced[key] = self._billing(customer.id, change.period, now)
+        except Exception:
+            LOG.exception("threshold invoicing of %s %s failed; the next check retries", *key)
 
 
 def _int(value: Any) -> int:

@@ -52,6 +52,7 @@ from tollgate.errors import StripeCallError
 METADATA_CUSTOMER = "tollgate_customer_id"
 METADATA_PERIOD = "tollgate_period"
 METADATA_LINE_KIND = "tollgate_line_kind"
+METADATA_THRESHOLD = "tollgate_threshold_invoice"  # its number within the period (absent: the close's)
 PRODUCT_NAMES = {
     LineKind.BASE_FEE: "Base fee",
     LineKind.USAGE: "API usage",
@@ -60,6 +61,8 @@ PRODUCT_NAMES = {
     LineKind.ADJUSTMENT: "Late API usage",
     LineKind.CARRIED: "API usage carried over",
     LineKind.PREPAID: "API usage (prepaid)",
+    LineKind.THRESHOLD: "API usage so far",
+    LineKind.INVOICED_EARLIER: "API usage invoiced during the period",
 }
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
@@ -68,9 +71,11 @@ LOG = logging.getLogger(__name__)
 EXPAND_DETAILS = ["customer", "customer.tax", "discounts"]
 
 
-def idempotency_key(customer_id: str, period: str, step: str) -> str:
-    """``tollgate:acme:2026-10:create-invoice``: the same step of the same close always sends the same key."""
-    return f"tollgate:{customer_id}:{period}:{step}"
+def idempotency_key(customer_id: str, period: str, step: str, part: int = 0) -> str:
+    """``tollgate:acme:2026-10:create-invoice``: the same step of the same close always sends the same key;
+    a threshold invoice's are its own (``tollgate:acme:2026-10#t2:create-invoice``)."""
+    invoice = f"{period}#t{part}" if part else period
+    return f"tollgate:{customer_id}:{invoice}:{step}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,9 @@ class InvoiceDraft:
 
 @dataclass(frozen=True)
 class InvoiceLine:
-    """One line of ``invoices.add_lines``: an inline price (minor units, exact) times an integer quantity."""
+    """One line of ``invoices.add_lines``: an inline price (minor units, exact) times an integer quantity; a
+    negative line (what threshold invoices billed, taken off) is sent as an ``amount``, since a price cannot
+    be negative."""
 
     product_name: str
     description: str
@@ -162,8 +169,18 @@ class StripeInvoicing(Protocol):
     def finalize(self, invoice_id: str, *, idempotency_key: str) -> StripeInvoice: ...
 
 
-def invoice_metadata(customer_id: str, period: str) -> dict[str, str]:
-    return {METADATA_CUSTOMER: customer_id, METADATA_PERIOD: period}
+def invoice_metadata(customer_id: str, period: str, part: int = 0) -> dict[str, str]:
+    metadata = {METADATA_CUSTOMER: customer_id, METADATA_PERIOD: period}
+    if part:
+        metadata[METADATA_THRESHOLD] = str(part)
+    return metadata
+
+
+def threshold_part(metadata: Mapping[str, str]) -> int | None:
+    """Which of a period's invoices one with ``metadata`` is: 0 the close's, n its n-th threshold invoice;
+    None when the metadata says neither (not written by Tollgate)."""
+    part = metadata.get(METADATA_THRESHOLD, "0")
+    return int(part) if part.isascii() and part.isdigit() else None
 
 
 def invoice_lines(statement: Statement, *, tax_behavior: str | None = None) -> list[InvoiceLine]:
@@ -318,6 +335,17 @@ class StripeClientInvoicing:
 
 
 def _line_params(line: InvoiceLine) -> InvoiceAddLinesParamsLine:
+    if line.unit_amount_decimal < 0:  # a credit: Stripe prices are never negative, amounts may be
+        if line.quantity != 1 or line.unit_amount_decimal != line.unit_amount_decimal.to_integral_value():
+            raise ValueError("a negative line is one whole amount in the minor unit")
+        return {
+            "amount": int(line.unit_amount_decimal),
+            # A coupon takes its share off the period's usage in full: threshold invoices carry none.
+            "discountable": False,
+            "period": {"start": line.period_start, "end": line.period_end},
+            "description": line.description,
+            "metadata": dict(line.metadata),
+        }
     price: InvoiceAddLinesParamsLinePriceData = {
         "currency": line.currency,
         "product_data": {"name": line.product_name},

@@ -12,7 +12,7 @@ import typer
 
 from tollgate.cli.config import app_context
 from tollgate.cli.output import checked_period, dash, out, table, when
-from tollgate.dal.closes import get_close, list_closes
+from tollgate.dal.closes import get_close, list_closes, list_threshold_invoices
 from tollgate.domain.carry_over import describe as describe_carry
 from tollgate.domain.money import format_amount
 from tollgate.errors import NotFoundError
@@ -51,12 +51,30 @@ def show(
     customer_id: Annotated[str, typer.Argument(help="Customer id.")],
     period: Annotated[str, typer.Argument(help="YYYY-MM.")],
 ) -> None:
-    """Show the invoice of one period: status, lines, total, hosted invoice URL."""
+    """Show the invoice of one period: status, lines, total, hosted invoice URL; and the period's threshold
+    invoices (progressive billing), also before it closes."""
     store = app_context(ctx).store()
     store.get_customer(customer_id)
     close = get_close(store.table, customer_id, checked_period(period, "PERIOD"))
-    if close is None:
+    early = list_threshold_invoices(store.table, customer_id, period)
+    if close is None and not early:
         raise NotFoundError("invoice", f"{customer_id} {period}")
+    if early:
+        grid = table("threshold invoice", "status", "invoice", "invoice status", "credits", "total", "pay at")
+        for part in early:
+            grid.add_row(
+                str(part.part),
+                part.status.value,
+                dash(part.stripe_invoice_id),
+                dash(part.invoice_status),
+                f"{part.billed_credits:,}",
+                format_amount(part.total, part.statement.currency),
+                dash(part.hosted_invoice_url),
+            )
+        out().print(grid)
+    if close is None:
+        out().print(f"{customer_id} {period} is not closed yet", markup=False)
+        return
     currency = close.statement.currency
     console = out()
     console.print(f"invoice of {customer_id} for {close.period}", markup=False)

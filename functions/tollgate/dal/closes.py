@@ -30,17 +30,34 @@ from tollgate.dal import tablekeys as tk
 from tollgate.dal.store import TollgateStore, item_fields
 from tollgate.domain.closes import NEW, BilledRaise, CloseStatus, PeriodClose
 from tollgate.domain.models import Customer
-from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError
+from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError, PeriodClosedError
 
 
 def close_from_item(item: dict[str, Any]) -> PeriodClose:
     return PeriodClose.model_validate(item_fields(item))
 
 
-def get_close(table: Any, customer_id: str, period: str) -> PeriodClose | None:
-    """The close record of one customer-period, or None. ``table`` is a boto3 Table resource."""
-    item = table.get_item(Key=tk.close_key(customer_id, period), ConsistentRead=True).get("Item")
+def get_close(table: Any, customer_id: str, period: str, part: int = 0) -> PeriodClose | None:
+    """The close record of one customer-period (``part``: of one of its threshold invoices), or None.
+    ``table`` is a boto3 Table resource."""
+    item = table.get_item(Key=tk.close_key(customer_id, period, part), ConsistentRead=True).get("Item")
     return None if item is None else close_from_item(item)
+
+
+def list_threshold_invoices(table: Any, customer_id: str, period: str) -> list[PeriodClose]:
+    """The records of a customer-period's threshold invoices, in order (strongly consistent)."""
+    query: dict[str, Any] = {
+        "KeyConditionExpression": Key(tk.PK).eq(tk.customer_pk(customer_id))
+        & Key(tk.SK).begins_with(tk.threshold_prefix(period)),
+        "ConsistentRead": True,
+    }
+    records: list[PeriodClose] = []
+    while True:
+        answer = table.query(**query)
+        records += [close_from_item(item) for item in answer["Items"]]
+        if "LastEvaluatedKey" not in answer:
+            return sorted(records, key=lambda record: record.part)  # 001...999, then 1000 sorts by number
+        query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 def list_closes(table: Any, customer_id: str, limit: int = 12) -> list[PeriodClose]:
@@ -100,35 +117,79 @@ def closes_of_period(store: TollgateStore, period: str) -> Iterator[tuple[Custom
 def close_item(record: PeriodClose) -> dict[str, Any]:
     return {
         **record.model_dump(mode="json"),
-        **tk.close_key(record.customer_id, record.period),
-        "kind": "close",
+        **tk.close_key(record.customer_id, record.period, record.part),
+        "kind": "threshold_invoice" if record.part else "close",
     }
 
 
+def record_key(record: PeriodClose) -> dict[str, str]:
+    return tk.close_key(record.customer_id, record.period, record.part)
+
+
+def put_threshold_invoice(table: Any, record: PeriodClose) -> None:
+    """Store a new threshold invoice record, only while the period's close record does not exist (the close
+    takes off the threshold invoices it finds, and no later one can appear).
+
+    Raises ``AlreadyExistsError`` when another run stored this part first, and ``PeriodClosedError`` when
+    the period's close has been rated: nothing is written in either case."""
+    if not record.part or record.status is not CloseStatus.RATED:
+        raise ValueError("a new threshold invoice record has a part number and is rated")
+    actions = [
+        {
+            "Put": {
+                "TableName": table.name,
+                "Item": close_item(record),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        {
+            "ConditionCheck": {
+                "TableName": table.name,
+                "Key": tk.close_key(record.customer_id, record.period),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+    ]
+    failed = _transact(table, actions)
+    if failed == 0:
+        raise AlreadyExistsError("threshold invoice", record.name)
+    if failed == 1:
+        raise PeriodClosedError(f"the close of {record.customer_id} {record.period} has been rated")
+
+
 def put_close(
-    table: Any, record: PeriodClose, raised_billed_credits: Mapping[str, BilledRaise | tuple[int, int]]
+    table: Any,
+    record: PeriodClose,
+    raised_billed_credits: Mapping[str, BilledRaise | tuple[int, int]],
+    threshold_invoices: int = 0,
 ) -> None:
     """Store a new close record; for each ``earlier period -> (old, new[, segments, carry, take_carry])``,
     raise that record's ``billed_credits`` from ``old`` to ``new`` (and set its ``billed_segments``), and with
-    ``take_carry`` set its ``carried_to`` to the new record's period, in the same transaction.
+    ``take_carry`` set its ``carried_to`` to the new record's period, in the same transaction; and check that
+    the period has no more than the ``threshold_invoices`` the record takes off.
 
     Raises ``AlreadyExistsError`` when the record exists (another run rated this period first) and
     ``ConflictError`` when an earlier record's ``billed_credits`` is no longer ``old`` (another close billed
-    those late credits first) or its carry was taken over already: nothing is written in either case.
+    those late credits first), its carry was taken over already, or a threshold invoice was stored meanwhile:
+    nothing is written in any case.
     """
-    if record.status not in NEW:
+    if record.status not in NEW or record.part:
         raise ValueError(f"a new close record is rated or no_charge, not {record.status}")
-    item = close_item(record)
-    if not raised_billed_credits:
-        try:
-            table.put_item(Item=item, ConditionExpression=Attr(tk.PK).not_exists())
-        except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
-                raise AlreadyExistsError("close", f"{record.customer_id} {record.period}") from error
-            raise
-        return
     actions: list[dict[str, Any]] = [
-        {"Put": {"TableName": table.name, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+        {
+            "Put": {
+                "TableName": table.name,
+                "Item": close_item(record),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        {
+            "ConditionCheck": {
+                "TableName": table.name,
+                "Key": tk.close_key(record.customer_id, record.period, threshold_invoices + 1),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
     ]
     for period, raised in sorted(raised_billed_credits.items()):
         old, new, segments, _, take_carry = BilledRaise(*raised)
@@ -153,19 +214,29 @@ def put_close(
                 }
             }
         )
+    failed = _transact(table, actions)
+    if failed == 0:
+        raise AlreadyExistsError("close", f"{record.customer_id} {record.period}")
+    if failed == 1:
+        raise ConflictError(f"{record.customer_id} {record.period} has a new threshold invoice; rate again")
+    if failed is not None:
+        raise ConflictError(
+            f"late or carried usage of {record.customer_id} was taken over meanwhile by another close; "
+            "rate again"
+        )
+
+
+def _transact(table: Any, actions: list[dict[str, Any]]) -> int | None:
+    """Write ``actions`` in one transaction; the index of the first whose condition failed (None: done)."""
     try:
         table.meta.client.transact_write_items(TransactItems=actions)
     except ClientError as error:
         reasons = error.response.get("CancellationReasons") or []
         failed = [i for i, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"]
-        if failed and failed[0] == 0:
-            raise AlreadyExistsError("close", f"{record.customer_id} {record.period}") from error
         if failed:
-            raise ConflictError(
-                f"late or carried usage of {record.customer_id} was taken over meanwhile by another close; "
-                "rate again"
-            ) from error
+            return failed[0]
         raise
+    return None
 
 
 def mark_invoice_created(table: Any, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose:
@@ -207,11 +278,13 @@ def mark_finalized(
     )
 
 
-def record_failure(table: Any, customer_id: str, period: str, error: str, now: datetime) -> None:
+def record_failure(
+    table: Any, customer_id: str, period: str, error: str, now: datetime, part: int = 0
+) -> None:
     """Count one failed attempt on an existing record and keep its error (not a transition: no version)."""
     try:
         table.update_item(
-            Key=tk.close_key(customer_id, period),
+            Key=tk.close_key(customer_id, period, part),
             UpdateExpression="ADD attempts :one SET last_error = :error, updated_at = :at",
             ConditionExpression=Attr(tk.PK).exists(),
             ExpressionAttributeValues={":one": 1, ":error": error[:1000], ":at": now.isoformat()},
@@ -238,7 +311,7 @@ def invoice_status_update(
     return {
         "Update": {
             "TableName": table_name,
-            "Key": tk.close_key(record.customer_id, record.period),
+            "Key": record_key(record),
             "UpdateExpression": "SET invoice_status = :status",
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
@@ -271,7 +344,7 @@ def _transition(
         assignments.append(f"#f{index} = :f{index}")
     try:
         answer = table.update_item(
-            Key=tk.close_key(record.customer_id, record.period),
+            Key=record_key(record),
             UpdateExpression="SET " + ", ".join(assignments),
             ConditionExpression="#status = :expected AND #version = :version",
             ExpressionAttributeNames=names,
@@ -280,9 +353,7 @@ def _transition(
         )
     except ClientError as error:
         if _code(error) == "ConditionalCheckFailedException":
-            raise ConflictError(
-                f"close {record.customer_id} {record.period} is no longer {expected} v{record.version}"
-            ) from error
+            raise ConflictError(f"close {record.name} is no longer {expected} v{record.version}") from error
         raise
     return close_from_item(answer["Attributes"])
 

@@ -69,8 +69,19 @@ def top_up_key(customer_id: str, reference: str) -> dict[str, str]:
     return {PK: customer_pk(customer_id), SK: f"{TOP_UP_SK_PREFIX}{reference}"}
 
 
-def close_key(customer_id: str, period: str) -> dict[str, str]:
+def close_key(customer_id: str, period: str, part: int = 0) -> dict[str, str]:
+    """The record of a period's close (``part`` 0), or of its ``part``-th threshold invoice."""
+    if part:
+        return {PK: customer_pk(customer_id), SK: f"{threshold_prefix(period)}{part:03d}"}
     return {PK: customer_pk(customer_id), SK: f"{CLOSE_SK_PREFIX}{period}"}
+
+
+THRESHOLD_SK_PREFIX = "THRESHOLD#"
+
+
+def threshold_prefix(period: str) -> str:
+    """The sort key prefix of a period's threshold invoices (numbered 001, 002...: they sort in order)."""
+    return f"{THRESHOLD_SK_PREFIX}{period}#"
 
 
 def audit_key(customer_id: str, at_iso: str, event_id: str) -> dict[str, str]:

@@ -84,11 +84,15 @@ class BilledRaise(NamedTuple):
 
 
 class PeriodClose(BaseModel):
+    """The record of a period's close, or (``part`` 1, 2...) of one of its threshold invoices
+    (``tollgate.domain.progressive``): the same state machine, each with its own invoice."""
+
     model_config = ConfigDict(frozen=True)
 
     customer_id: str
     period: str
     status: CloseStatus
+    part: int = 0  # 0: the period's close; n: the period's n-th threshold invoice
     version: int = 1
     statement: Statement
     billed_credits: int  # this period's credits billed so far (the close, plus later adjustments)
@@ -110,6 +114,12 @@ class PeriodClose(BaseModel):
     @property
     def total(self) -> int:
         return self.statement.total
+
+    @property
+    def name(self) -> str:
+        """``acme 2026-11``, or ``acme 2026-11 threshold invoice 2``: for messages and logs."""
+        suffix = f" threshold invoice {self.part}" if self.part else ""
+        return f"{self.customer_id} {self.period}{suffix}"
 
     @property
     def waiting(self) -> tuple[Carry, ...]:

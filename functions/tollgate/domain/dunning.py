@@ -75,6 +75,7 @@ class InvoiceRef:
     customer_id: str
     period: str | None
     hosted_invoice_url: str | None
+    part: int = 0  # 0: the period's close's invoice; n: its n-th threshold invoice
 
 
 # -- effects -----------------------------------------------------------------------------------------------

@@ -117,6 +117,9 @@ class Plan(BaseModel):
     billing: Literal["arrears", "prepaid"] = "arrears"
     # usage alerts (tollgate.domain.alerts): thresholds each customer on the plan is alerted at, once a period
     alerts: Annotated[tuple[AlertRule, ...], Field(max_length=MAX_ALERT_RULES)] = ()
+    # progressive billing: once the period's usage not yet invoiced reaches this amount, it is invoiced
+    # at once (a threshold invoice); the period's close bills the rest (docs/decisions.md, 33)
+    invoice_threshold: Money | None = None
     # prepaid: where a customer whose balance is spent buys more (the refusal's payUrl)
     top_up_url: Annotated[str, Field(pattern=r"^https://\S+$", max_length=2000)] | None = None
 
@@ -150,6 +153,7 @@ class Plan(BaseModel):
             "included_credits": self.included_credits > 0,
             "minimum_commitment": self.minimum_commitment > 0,
             "credit_limit": self.credit_limit is not None,
+            "invoice_threshold": self.invoice_threshold is not None,
         }
         refused = [name for name, present in billed_after.items() if present]
         if refused:
@@ -217,6 +221,28 @@ class Plan(BaseModel):
                     raise ValueError(
                         f"alerts[{i}]: {amount} {self.currency.upper()} is not an amount the currency has"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _invoice_threshold_fits(self) -> Plan:
+        """A threshold is an amount the currency can charge and one invoice can hold; its invoices are
+        untaxed by Stripe Tax for now (the close takes them off in a line Stripe cannot tax)."""
+        threshold = self.invoice_threshold
+        if threshold is None:
+            return self
+        minor = to_minor_units(threshold, self.currency)
+        whole = minor == minor.to_integral_value() and int(minor) % amount_increment(self.currency) == 0
+        if threshold <= 0 or not whole:
+            raise ValueError(
+                f"invoice_threshold: {threshold} {self.currency.upper()} is not an amount the currency "
+                "can charge (more than 0, in whole minor units)"
+            )
+        check_line_price("invoice_threshold", threshold, self.currency)
+        if self.tax is not None:
+            raise ValueError(
+                "invoice_threshold and tax: threshold invoices are not taxed by Stripe Tax yet; "
+                "drop one of them"
+            )
         return self
 
     @field_validator("route_costs")

@@ -33,6 +33,8 @@ class LineKind(StrEnum):
     ADJUSTMENT = "adjustment"
     CARRIED = "carried"  # usage too small to bill in its own period, billed once it is worth a minor unit
     PREPAID = "prepaid"  # credits drawn from a prepaid balance: paid when bought, amount 0
+    THRESHOLD = "threshold"  # a threshold invoice's usage so far, less what earlier ones billed
+    INVOICED_EARLIER = "invoiced_earlier"  # the close: what the period's threshold invoices billed, negative
 
 
 class StatementLine(BaseModel):

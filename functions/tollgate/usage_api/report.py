@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tollgate.accounts.budgets import BudgetStatus, status_of
-from tollgate.dal.closes import list_closes
+from tollgate.dal.closes import list_closes, list_threshold_invoices
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import PeriodClose
 from tollgate.domain.credit_grants import GrantKind, free_credits_for
@@ -137,6 +137,12 @@ class UsageReport(_Model):
     estimate_lines: list[EstimateLine]
     routes: list[RouteLine]
     recent_invoices: list[InvoiceSummary]
+    threshold_invoices: list[InvoiceSummary] = Field(
+        default_factory=list,
+        description="the period's threshold invoices (the plan's invoice_threshold): usage invoiced "
+        "before the period ends, which the period's own invoice takes off (the estimate is the whole "
+        "period's)",
+    )
     plan_changes: list[PlanChangeLine] = Field(
         default_factory=list, description="the customer's plan changes, oldest first (none: one plan ever)"
     )
@@ -192,6 +198,7 @@ def build_usage_report(
     in_force = customer.segment_at(min(now, period_end(period) - timedelta(microseconds=1)))
     plan = store.get_plan(in_force.plan_id, in_force.plan_version)
     closes = list_closes(store.table, customer.id, limit=recent_invoices) if recent_invoices > 0 else []
+    early = list_threshold_invoices(store.table, customer.id, period) if recent_invoices > 0 else []
     prepaid = None
     if plan.prepaid:
         balance = store.read_balance(customer.id)
@@ -229,6 +236,7 @@ def build_usage_report(
             for route, counts in usage.routes.items()
         ],
         recent_invoices=[InvoiceSummary.of(close) for close in closes],
+        threshold_invoices=[InvoiceSummary.of(part) for part in early],
         plan_changes=[
             PlanChangeLine(
                 starts=segment.since,

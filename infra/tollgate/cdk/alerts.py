@@ -57,9 +57,10 @@ STREAM_READ_ACTIONS = (
 ALERT_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # the customer, the plan, an alert's marker
     "dynamodb:BatchGetItem",  # a sharded customer's counters
-    "dynamodb:Query",  # a plan's latest version
-    "dynamodb:PutItem",  # claim an alert's marker
-    "dynamodb:UpdateItem",  # mark it sent
+    "dynamodb:Query",  # a plan's latest version; a period's threshold invoices, credit grants and closes
+    "dynamodb:PutItem",  # claim an alert's marker; store a threshold invoice
+    "dynamodb:UpdateItem",  # mark it sent; move a threshold invoice on
+    "dynamodb:ConditionCheckItem",  # a threshold invoice is stored only while its period's close is not
 )
 
 
@@ -100,7 +101,7 @@ class UsageAlerts(Construct):
                 ),
                 iam.PolicyStatement(sid="PublishAlerts", actions=["events:PutEvents"], resources=[bus_arn]),
                 iam.PolicyStatement(
-                    sid="ReadStripeApiKey",  # automatic top-ups charge the customer's saved card
+                    sid="ReadStripeApiKey",  # automatic top-ups and threshold invoices
                     actions=list(READ_SECRET_ACTIONS),
                     resources=[stripe_api_key_secret.secret_arn],
                 ),

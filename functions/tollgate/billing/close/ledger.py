@@ -33,10 +33,24 @@ class Ledger(Protocol):
         """The records of ``period`` and earlier, newest first (``period``'s own first when it exists)."""
         ...
 
-    def get_close(self, customer_id: str, period: str) -> PeriodClose | None: ...
+    def get_close(self, customer_id: str, period: str, part: int = 0) -> PeriodClose | None: ...
 
-    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, BilledRaise]) -> None:
-        """Raises ``AlreadyExistsError`` (record exists) or ``ConflictError`` (late usage billed since)."""
+    def threshold_invoices(self, customer_id: str, period: str) -> list[PeriodClose]:
+        """The records of the period's threshold invoices, in order."""
+        ...
+
+    def save_new_close(
+        self,
+        record: PeriodClose,
+        raised_billed_credits: dict[str, BilledRaise],
+        threshold_invoices: int = 0,
+    ) -> None:
+        """Raises ``AlreadyExistsError`` (record exists) or ``ConflictError`` (late usage billed since, or a
+        threshold invoice beyond the ``threshold_invoices`` it takes off stored since)."""
+        ...
+
+    def save_threshold_invoice(self, record: PeriodClose) -> None:
+        """Raises ``AlreadyExistsError`` (this part exists) or ``PeriodClosedError`` (the close is rated)."""
         ...
 
     def mark_invoice_created(self, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose: ...
@@ -52,7 +66,9 @@ class Ledger(Protocol):
         now: datetime,
     ) -> PeriodClose: ...
 
-    def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None: ...
+    def record_failure(
+        self, customer_id: str, period: str, error: str, now: datetime, part: int = 0
+    ) -> None: ...
 
     def forget_wallet_periods(self, customer_id: str, before: str) -> int:
         """Drop a prepaid customer's wallet counters of the periods before ``before``."""
@@ -88,11 +104,22 @@ class DynamoLedger:
     def closes_up_to(self, customer_id: str, period: str, limit: int) -> list[PeriodClose]:
         return closes.list_closes_up_to(self.table, customer_id, period, limit)
 
-    def get_close(self, customer_id: str, period: str) -> PeriodClose | None:
-        return closes.get_close(self.table, customer_id, period)
+    def get_close(self, customer_id: str, period: str, part: int = 0) -> PeriodClose | None:
+        return closes.get_close(self.table, customer_id, period, part)
 
-    def save_new_close(self, record: PeriodClose, raised_billed_credits: dict[str, BilledRaise]) -> None:
-        closes.put_close(self.table, record, raised_billed_credits)
+    def threshold_invoices(self, customer_id: str, period: str) -> list[PeriodClose]:
+        return closes.list_threshold_invoices(self.table, customer_id, period)
+
+    def save_new_close(
+        self,
+        record: PeriodClose,
+        raised_billed_credits: dict[str, BilledRaise],
+        threshold_invoices: int = 0,
+    ) -> None:
+        closes.put_close(self.table, record, raised_billed_credits, threshold_invoices)
+
+    def save_threshold_invoice(self, record: PeriodClose) -> None:
+        closes.put_threshold_invoice(self.table, record)
 
     def mark_invoice_created(self, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose:
         return closes.mark_invoice_created(self.table, record, invoice_id, now)
@@ -117,8 +144,8 @@ class DynamoLedger:
             now=now,
         )
 
-    def record_failure(self, customer_id: str, period: str, error: str, now: datetime) -> None:
-        closes.record_failure(self.table, customer_id, period, error, now)
+    def record_failure(self, customer_id: str, period: str, error: str, now: datetime, part: int = 0) -> None:
+        closes.record_failure(self.table, customer_id, period, error, now, part)
 
     def forget_wallet_periods(self, customer_id: str, before: str) -> int:
         return self.store.forget_wallet_periods(customer_id, before)

@@ -2,9 +2,11 @@
 
 Three entry points over the same run: :func:`run_close` (the worker: one customer-period, and whether this run
 finalized its invoice), :func:`close_customer` (the CLI, for one customer) and :func:`close_period` (the CLI,
-every customer). Everything they touch is passed in: a :class:`~tollgate.billing.close.ledger.Ledger`
-(DynamoDB in production), a :class:`~tollgate.billing.invoicing.StripeInvoicing` gateway and the time
-``now``. The steps and why they are safe to re-run: :mod:`tollgate.billing.close.steps`.
+every customer). :func:`run_threshold` invoices a period's usage early, once it reaches the plan's
+``invoice_threshold`` (the alert function calls it; ``tollgate.domain.progressive``). Everything they touch
+is passed in: a :class:`~tollgate.billing.close.ledger.Ledger` (DynamoDB in production), a
+:class:`~tollgate.billing.invoicing.StripeInvoicing` gateway and the time ``now``. The steps and why they
+are safe to re-run: :mod:`tollgate.billing.close.steps`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tollgate.billing.close.summary import CloseSummary, CustomerClose
 from tollgate.billing.invoicing import StripeInvoice, StripeInvoicing
 from tollgate.domain.closes import DONE, CloseStatus, PeriodClose, ensure_period_ended
 from tollgate.domain.models import Customer
-from tollgate.domain.periods import previous_period
+from tollgate.domain.periods import period_end, previous_period
 from tollgate.domain.rating import LineKind
 from tollgate.errors import CloseError, ConflictError
 
@@ -63,6 +65,7 @@ def run_close(
     """
     ensure_period_ended(period, now)
     ctx = steps.CloseContext(ledger, stripe_gateway, customer_id, period, now, customer)
+    finish_threshold_invoices(ctx)  # the close takes off what they billed: each must be invoiced first
     rated = steps.rated_record(ctx)  # a failure before a record exists has nowhere to be recorded
     if rated.stored_now:
         _forget_drawn_periods(ctx, rated.record)
@@ -72,6 +75,48 @@ def run_close(
         _record_failure(ctx, error)
         raise
     return replace(outcome, rated_now=rated.stored_now)
+
+
+def run_threshold(
+    ledger: Ledger,
+    stripe_gateway: StripeInvoicing,
+    customer_id: str,
+    period: str,
+    *,
+    now: datetime,
+    customer: Customer | None = None,
+) -> list[CloseOutcome]:
+    """Invoice the period's threshold invoices that are not done yet, then store and invoice the next one if
+    the usage not invoiced yet has reached the plan's ``invoice_threshold``; the outcomes of the ones this run
+    moved. Nothing once the period has ended: its close bills what is left. Safe to run again, and in
+    parallel: each threshold invoice is stored once (``tollgate.dal.closes.put_threshold_invoice``)."""
+    if now >= period_end(period):
+        return []
+    ctx = steps.CloseContext(ledger, stripe_gateway, customer_id, period, now, customer)
+    outcomes = finish_threshold_invoices(ctx)
+    parts = ledger.threshold_invoices(customer_id, period)
+    rated = steps.next_threshold_invoice(ctx, parts)
+    if rated is not None:
+        outcomes.append(_run_part(replace(ctx, part=rated.record.part), rated))
+    return outcomes
+
+
+def finish_threshold_invoices(ctx: steps.CloseContext) -> list[CloseOutcome]:
+    """Drive each of the period's threshold invoices that is not done to done (a run that crashed midway)."""
+    outcomes = []
+    for part in ctx.ledger.threshold_invoices(ctx.customer_id, ctx.period):
+        if part.status not in DONE:
+            rated = steps.Rated(part, stored_now=False)
+            outcomes.append(_run_part(replace(ctx, part=part.part), rated))
+    return outcomes
+
+
+def _run_part(ctx: steps.CloseContext, rated: steps.Rated) -> CloseOutcome:
+    try:
+        return replace(_drive(ctx, rated), rated_now=rated.stored_now)
+    except Exception as error:
+        _record_failure(ctx, error)
+        raise
 
 
 def close_period(
@@ -118,7 +163,7 @@ def _drive(ctx: steps.CloseContext, rated: steps.Rated) -> CloseOutcome:
                 return CloseOutcome(record, finalized_now=True)
         except ConflictError:  # another run moved the record: carry on from where it is now
             record, search_first, seen = _reload(ctx), True, None
-    raise CloseError(f"close of {ctx.customer_id} {ctx.period} kept losing races; try again")
+    raise CloseError(f"close of {ctx.name} kept losing races; try again")
 
 
 def _forget_drawn_periods(ctx: steps.CloseContext, record: PeriodClose) -> None:
@@ -137,14 +182,14 @@ def _forget_drawn_periods(ctx: steps.CloseContext, record: PeriodClose) -> None:
 
 
 def _reload(ctx: steps.CloseContext) -> PeriodClose:
-    record = ctx.ledger.get_close(ctx.customer_id, ctx.period)
+    record = ctx.ledger.get_close(ctx.customer_id, ctx.period, ctx.part)
     if record is None:
-        raise CloseError(f"close record of {ctx.customer_id} {ctx.period} disappeared")
+        raise CloseError(f"close record of {ctx.name} disappeared")
     return record
 
 
 def _record_failure(ctx: steps.CloseContext, error: Exception) -> None:
     try:
-        ctx.ledger.record_failure(ctx.customer_id, ctx.period, describe(error), ctx.now)
+        ctx.ledger.record_failure(ctx.customer_id, ctx.period, describe(error), ctx.now, ctx.part)
     except Exception:
-        LOG.exception("could not record the failure of %s %s", ctx.customer_id, ctx.period)
+        LOG.exception("could not record the failure of %s", ctx.name)

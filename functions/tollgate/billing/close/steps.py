@@ -21,6 +21,11 @@ this record, so they are billed exactly once (see ``tollgate.dal.closes.put_clos
 yet (usage lines worth under half a minor unit, late usage in another currency than its invoice) it carries
 on its record, and the next close takes that over in the same transaction (``tollgate.domain.carry_over``).
 
+Threshold invoices (``tollgate.domain.progressive``) are records of the same state machine, one per part of
+the period's usage invoiced early, each with its own Idempotency-Keys and metadata
+(``tollgate_threshold_invoice``); :func:`next_threshold_invoice` stores the next one, and :func:`rate` takes
+what they billed off the close's statement.
+
 The steps raise; ``tollgate.billing.close.service`` drives them and records failures.
 """
 
@@ -39,16 +44,19 @@ from tollgate.billing.invoicing import (
     idempotency_key,
     invoice_lines,
     invoice_metadata,
+    threshold_part,
 )
 from tollgate.domain.carry_over import merge, settle, small_usage, take_small_usage
-from tollgate.domain.closes import BilledRaise, Carry, CloseStatus, PeriodClose
+from tollgate.domain.closes import DONE, BilledRaise, Carry, CloseStatus, PeriodClose
 from tollgate.domain.credit_grants import GrantKind, free_credits_for
 from tollgate.domain.models import Customer, Usage
 from tollgate.domain.periods import months_between, period_of, period_seconds, previous_period
 from tollgate.domain.plan_history import period_shares
+from tollgate.domain.progressive import invoiced_earlier_line, threshold_minor, threshold_statement
 from tollgate.domain.rating import (
     FreeCredits,
     PlanPart,
+    Statement,
     StatementLine,
     late_usage_line,
     minimum_commitment,
@@ -61,6 +69,7 @@ from tollgate.errors import (
     ConflictError,
     InvoiceConflictError,
     MissingStripeCustomerError,
+    PeriodClosedError,
 )
 
 LOG = logging.getLogger(__name__)
@@ -83,6 +92,7 @@ class CloseContext:
     period: str
     now: datetime
     known_customer: Customer | None = field(default=None, repr=False)  # read at most once per run
+    part: int = 0  # 0: the period's close; n: its n-th threshold invoice
 
     def customer(self) -> Customer:
         if self.known_customer is None:
@@ -90,7 +100,19 @@ class CloseContext:
         return self.known_customer
 
     def key(self, step: str) -> str:
-        return idempotency_key(self.customer_id, self.period, step)
+        return idempotency_key(self.customer_id, self.period, step, self.part)
+
+    @property
+    def name(self) -> str:
+        suffix = f" threshold invoice {self.part}" if self.part else ""
+        return f"{self.customer_id} {self.period}{suffix}"
+
+
+def status_of(statement: Statement) -> CloseStatus:
+    """A new record's status: rated (to invoice) unless the statement bills nothing. A negative total (the
+    threshold invoices billed more than the period's usage came to, after a credit grant) is invoiced too:
+    Stripe credits it to the customer's balance."""
+    return CloseStatus.RATED if statement.total != 0 else CloseStatus.NO_CHARGE
 
 
 # -- (none) -> rated | no_charge -------------------------------------------------------------------------
@@ -204,9 +226,11 @@ def free_credits(ctx: CloseContext, customer_id: str) -> list[FreeCredits]:
     return free_credits_for(grants, ctx.period, used)
 
 
-def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
+def rate(
+    ctx: CloseContext, earlier: list[PeriodClose], invoiced_parts: list[PeriodClose] | None = None
+) -> Rating:
     """Rate the period's usage, each plan segment on its own plan, plus the late usage of the ``earlier``
-    records (same currency only)."""
+    records (same currency only), less what the period's threshold invoices ``parts`` billed."""
     customer = ctx.customer()
     usage = ctx.ledger.read_usage(customer.id, ctx.period, customer.counter_shards)
     parts = plan_parts(ctx, customer, ctx.period, usage)
@@ -219,13 +243,16 @@ def rate(ctx: CloseContext, earlier: list[PeriodClose]) -> Rating:
             lines, raise_ = found
             adjustments.extend(lines)
             raised[before.period] = raise_
+    invoiced_early = invoiced_earlier_line(ctx.period, currency, invoiced_parts or [])
+    if invoiced_early is not None:
+        adjustments.insert(0, invoiced_early)
     free = free_credits(ctx, customer.id)
     statement = rate_parts(parts, customer.id, ctx.period, tuple(adjustments), free, customer.trial_ends)
     check_statement_limits(statement)  # refused here, with the line named, never first at Stripe
     record = PeriodClose(
         customer_id=customer.id,
         period=ctx.period,
-        status=CloseStatus.RATED if statement.total > 0 else CloseStatus.NO_CHARGE,
+        status=status_of(statement),
         statement=statement,
         billed_credits=usage.credits,
         billed_segments={part.segment: part.credits for part in parts},
@@ -258,25 +285,77 @@ def carry_over(rating: Rating, earlier: list[PeriodClose]) -> Rating:
         return rating
     statement, carried = settle(statement, merge(carries))
     check_statement_limits(statement)
-    status = CloseStatus.RATED if statement.total > 0 else CloseStatus.NO_CHARGE
+    status = status_of(statement)
     changes = {"statement": statement, "status": status, "carried": carried, "carried_from": tuple(taken)}
     return Rating(record.model_copy(update=changes), raised)
 
 
 def rated_record(ctx: CloseContext) -> Rated:
-    """The stored record, or a new one: the statement is computed and stored once, never changed."""
+    """The stored record, or a new one: the statement is computed and stored once, never changed. The
+    period's threshold invoices must all be invoiced first (``service.finish_threshold_invoices``)."""
     for _ in range(MAX_RATING_ATTEMPTS):
         found = ctx.ledger.closes_up_to(ctx.customer_id, ctx.period, 1 + LATE_USAGE_LOOKBACK)
         if found and found[0].period == ctx.period:
             return Rated(found[0], stored_now=False)
+        parts = ctx.ledger.threshold_invoices(ctx.customer_id, ctx.period)
+        unfinished = [part.name for part in parts if part.status not in DONE]
+        if unfinished:
+            raise CloseError(f"{', '.join(unfinished)} not invoiced yet: close again once it is")
         earlier = found[:LATE_USAGE_LOOKBACK]
-        rating = carry_over(rate(ctx, earlier), earlier)
+        rating = carry_over(rate(ctx, earlier, parts), earlier)
         try:
-            ctx.ledger.save_new_close(rating.record, rating.raised_billed_credits)
+            ctx.ledger.save_new_close(rating.record, rating.raised_billed_credits, len(parts))
         except (AlreadyExistsError, ConflictError):
-            continue  # another run rated first, or billed the same late usage: read again
+            continue  # another run rated first, billed the same late usage, or invoiced early: read again
         return Rated(rating.record, stored_now=True)
     raise CloseError(f"rating {ctx.customer_id} {ctx.period} kept losing races; try again")
+
+
+# -- (none) -> rated: a threshold invoice ----------------------------------------------------------------
+def rate_threshold(ctx: CloseContext, parts: list[PeriodClose]) -> PeriodClose | None:
+    """The next threshold invoice's record, when the period's usage not invoiced yet has reached the plan's
+    ``invoice_threshold`` (rated as the close rates it, up to now); None while it has not."""
+    customer = ctx.customer()
+    usage = ctx.ledger.read_usage(customer.id, ctx.period, customer.counter_shards)
+    plan_shares = plan_parts(ctx, customer, ctx.period, usage)
+    threshold = threshold_minor(plan_shares[-1].plan)
+    if threshold is None:
+        return None
+    free = free_credits(ctx, customer.id)
+    rated = rate_parts(plan_shares, customer.id, ctx.period, (), free, customer.trial_ends)
+    statement = threshold_statement(rated, parts, threshold, ctx.now)
+    if statement is None:
+        return None
+    check_statement_limits(statement)
+    return PeriodClose(
+        customer_id=customer.id,
+        period=ctx.period,
+        part=len(parts) + 1,
+        status=CloseStatus.RATED,
+        statement=statement,
+        billed_credits=usage.credits,
+        billed_segments={share.segment: share.credits for share in plan_shares},
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+
+
+def next_threshold_invoice(ctx: CloseContext, parts: list[PeriodClose]) -> Rated | None:
+    """Store the period's next threshold invoice if one is due (``parts``: the ones stored before); None when
+    none is, or the period's close has been rated (it bills what is left)."""
+    for _ in range(MAX_RATING_ATTEMPTS):
+        record = rate_threshold(ctx, parts)
+        if record is None:
+            return None
+        try:
+            ctx.ledger.save_threshold_invoice(record)
+        except AlreadyExistsError:  # another run stored this one first: what is due now?
+            parts = ctx.ledger.threshold_invoices(ctx.customer_id, ctx.period)
+            continue
+        except PeriodClosedError:
+            return None
+        return Rated(record, stored_now=True)
+    raise CloseError(f"threshold invoicing of {ctx.name} kept losing races; try again")
 
 
 # -- rated -> invoice_created ----------------------------------------------------------------------------
@@ -288,19 +367,23 @@ class InvoiceCreated:
 
 def find_invoice(ctx: CloseContext, stripe_customer_id: str) -> StripeInvoice | None:
     """The one live Stripe invoice of this customer-period, if any; anything ambiguous stops the close."""
-    found = ctx.gateway.find_invoices(
-        stripe_customer_id=stripe_customer_id, customer_id=ctx.customer_id, period=ctx.period
-    )
+    found = [
+        invoice
+        for invoice in ctx.gateway.find_invoices(
+            stripe_customer_id=stripe_customer_id, customer_id=ctx.customer_id, period=ctx.period
+        )
+        if threshold_part(invoice.metadata) == ctx.part  # the period's other invoices are not this one
+    ]
     live = [invoice for invoice in found if invoice.status != "void"]
     if len(live) > 1:
         ids = ", ".join(invoice.id for invoice in live)
         raise InvoiceConflictError(
-            f"Stripe holds {len(live)} invoices for {ctx.customer_id} {ctx.period} ({ids}): "
+            f"Stripe holds {len(live)} invoices for {ctx.name} ({ids}): "
             "void all but one by hand, then close again"
         )
     if not live and found:
         raise InvoiceConflictError(
-            f"the Stripe invoice for {ctx.customer_id} {ctx.period} ({found[0].id}) was voided: "
+            f"the Stripe invoice for {ctx.name} ({found[0].id}) was voided: "
             "the close will not bill that period again on its own"
         )
     return live[0] if live else None
@@ -317,13 +400,14 @@ def create_invoice(ctx: CloseContext, record: PeriodClose, *, search_first: bool
     invoice = find_invoice(ctx, customer.stripe_customer_id) if search_first else None
     if invoice is None:
         plan = ctx.ledger.get_plan(record.statement.plan_id, record.statement.plan_version)
+        early = f" so far (threshold invoice {ctx.part})" if ctx.part else ""
         draft = InvoiceDraft(
             stripe_customer_id=customer.stripe_customer_id,
             currency=record.statement.currency,
             collection_method=plan.collection_method,
             days_until_due=plan.days_until_due,
-            description=f"{plan.name}: API usage for {ctx.period}",
-            metadata=invoice_metadata(customer.id, ctx.period),
+            description=f"{plan.name}: API usage for {ctx.period}{early}",
+            metadata=invoice_metadata(customer.id, ctx.period, ctx.part),
             automatic_tax=plan.tax is not None,
         )
         invoice = ctx.gateway.create_invoice(draft, idempotency_key=ctx.key(STEP_CREATE))
@@ -350,7 +434,9 @@ def finalize_invoice(ctx: CloseContext, record: PeriodClose, seen: StripeInvoice
             invoice = ctx.gateway.add_lines(invoice.id, lines, idempotency_key=ctx.key(STEP_ADD_LINES))
         if invoice.customer_metadata is None:  # found by a search: read it with its customer
             invoice = ctx.gateway.get_invoice(invoice.id)
-        coupon = invoice.coupon_due(ctx.period)
+        # A coupon is redeemed on the close's invoice, on the period's usage in full (threshold invoices
+        # are taken off it in a line it does not discount): once per period, whatever was invoiced early.
+        coupon = None if ctx.part else invoice.coupon_due(ctx.period)
         if coupon is not None and coupon not in invoice.coupons:
             invoice = ctx.gateway.apply_discount(
                 invoice.id, coupon, idempotency_key=ctx.key("apply-discount")

@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tollgate.billing.dunning.service import payment_failed_effects, payment_settled_effects
+from tollgate.billing.invoicing import threshold_part
 from tollgate.dal import dunning as failures_table
 from tollgate.dal import webhooks as events_table
 from tollgate.dal.closes import get_close, invoice_status_update
@@ -70,18 +71,22 @@ def invoice_ref(invoice: dict[str, Any]) -> InvoiceRef | None:
     customer_id = metadata.get("tollgate_customer_id")
     if not customer_id or not invoice.get("id"):
         return None
+    part = threshold_part(metadata)
+    if part is None:
+        return None
     return InvoiceRef(
         invoice_id=str(invoice["id"]),
         customer_id=str(customer_id),
         period=metadata.get("tollgate_period"),
         hosted_invoice_url=invoice.get("hosted_invoice_url"),
+        part=part,
     )
 
 
 def _close_actions(store: TollgateStore, invoice: InvoiceRef, target: str) -> list[dict[str, Any]]:
     if invoice.period is None:
         return []
-    close = get_close(store.table, invoice.customer_id, invoice.period)
+    close = get_close(store.table, invoice.customer_id, invoice.period, invoice.part)
     if close is None or close.status is CloseStatus.NO_CHARGE:
         LOG.warning("no invoiced close record for %s %s", invoice.customer_id, invoice.period)
         return []
@@ -102,7 +107,7 @@ def _close_actions(store: TollgateStore, invoice: InvoiceRef, target: str) -> li
 def _settled_already(store: TollgateStore, invoice: InvoiceRef) -> bool:
     if invoice.period is None:
         return False
-    close = get_close(store.table, invoice.customer_id, invoice.period)
+    close = get_close(store.table, invoice.customer_id, invoice.period, invoice.part)
     return (
         close is not None
         and close.stripe_invoice_id == invoice.invoice_id

@@ -266,6 +266,10 @@ def run(
 
         console.rule("9. Prepaid credits: refused at zero, bought through Checkout, topped up automatically")
         prepaid_story(store, stripe, stack, now=business_time, console=console)
+
+        console.rule("10. Progressive billing: usage invoiced as soon as $5.00 of it is unbilled")
+        shift[0] = 0.0  # this story happens now, in the current period
+        threshold_story(store, stripe, stack, now=datetime.now(UTC), console=console)
     console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
     return invoices
 
@@ -340,6 +344,54 @@ def prepaid_story(
     for event in stack.alerts.events:
         if event["detail"]["customerId"] == PREPAID_CUSTOMER:
             console.print(f"  {event['detail-type']}: {event['detail']['alertId']}", markup=False)
+
+
+THRESHOLD_PLAN = Plan(
+    id="scale",
+    name="Scale (invoiced every 5.00 USD)",
+    price_per_credit=Decimal("0.02"),
+    invoice_threshold=Decimal("5.00"),
+    route_costs=ROUTE_COSTS,
+)
+THRESHOLD_CUSTOMER = "hooli"
+THRESHOLD_REQUESTS = 12  # of 25 credits: 300 credits, 6.00 USD
+
+
+def threshold_story(
+    store: TollgateStore, stripe: StripeClient, stack: Any, *, now: datetime, console: Console
+) -> None:
+    """A customer on a plan with an ``invoice_threshold``: once 5.00 USD of this period's usage is not
+    invoiced, the alert function (off the table's stream) invoices it at once, in Stripe; the period's close
+    will take that invoice off its own."""
+    from tollgate.accounts.customers import create_customer
+    from tollgate.dal.closes import list_threshold_invoices
+
+    store.put_plan(THRESHOLD_PLAN)
+    create_customer(
+        store,
+        stripe,
+        customer_id=THRESHOLD_CUSTOMER,
+        name="Hooli",
+        email="billing@hooli.example",
+        plan_id=THRESHOLD_PLAN.id,
+        now=now,
+    )
+    key = issue_key(store, THRESHOLD_CUSTOMER, now=now).key
+    client = Client(stack.gateway_url)
+    statuses = Counter(client.call("POST", "/v1/generate", key)[0] for _ in range(THRESHOLD_REQUESTS))
+    client.close()
+    stack.stream.drain()
+    answered = ", ".join(f"{n:,} x HTTP {s}" for s, n in sorted(statuses.items()))
+    console.print(f"  {THRESHOLD_CUSTOMER}: {THRESHOLD_REQUESTS} requests of 25 credits ({answered})")
+    for part in list_threshold_invoices(store.table, THRESHOLD_CUSTOMER, period_of(now)):
+        invoice = stripe.v1.invoices.retrieve(str(part.stripe_invoice_id))
+        console.print(
+            f"  threshold invoice {part.part} for {part.period}: {part.billed_credits:,} credits, "
+            f"{format_amount(part.total, THRESHOLD_PLAN.currency)}, Stripe {invoice.id} {invoice.status}",
+            markup=False,
+        )
+        console.print(f"    {part.statement.lines[0].description}", markup=False)
+        console.print(f"    pay at {invoice.hosted_invoice_url}", markup=False)
 
 
 def welcome(store: TollgateStore, stripe: StripeClient, period: str, *, now: datetime) -> None:

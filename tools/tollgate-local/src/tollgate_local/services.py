@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 LOCAL_TABLE = "tollgate-local"
@@ -110,6 +111,7 @@ def local_stack(
 
     from tollgate.alerts import handler as alert_handler
     from tollgate.alerts.observability import logger as alerts_logger
+    from tollgate.alerts.service import InvoiceThresholds
     from tollgate.billing.settings import StripeSettings
     from tollgate.dal.schema import create_table
     from tollgate.dal.store import TollgateStore
@@ -146,8 +148,17 @@ def local_stack(
             gateway = LocalGateway(routes, metering, clock=clock).serve(gateway_port)
             bus = LocalEventBus(local_webhooks(TollgateStore(LOCAL_TABLE), on_alert))
             alert_store = TollgateStore(LOCAL_TABLE)
-            top_ups = alert_handler.StripeTopUps(alert_store, StripeSettings.from_env())  # the double's
-            alert_function = alert_handler.make_handler(alert_handler.Deps(alert_store, bus, top_up=top_ups))
+            stripe_settings = StripeSettings.from_env()  # the double's
+            top_ups = alert_handler.StripeTopUps(alert_store, stripe_settings)
+            billing = alert_handler.StripeThresholdBilling(alert_store, stripe_settings)
+            alert_deps = alert_handler.Deps(
+                alert_store,
+                bus,
+                clock=lambda: datetime.fromtimestamp(clock(), UTC),
+                top_up=top_ups,
+                thresholds=InvoiceThresholds(billing),
+            )
+            alert_function = alert_handler.make_handler(alert_deps)
             consumer = StreamConsumer(
                 boto3.client("dynamodb"), boto3.client("dynamodbstreams"), LOCAL_TABLE, alert_function
             ).start()

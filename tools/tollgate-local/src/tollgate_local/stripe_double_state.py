@@ -41,7 +41,8 @@ an automatic top-up charges a saved card, declines included: ``stripe_double_pay
 
 Not emulated (rejected with a 400 that says so, never silently ignored, where it would change an amount):
 tax rates, line-item discounts, promotion codes, shipping, application fees, Connect, prices/products/invoice
-items by id, paying invoices with a payment method (``pay`` always succeeds), credit balances, webhook
+items by id, paying invoices with a payment method (``pay`` always succeeds), customer balance transactions
+(a negative invoice's credit is kept on the customer and applied to the next invoices it finalizes), webhook
 delivery (events exist only as the test hooks' return values), test clocks, deleting customers or invoices.
 """
 
@@ -145,6 +146,7 @@ class Customer:
     address: dict[str, str | None] | None = None
     tax_exempt: str = "none"
     tax_ids: list[TaxId] = field(default_factory=list)
+    balance: int = 0  # negative: a credit, applied to the customer's next invoices as they are finalized
 
     def tax_json(self) -> dict[str, Any]:
         """The expandable ``tax`` hash: whether Stripe Tax can locate the customer, and where."""
@@ -164,7 +166,7 @@ class Customer:
             "id": self.id,
             "object": "customer",
             "address": None if self.address is None else dict(self.address),
-            "balance": 0,
+            "balance": self.balance,
             "created": self.created,
             "currency": None,
             "default_source": None,
@@ -363,6 +365,7 @@ class Invoice:
     voided_at: int | None = None
     marked_uncollectible_at: int | None = None
     amount_paid: int = 0
+    starting_balance: int = 0  # the customer's balance when it was finalized (negative: a credit)
     attempt_count: int = 0
     paid_out_of_band: bool = False
     automatic_tax: bool = False
@@ -399,8 +402,18 @@ class Invoice:
         return self.amounts().total
 
     @property
+    def amount_due(self) -> int:
+        """The total after the customer's credit balance (never below 0: what is left is credited back)."""
+        return max(0, self.total + self.starting_balance)
+
+    @property
+    def ending_balance(self) -> int | None:
+        """The customer's balance after this invoice (None while it is a draft)."""
+        return None if self.status == "draft" else min(0, self.total + self.starting_balance)
+
+    @property
     def amount_remaining(self) -> int:
-        return 0 if self.status in ("paid", "void") else self.total - self.amount_paid
+        return 0 if self.status in ("paid", "void") else self.amount_due - self.amount_paid
 
     def to_json(self, lines_shown: int = LINES_SHOWN_ON_INVOICE) -> dict[str, Any]:
         money = self.amounts()
@@ -412,7 +425,7 @@ class Invoice:
             "account_country": "US",
             "account_name": "Tollgate (Stripe double)",
             "account_tax_ids": None,
-            "amount_due": total,
+            "amount_due": self.amount_due,
             "amount_overpaid": 0,
             "amount_paid": self.amount_paid,
             "amount_remaining": self.amount_remaining,
@@ -449,7 +462,7 @@ class Invoice:
             "discounts": [discount.id for discount in self.discounts],
             "due_date": self.due_date,
             "effective_at": self.finalized_at,
-            "ending_balance": None if self.status == "draft" else 0,
+            "ending_balance": self.ending_balance,
             "footer": self.footer,
             "from_invoice": None,
             "hosted_invoice_url": self.hosted_invoice_url,
@@ -477,7 +490,7 @@ class Invoice:
             "rendering": None,
             "shipping_cost": None,
             "shipping_details": None,
-            "starting_balance": 0,
+            "starting_balance": self.starting_balance,
             "statement_descriptor": self.statement_descriptor,
             "status": self.status,
             "status_transitions": {
@@ -1155,7 +1168,8 @@ class StripeState:
             period_end=period["end"],
             quantity=quantity,
             unit_amount_decimal=unit,
-            discountable=line.get("discountable", True),
+            # Stripe's default: negative lines are not discounted
+            discountable=line.get("discountable", line_amount(unit, quantity) >= 0),
             tax_behavior=line.get("price_data", {}).get("tax_behavior"),
         )
 
@@ -1289,7 +1303,10 @@ class StripeState:
         invoice.hosted_invoice_url = f"{self._hosted_base()}/hosted/{invoice.id}"
         if invoice.days_until_due is not None:
             invoice.due_date = now + invoice.days_until_due * DAY
-        if invoice.total == 0:  # Stripe marks a zero-total invoice paid as it finalizes it
+        # The customer's credit balance pays what it can; a negative total is credited to it.
+        invoice.starting_balance = customer.balance
+        customer.balance = invoice.ending_balance or 0
+        if invoice.amount_due == 0:  # Stripe marks an invoice with nothing due paid as it finalizes it
             invoice.status = "paid"
             invoice.paid_at = now
 
@@ -1304,7 +1321,7 @@ class StripeState:
             )
         invoice.attempt_count += 0 if params.get("paid_out_of_band") else 1
         invoice.paid_out_of_band = bool(params.get("paid_out_of_band"))
-        invoice.amount_paid = invoice.total
+        invoice.amount_paid = invoice.amount_due
         invoice.status = "paid"
         invoice.paid_at = self._now()
         return self._invoice_json(invoice, expand)
