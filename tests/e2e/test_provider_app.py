@@ -142,7 +142,9 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
     rest_authorizer = props(template["Resources"][rest_authorizer_id])
     assert rest_authorizer["AuthorizerResultTtlInSeconds"] == 0
     methods = resources(template, "AWS::ApiGateway::Method")
-    assert len(methods) == 5  # GET /forecast/{city}, GET /history/{city}, GET /usage, GET|PUT /usage/budget
+    # GET /forecast/{city}, GET /history/{city}, GET /usage, GET|PUT /usage/budget, GET|PUT /usage/alerts,
+    # GET|PUT|DELETE /usage/alerts/webhook
+    assert len(methods) == 10
     for logical_id, method in methods.items():
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(method)["AuthorizerId"] == {"Ref": rest_authorizer_id}, logical_id
@@ -151,9 +153,14 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
     assert props(template["Resources"][http_authorizer_id])["AuthorizerResultTtlInSeconds"] == 0
     routes = resources(template, "AWS::ApiGatewayV2::Route")
     assert sorted(props(r)["RouteKey"] for r in routes.values()) == [
+        "DELETE /usage/alerts/webhook",
         "GET /forecast/{city}",
         "GET /usage",
+        "GET /usage/alerts",
+        "GET /usage/alerts/webhook",
         "GET /usage/budget",
+        "PUT /usage/alerts",
+        "PUT /usage/alerts/webhook",
         "PUT /usage/budget",
     ]
     for logical_id, route in routes.items():

@@ -253,7 +253,8 @@ def test_the_usage_function_writes_only_customer_items_and_the_sample_backend_no
     _, function = function_by_handler(template, constants.HANDLER_USAGE_API)
     statements = role_statements(template, role_of(function))
     writes = [s for s in statements if set(as_list(s["Action"])) & WRITE_ACTIONS]
-    assert [s["Action"] for s in writes] == ["dynamodb:PutItem"]  # PUT /usage/budget replaces the customer
+    # PUT /usage/budget replaces the customer; PUT /usage/alerts and /usage/alerts/webhook set one attribute
+    assert [s["Action"] for s in writes] == [["dynamodb:PutItem", "dynamodb:UpdateItem"]]
     assert writes[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CUSTOMER#*"]}}
     sample = {action for action, _ in grants(template, sample_api.SAMPLE_HANDLER)}
     assert not [action for action in sample if action.startswith("dynamodb:")]

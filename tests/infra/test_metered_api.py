@@ -191,8 +191,18 @@ def test_imported_rest_api_is_metered_and_deployed_to_its_stage(fresh_stack: Cal
     assert props(authorizer)["RestApiId"] == "a1b2c3"
     assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 0
     methods = resources(template, "AWS::ApiGateway::Method")
-    # /v1/items/{id}; /usage; GET and PUT /usage/budget
-    assert sorted(props(m)["HttpMethod"] for m in methods.values()) == ["GET", "GET", "GET", "PUT"]
+    # /v1/items/{id}; /usage; GET, PUT /usage/budget and /usage/alerts; GET, PUT, DELETE /usage/alerts/webhook
+    assert sorted(props(m)["HttpMethod"] for m in methods.values()) == [
+        "DELETE",
+        "GET",
+        "GET",
+        "GET",
+        "GET",
+        "GET",
+        "PUT",
+        "PUT",
+        "PUT",
+    ]
     for logical_id, method in methods.items():
         assert props(method)["RestApiId"] == "a1b2c3", logical_id
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
@@ -239,15 +249,59 @@ def test_imported_http_api_is_metered(fresh_stack: Callable[[], cdk.Stack]) -> N
     assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 0
     routes = resources(template, "AWS::ApiGatewayV2::Route")
     assert sorted(props(r)["RouteKey"] for r in routes.values()) == [
+        "DELETE /usage/alerts/webhook",
         "GET /usage",
+        "GET /usage/alerts",
+        "GET /usage/alerts/webhook",
         "GET /usage/budget",
         "POST /v1/generate",
+        "PUT /usage/alerts",
+        "PUT /usage/alerts/webhook",
         "PUT /usage/budget",
     ]
     for logical_id, route in routes.items():
         assert props(route)["ApiId"] == "h77", logical_id
         assert props(route)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(route)["AuthorizerId"] == ref(authorizer_id), logical_id
+
+
+def test_the_usage_route_serves_what_a_customer_sets_under_its_path(
+    fresh_stack: Callable[[], cdk.Stack],
+) -> None:
+    stack = fresh_stack()
+    api = apigw.RestApi(stack, "Api", deploy=False)
+    metered = MeteredApi(stack, "Metered", api=api, authorizer_function=_function(stack, "A"))
+    usage = _function(stack, "Usage")
+    metered.add_usage_route(usage, "/v2/usage/")
+    template = _template(stack)
+
+    def route_of(method: dict[str, Any]) -> tuple[str, str]:
+        parts: list[str] = []
+        resource_ref = props(method)["ResourceId"]
+        while "Ref" in resource_ref:
+            resource = template["Resources"][resource_ref["Ref"]]
+            parts.append(props(resource)["PathPart"])
+            resource_ref = props(resource)["ParentId"]
+        return props(method)["HttpMethod"], "/" + "/".join(reversed(parts))
+
+    methods = resources(template, "AWS::ApiGateway::Method").values()
+    routes = {route_of(method): referenced_ids(props(method)["Integration"]["Uri"]) for method in methods}
+    (usage_id,) = {i for i in resources(template, "AWS::Lambda::Function") if i.startswith("Usage")}
+    assert routes == {
+        route: {usage_id}
+        for route in [
+            ("GET", "/v2/usage"),
+            ("GET", "/v2/usage/budget"),
+            ("PUT", "/v2/usage/budget"),
+            ("GET", "/v2/usage/alerts"),
+            ("PUT", "/v2/usage/alerts"),
+            ("GET", "/v2/usage/alerts/webhook"),
+            ("PUT", "/v2/usage/alerts/webhook"),
+            ("DELETE", "/v2/usage/alerts/webhook"),
+        ]
+    }
+    for method in methods:
+        assert props(method)["AuthorizationType"] == "CUSTOM"
 
 
 def test_gateway_responses_the_provider_defined_are_kept(fresh_stack: Callable[[], cdk.Stack]) -> None:

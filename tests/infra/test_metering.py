@@ -57,15 +57,22 @@ def test_every_method_except_options_uses_the_metering_authorizer(template: dict
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(method)["AuthorizerId"] == {"Ref": authorizer_id}, logical_id
         checked += 1
-    assert checked == len(methods) == 5
+    assert checked == len(methods) == 10
 
 
 def test_sample_api_routes(template: dict[str, Any]) -> None:
     methods = resources(template, "AWS::ApiGateway::Method").values()
     routes = {_route_of(template, method) for method in methods}
     budget = {("GET", "/usage/budget"), ("PUT", "/usage/budget")}  # add_usage_route's too
-    assert routes == {sample_api.ROUTE_SEARCH, sample_api.ROUTE_GENERATE, sample_api.ROUTE_USAGE} | budget
-    assert routes == {("GET", "/v1/search"), ("POST", "/v1/generate"), ("GET", "/usage")} | budget
+    alerts = {("GET", "/usage/alerts"), ("PUT", "/usage/alerts")}
+    webhook = {
+        ("GET", "/usage/alerts/webhook"),
+        ("PUT", "/usage/alerts/webhook"),
+        ("DELETE", "/usage/alerts/webhook"),
+    }
+    settings = budget | alerts | webhook
+    assert routes == {sample_api.ROUTE_SEARCH, sample_api.ROUTE_GENERATE, sample_api.ROUTE_USAGE} | settings
+    assert routes == {("GET", "/v1/search"), ("POST", "/v1/generate"), ("GET", "/usage")} | settings
 
 
 def test_usage_route_is_served_by_the_usage_handler(template: dict[str, Any]) -> None:
@@ -77,6 +84,14 @@ def test_usage_route_is_served_by_the_usage_handler(template: dict[str, Any]) ->
     }
     assert backends[("GET", "/usage")] == {usage_fn}
     assert backends[("PUT", "/usage/budget")] == backends[("GET", "/usage/budget")] == {usage_fn}
+    for method, path in [
+        ("GET", "/usage/alerts"),
+        ("PUT", "/usage/alerts"),
+        ("GET", "/usage/alerts/webhook"),
+        ("PUT", "/usage/alerts/webhook"),
+        ("DELETE", "/usage/alerts/webhook"),
+    ]:
+        assert backends[(method, path)] == {usage_fn}, (method, path)
     assert backends[("GET", "/v1/search")] == {sample_fn}
     assert backends[("POST", "/v1/generate")] == {sample_fn}
 

@@ -57,6 +57,15 @@ def test_a_threshold_fires_when_the_old_image_is_below_it_and_the_new_one_at_or_
     assert fired(PRO, rule, after, after + 1) == []  # already past: fired before
 
 
+def test_a_spend_rule_the_plans_currency_cannot_charge_is_skipped_and_the_others_still_fire() -> None:
+    yen = make_plan(id="yen", currency="jpy", price_per_credit=Decimal(1), credit_limit=10_000)
+    rules = (AlertRule(spend=Decimal("250.50")), AlertRule(cap_percent=50))  # set when the plan was in USD
+
+    alerts = crossings(change(4_999, 5_000), yen, rules)
+
+    assert [alert.threshold for alert in alerts] == ["5,000 credits (50% of the 10,000-credit cap)"]
+
+
 def test_a_percentage_of_an_odd_number_is_rounded_up_never_fired_early() -> None:
     plan = make_plan(included_credits=1_001, price_per_credit=Decimal("0.01"))
 

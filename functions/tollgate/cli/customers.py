@@ -1,16 +1,19 @@
 """``tollgate customers``: create (with its Stripe customer), list, show (status history), suspend, resume;
-a Stripe coupon on the invoices (``discount``), what Stripe Tax needs (``tax-info``) and the customer's
-spend limit (``budget``)."""
+a Stripe coupon on the invoices (``discount``), what Stripe Tax needs (``tax-info``), the customer's
+spend limit (``budget``), their own usage alert rules (``alerts``) and their alert webhook
+(``alert-webhook``)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from tollgate.accounts.alert_webhooks import set_alert_webhook
+from tollgate.accounts.alert_rules import AlertRulesStatus, alert_rules_status, set_alert_rules
+from tollgate.accounts.alert_webhooks import change_alert_webhook
 from tollgate.accounts.budgets import budget_status, set_budget
 from tollgate.accounts.credit_grants import set_trial
 from tollgate.accounts.customers import create_customer, resume_customer, status_history, suspend_customer
@@ -24,10 +27,11 @@ from tollgate.dal.dunning import list_failures
 from tollgate.domain.dunning import open_failures
 from tollgate.domain.models import Customer
 from tollgate.domain.money import format_amount
+from tollgate.domain.plan_files import parse_text
 from tollgate.errors import InvalidInputError
 
 app = typer.Typer(
-    help="Customers: create, list, show, suspend, resume, discount, tax-info, budget, alert-webhook.",
+    help="Customers: create, list, show, suspend, resume, discount, tax-info, budget, alerts, alert-webhook.",
     no_args_is_help=True,
 )
 
@@ -257,6 +261,73 @@ def parse_amount(text: str | None) -> Decimal:
         raise InvalidInputError(f"--set takes an amount such as 25.00, not {text!r}") from error
 
 
+RULE_FILE_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+
+
+@app.command("alerts")
+def alerts(
+    ctx: typer.Context,
+    customer_id: Annotated[str, typer.Argument(help="Customer id.")],
+    rules_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--set",
+            help="A YAML or JSON list of alert rules, as under a plan's alerts: (- cap_percent: 90).",
+            dir_okay=False,
+        ),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Back to the plan's alert rules.")] = False,
+) -> None:
+    """Show the usage alert rules in force for the customer (their own, which they can also set with
+    PUT /usage/alerts, or their plan's), or set their own (--set FILE) or clear them (--clear)."""
+    context = app_context(ctx)
+    if rules_file is not None and clear:
+        raise InvalidInputError("give --set FILE or --clear, not both")
+    if rules_file is None and not clear:
+        status = alert_rules_status(context.store(), customer_id, now=context.now())
+    else:
+        rules = None if clear else read_rules_file(rules_file)
+        status = set_alert_rules(context.store(), customer_id, rules, now=context.now())
+    _print_rules(status)
+
+
+def _print_rules(status: AlertRulesStatus) -> None:
+    plan = f"plan {status.plan.id} v{status.plan.version}"
+    if status.own is None:
+        whose = f"{plan}'s alert rules"
+    else:
+        count = len(status.plan.alerts)
+        whose = f"their own alert rules (replacing {plan}'s {count} rule{'' if count == 1 else 's'})"
+    rules = status.rules
+    console = out()
+    none = "" if rules else ": none, no alerts"
+    console.print(f"{status.customer_id}: {whose}{none}", markup=False, soft_wrap=True)
+    for rule in rules:
+        console.print(f"  {rule.rule_id}", markup=False, soft_wrap=True)
+
+
+def read_rules_file(path: Path | None) -> list[Any]:
+    """A rules file's list (YAML or JSON; amounts read as ``Decimal``, never through a float): a list of
+    rules, or a mapping with only ``alerts:`` (a plan's section, copied)."""
+    if path is None or path.suffix.lower() not in RULE_FILE_SUFFIXES:
+        raise InvalidInputError(f"{path}: a rules file ends in .yaml, .yml or .json")
+    try:
+        data = parse_text(path.read_text(encoding="utf-8"), "yaml")  # JSON is YAML too
+    except OSError as error:
+        raise InvalidInputError(f"{path.name}: cannot read the file: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(f"{path.name}: not UTF-8 text") from error
+    except ValueError as error:
+        raise InvalidInputError(f"{path.name}: {error}") from error
+    if isinstance(data, dict) and set(data) == {"alerts"}:
+        data = data["alerts"]
+    if not isinstance(data, list):
+        raise InvalidInputError(
+            f"{path.name}: expected a list of alert rules (- cap_percent: 90), or alerts: and such a list"
+        )
+    return data
+
+
 @app.command("alert-webhook")
 def alert_webhook(
     ctx: typer.Context,
@@ -274,25 +345,22 @@ def alert_webhook(
     if remove:
         if url is not None or rotate:
             raise InvalidInputError("--remove takes no --url or --rotate")
-        set_alert_webhook(store, customer_id, None)
+        change_alert_webhook(store, customer_id, None, remove=True)
         out().print(f"{customer_id}: no alert webhook", markup=False)
         return
     if url is None:
         kept = store.get_customer(customer_id).alert_webhook
-        if rotate and kept is not None:
-            url = kept.url
-        else:
+        if not rotate or kept is None:
             shown = "none" if kept is None else kept.url
-            out().print(f"{customer_id}: alert webhook {shown}", markup=False)
+            out().print(f"{customer_id}: alert webhook {shown}", markup=False, soft_wrap=True)
             return
-    before = store.get_customer(customer_id).alert_webhook
-    customer = set_alert_webhook(store, customer_id, url, rotate=rotate)
-    webhook = customer.alert_webhook
+    change = change_alert_webhook(store, customer_id, url, rotate=rotate)
+    webhook = change.webhook
     assert webhook is not None
-    out().print(f"{customer_id}: alerts are posted to {webhook.url}", markup=False)
-    if before is None or before.secret != webhook.secret:
+    out().print(f"{customer_id}: alerts are posted to {webhook.url}", markup=False, soft_wrap=True)
+    if change.new_secret is not None:
         out().print(
-            f"signing secret (shown once, give it to the customer): {webhook.secret}",
+            f"signing secret (shown once, give it to the customer): {change.new_secret}",
             markup=False,
             soft_wrap=True,
         )

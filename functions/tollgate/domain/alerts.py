@@ -108,10 +108,15 @@ def crossings(
     budget_credits: int | None = None,
 ) -> list[Alert]:
     """The alerts of ``rules`` that ``change`` fires, on ``plan`` (the plan in force) with the customer's
-    budget worth ``budget_credits`` on it."""
+    budget worth ``budget_credits`` on it. A rule whose amount ``plan``'s currency cannot charge (``spend:
+    250.50`` set before a plan change into yen) never fires: it is skipped, not an error that would hold the
+    stream record back."""
     fired = []
     for rule in rules:
-        alert = _crossed(change, plan, rule, budget_credits)
+        try:
+            alert = _crossed(change, plan, rule, budget_credits)
+        except ValueError:
+            continue
         if alert is not None:
             fired.append(alert)
     return fired

@@ -360,7 +360,7 @@ class AlertWebhook(BaseModel):
 
     # HTTPS; plain HTTP only to 127.0.0.1 (local mode, tests)
     url: Annotated[str, Field(pattern=r"^(https://\S+|http://127\.0\.0\.1(:\d+)?(/\S*)?)$", max_length=2000)]
-    secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9_-]{32,100}$")]
+    secret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9_-]{32,100}$", repr=False)]  # never in a log
 
 
 class AutoTopUp(BaseModel):

@@ -1,7 +1,11 @@
-"""``GET /usage``: a customer's own usage, estimate and recent invoices, behind the metering authorizer.
+"""``GET /usage``: a customer's own usage, estimate and recent invoices, behind the metering authorizer; and
+what the customer sets for themselves: ``GET``/``PUT /usage/budget`` (their spend limit), ``GET``/``PUT
+/usage/alerts`` (their own usage alert rules) and ``GET``/``PUT``/``DELETE /usage/alerts/webhook`` (where
+their alerts are posted, signed; the signing secret is in the one answer that made it, and never logged).
 
-The route costs 0 credits in the plan (``"GET /usage": 0``), so it is metered (one request) but never
-billed and stays reachable at the credit cap. The customer is whoever the authorizer says: REST APIs pass its
+The routes cost 0 credits in the plan (``"GET /usage": 0``, ``"ANY /usage/budget": 0``, ``"ANY
+/usage/alerts": 0``, ``"ANY /usage/alerts/webhook": 0``), so they are metered (one request) but never billed
+and stay reachable at the credit cap. The customer is whoever the authorizer says: REST APIs pass its
 context as ``requestContext.authorizer.customerId``, HTTP APIs (v2) as
 ``requestContext.authorizer.lambda.customerId``.
 The deployed API is a REST API; the HTTP API shape is served by the same route through its own resolver.
@@ -15,11 +19,13 @@ Errors are answered by type, in one place (:func:`answer_error`, statuses from `
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -28,11 +34,20 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.exceptions import ServiceError, UnauthorizedError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tollgate.accounts.alert_rules import alert_rules_status, set_alert_rules
+from tollgate.accounts.alert_webhooks import change_alert_webhook
 from tollgate.accounts.budgets import budget_status, set_budget
 from tollgate.dal.store import TollgateStore
+from tollgate.domain.models import AlertRule
 from tollgate.errors import ConflictError, InvalidInputError, NotFoundError, http_status
+from tollgate.usage_api.alert_reports import (
+    RULES_EXAMPLE,
+    AlertRulesReport,
+    AlertWebhookReport,
+    AlertWebhookSet,
+)
 from tollgate.usage_api.observability import logger
 from tollgate.usage_api.report import BudgetReport, UsageReport, build_usage_report
 from tollgate.usage_api.settings import UsageApiSettings
@@ -88,6 +103,9 @@ def customer_id_of(raw_event: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+# request bodies: a number with a fraction is read as Decimal, straight from the text (money is never a float)
+DECIMAL_JSON: Callable[[str], Any] = partial(json.loads, parse_float=Decimal)
+
 ANSWERED = (InvalidInputError, NotFoundError)  # what a caller can act on; anything else is a 500
 
 
@@ -100,6 +118,42 @@ class BudgetChange(BaseModel):
         description='the monthly budget in the plan\'s currency (major units, e.g. "25.00"); null clears it',
         examples=["25.00"],
     )
+
+
+class AlertRulesChange(BaseModel):
+    """``PUT /usage/alerts``'s body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[AlertRule] | None = Field(
+        description=(
+            "the customer's own alert rules, which replace the plan's: each one of included_percent, "
+            "cap_percent, budget_percent, spend, balance_below, forecast (cap or budget), forecast_spend; "
+            "[] for no alerts at all; null goes back to the plan's"
+        ),
+        examples=[RULES_EXAMPLE],
+    )
+
+
+class AlertWebhookChange(BaseModel):
+    """``PUT /usage/alerts/webhook``'s body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2000)] | None = Field(
+        default=None,
+        description="the HTTPS endpoint the customer's alerts are posted to, signed (Tollgate-Signature)",
+        examples=["https://hooks.example.com/tollgate"],
+    )
+    rotate: bool = Field(
+        default=False, description="true: a new signing secret (the old one stops verifying at once)"
+    )
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> AlertWebhookChange:
+        if self.url is None and not self.rotate:
+            raise ValueError('give "url", or "rotate": true')
+        return self
 
 
 def answer_error(error: InvalidInputError | NotFoundError | ConflictError) -> ServiceError:
@@ -197,6 +251,145 @@ def register_routes(app: ApiGatewayResolver, deps: Callable[[], Deps]) -> None:
         logger.info("budget set", customer_id=status.customer_id, amount=str(change.amount))
         return BudgetReport.of(status)
 
+    register_alert_routes(app, deps, budget_errors)
+
+
+def register_alert_routes(
+    app: ApiGatewayResolver,
+    deps: Callable[[], Deps],
+    gateway_errors: dict[int | HTTPStatus, OpenAPIResponse],
+) -> None:
+    """``GET``/``PUT /usage/alerts`` (the customer's own alert rules) and ``GET``/``PUT``/``DELETE
+    /usage/alerts/webhook`` (their alert webhook), built like ``/usage/budget``."""
+
+    @app.get(
+        "/usage/alerts",
+        summary="The usage alert rules in force",
+        description=(
+            "The customer's own alert rules if they set some (source: customer), else the plan's (source: "
+            "plan). Each alert fires once per period (a low balance: once per top-up) as an EventBridge "
+            "event on the provider's account and, with an alert webhook, a signed POST to it. This route "
+            "costs 0 credits."
+        ),
+        operation_id="getAlertRules",
+        tags=["alerts"],
+        responses={200: {"description": "The alert rules in force"}, **gateway_errors},
+    )
+    def get_alert_rules() -> AlertRulesReport:
+        wired = deps()
+        try:
+            return AlertRulesReport.of(alert_rules_status(wired.store, _customer(app), now=wired.clock()))
+        except ANSWERED as error:
+            raise answer_error(error) from error
+
+    @app.put(
+        "/usage/alerts",
+        summary="Set the customer's own alert rules, or go back to the plan's",
+        description=(
+            "The rules replace the plan's for this customer, and are checked as the plan's own are: a rule "
+            "that can never fire on the plan (cap_percent without a cap, balance_below on a plan billed in "
+            "arrears...), an amount the plan's currency cannot charge, or more rules than a plan may have is "
+            "a 400, and nothing changes. rules null goes back to the plan's; [] is no alerts at all. Setting "
+            "the same rules again changes nothing. A change is seen by the alert function within 30 s. This "
+            "route costs 0 credits."
+        ),
+        operation_id="putAlertRules",
+        tags=["alerts"],
+        responses={
+            200: {"description": "The alert rules in force now"},
+            400: {
+                "description": "A rule the plan would refuse, or too many rules",
+                "content": {"application/json": {"model": ErrorBody}},
+            },
+            **gateway_errors,
+        },
+    )
+    def put_alert_rules(change: Annotated[AlertRulesChange, Body()]) -> AlertRulesReport:
+        wired = deps()
+        try:
+            status = set_alert_rules(wired.store, _customer(app), change.rules, now=wired.clock())
+        except (*ANSWERED, ConflictError) as error:
+            raise answer_error(error) from error
+        rules = None if status.own is None else [rule.rule_id for rule in status.own]
+        logger.info("alert rules set", customer_id=status.customer_id, rules=rules)
+        return AlertRulesReport.of(status)
+
+    @app.get(
+        "/usage/alerts/webhook",
+        summary="The customer's alert webhook",
+        description=(
+            "Where the customer's alerts are posted, signed with a secret (Tollgate-Signature). The secret "
+            "is never shown here: only by the PUT that made it. This route costs 0 credits."
+        ),
+        operation_id="getAlertWebhook",
+        tags=["alerts"],
+        responses={200: {"description": "The alert webhook (null url: none)"}, **gateway_errors},
+    )
+    def get_alert_webhook() -> AlertWebhookReport:
+        wired = deps()
+        try:
+            return AlertWebhookReport.of(wired.store.get_customer(_customer(app)).alert_webhook)
+        except ANSWERED as error:
+            raise answer_error(error) from error
+
+    @app.put(
+        "/usage/alerts/webhook",
+        summary="Set the alert webhook's URL, or rotate its signing secret",
+        description=(
+            "url: post the customer's alerts to this HTTPS URL; the first URL makes a signing secret "
+            "(whsec_...), answered this once and never again; a new URL keeps the secret. rotate true makes "
+            "a new secret (answered this once), which signs every delivery from now on. Setting the URL the "
+            "webhook has changes nothing. Verify each delivery: HMAC-SHA256 under the secret of "
+            '"{t}." + body, against the v1 of Tollgate-Signature (t=...,v1=...), within 5 minutes of t. '
+            "This route costs 0 credits."
+        ),
+        operation_id="putAlertWebhook",
+        tags=["alerts"],
+        responses={
+            200: {"description": "The alert webhook, with its signing secret if this request made one"},
+            400: {
+                "description": "Not an HTTPS URL, or a rotation without a webhook",
+                "content": {"application/json": {"model": ErrorBody}},
+            },
+            **gateway_errors,
+        },
+    )
+    def put_alert_webhook(change: Annotated[AlertWebhookChange, Body()]) -> AlertWebhookSet:
+        wired = deps()
+        try:
+            changed = change_alert_webhook(
+                wired.store, _customer(app), change.url, rotate=change.rotate, https_only=True
+            )
+        except (*ANSWERED, ConflictError) as error:
+            raise answer_error(error) from error
+        webhook = changed.webhook
+        logger.info(  # the host only: a URL's path may hold a token of the customer's; never the secret
+            "alert webhook set",
+            customer_id=changed.customer.id,
+            host=None if webhook is None else urllib.parse.urlsplit(webhook.url).hostname,
+            new_secret=changed.new_secret is not None,
+        )
+        return AlertWebhookSet.of_change(changed)
+
+    @app.delete(
+        "/usage/alerts/webhook",
+        summary="Stop posting the customer's alerts to their webhook",
+        description=(
+            "Removes the URL and its secret; removing none changes nothing. This route costs 0 credits."
+        ),
+        operation_id="deleteAlertWebhook",
+        tags=["alerts"],
+        responses={200: {"description": "No alert webhook"}, **gateway_errors},
+    )
+    def delete_alert_webhook() -> AlertWebhookReport:
+        wired = deps()
+        try:
+            changed = change_alert_webhook(wired.store, _customer(app), None, remove=True)
+        except (*ANSWERED, ConflictError) as error:
+            raise answer_error(error) from error
+        logger.info("alert webhook removed", customer_id=changed.customer.id)
+        return AlertWebhookReport.of(changed.webhook)
+
 
 def _customer(app: ApiGatewayResolver) -> str:
     customer_id = customer_id_of(app.current_event.raw_event)
@@ -212,8 +405,8 @@ def make_resolvers(deps: Deps | None = None) -> tuple[APIGatewayRestResolver, AP
         return deps if deps is not None else default_deps()
 
     rest, http = (
-        APIGatewayRestResolver(enable_validation=True),
-        APIGatewayHttpResolver(enable_validation=True),
+        APIGatewayRestResolver(enable_validation=True, json_body_deserializer=DECIMAL_JSON),
+        APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=DECIMAL_JSON),
     )
     register_routes(rest, wired)
     register_routes(http, wired)

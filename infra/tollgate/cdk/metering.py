@@ -56,6 +56,12 @@ AUTHORIZER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 AUTHORIZER_ROUTE_NAME_ACTIONS = ("dynamodb:PutItem",)
 NO_CACHE = cdk.Duration.seconds(0)
 _HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"})
+# what add_usage_route adds under /usage besides GET /usage itself (tollgate.usage_api.handler)
+USAGE_SUBROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("budget", ("GET", "PUT")),
+    ("alerts", ("GET", "PUT")),
+    ("alerts/webhook", ("GET", "PUT", "DELETE")),
+)
 
 
 @dataclass(frozen=True)
@@ -379,15 +385,20 @@ class MeteredApi(Construct):
         return self.add_route(method, path, integration)
 
     def add_usage_route(self, usage_function: lambda_.IFunction, path: str = "/usage") -> Any:
-        """``GET /usage`` (or ``path``), and ``GET``/``PUT {path}/budget`` (the customer's spend limit),
-        answered by Tollgate's usage function (``Tollgate.usage_function``); returns ``GET /usage``'s route.
+        """``GET /usage`` (or ``path``), ``GET``/``PUT {path}/budget`` (the customer's spend limit),
+        ``GET``/``PUT {path}/alerts`` (their own usage alert rules) and ``GET``/``PUT``/``DELETE
+        {path}/alerts/webhook`` (their alert webhook), answered by Tollgate's usage function
+        (``Tollgate.usage_function``); returns ``GET /usage``'s route.
 
         Metered like any route: give them a cost of 0 credits in your plans (``"GET /usage": 0``,
-        ``"ANY /usage/budget": 0``), so a customer at their cap or budget can still see and raise it.
+        ``"ANY /usage/budget": 0``, ``"ANY /usage/alerts": 0``, ``"ANY /usage/alerts/webhook": 0``), so a
+        customer at their cap or budget can still see and raise it, and set up their alerts.
         """
         usage = self.add_function_route("GET", path, usage_function)
-        for method in ("GET", "PUT"):
-            self.add_function_route(method, f"{path.rstrip('/')}/budget", usage_function)
+        base = path.rstrip("/")
+        for route, methods in USAGE_SUBROUTES:
+            for method in methods:
+                self.add_function_route(method, f"{base}/{route}", usage_function)
         return usage
 
     def _add_gateway_responses(self, api: apigw.IRestApi) -> None:

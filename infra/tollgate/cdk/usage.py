@@ -1,5 +1,6 @@
-"""``UsageApi``: the ``GET /usage`` (and ``GET``/``PUT /usage/budget``) function a provider routes on their
-own API, behind the authorizer.
+"""``UsageApi``: the ``GET /usage`` function (and ``/usage/budget``, ``/usage/alerts``,
+``/usage/alerts/webhook``: what a customer sets for themselves) a provider routes on their own API, behind the
+authorizer.
 
 The function answers the calling customer's usage this period, the bill so far and recent invoices; the
 customer is whoever the authorizer says called (its context), so the route must be metered. Add it with
@@ -17,13 +18,15 @@ from tollgate.cdk.constants import ENV_TABLE_NAME, HANDLER_USAGE_API, ID_USAGE_F
 from tollgate.cdk.functions import TollgateFunction
 
 USAGE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
-# PUT /usage/budget replaces the customer's item (conditionally): customer items only
-BUDGET_TABLE_ACTIONS = ("dynamodb:PutItem",)
+# PUT /usage/budget replaces the customer's item (conditionally); PUT /usage/alerts and /usage/alerts/webhook
+# set one attribute of it (conditionally): customer items only
+CUSTOMER_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 CUSTOMER_PK_PREFIX = "CUSTOMER#"
 
 
 class UsageApi(Construct):
-    """The usage function, allowed to read the table and to write customer items (a budget), nothing else."""
+    """The usage function, allowed to read the table and to write customer items (a budget, alert rules, an
+    alert webhook), nothing else."""
 
     def __init__(self, scope: Construct, id: str, *, table: dynamodb.ITable) -> None:
         super().__init__(scope, id)
@@ -41,8 +44,8 @@ class UsageApi(Construct):
                     resources=[table.table_arn],
                 ),
                 iam.PolicyStatement(
-                    sid="SetBudget",
-                    actions=list(BUDGET_TABLE_ACTIONS),
+                    sid="SetCustomerSettings",
+                    actions=list(CUSTOMER_TABLE_ACTIONS),
                     resources=[table.table_arn],
                     conditions={
                         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{CUSTOMER_PK_PREFIX}*"]}

@@ -35,7 +35,14 @@ from tollgate.domain.rating import FreeCredits, PlanPart, rate_parts, rate_perio
 if TYPE_CHECKING:
     from stripe import StripeClient
 
-ROUTE_COSTS = {"GET /v1/search": 1, "POST /v1/generate": 25, "GET /usage": 0, "ANY /usage/budget": 0}
+ROUTE_COSTS = {
+    "GET /v1/search": 1,
+    "POST /v1/generate": 25,
+    "GET /usage": 0,
+    "ANY /usage/budget": 0,
+    "ANY /usage/alerts": 0,
+    "ANY /usage/alerts/webhook": 0,
+}
 # (GET /v1/items/{id}: the default cost, 1)
 # Requests per customer and route at scale 1: about two thousand in all.
 TRAFFIC: dict[str, dict[tuple[str, str], int]] = {

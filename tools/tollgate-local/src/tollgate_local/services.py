@@ -57,6 +57,11 @@ def sample_routes(table: str) -> list[Any]:
         Route("GET", "/usage", usage),
         Route("GET", "/usage/budget", usage),
         Route("PUT", "/usage/budget", usage),
+        Route("GET", "/usage/alerts", usage),
+        Route("PUT", "/usage/alerts", usage),
+        Route("GET", "/usage/alerts/webhook", usage),
+        Route("PUT", "/usage/alerts/webhook", usage),
+        Route("DELETE", "/usage/alerts/webhook", usage),
     ]
 
 
