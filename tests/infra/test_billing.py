@@ -322,6 +322,7 @@ def test_every_function_is_python312_on_arm64_without_tracing(template: dict[str
         constants.HANDLER_CLOSE_WATCHDOG,
         constants.HANDLER_ALERTS,
         constants.HANDLER_ALERT_WEBHOOKS,
+        constants.HANDLER_CREDIT_EXPIRY,
         sample_api.SAMPLE_HANDLER,
     }
     for logical_id, function in functions.items():

@@ -36,6 +36,7 @@ def test_background_functions_are_capped_so_they_cannot_starve_the_authorizer(
         constants.HANDLER_CLOSE_STARTER,
         constants.HANDLER_DUNNING_SWEEPER,
         constants.HANDLER_CLOSE_WATCHDOG,
+        constants.HANDLER_CREDIT_EXPIRY,
     ):
         assert reserved(handler) == 1, handler
     # The authorizer is left unreserved: a reservation would also cap paid traffic.

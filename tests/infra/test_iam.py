@@ -262,10 +262,10 @@ def test_the_usage_function_writes_only_customer_items_and_the_sample_backend_no
     assert not [action for action in sample if action.startswith("dynamodb:")]
 
 
-@pytest.mark.parametrize("schedule_index", [0, 1, 2])
+@pytest.mark.parametrize("schedule_index", [0, 1, 2, 3])
 def test_scheduler_roles_invoke_exactly_their_target(template: dict[str, Any], schedule_index: int) -> None:
     schedules = sorted(resources(template, "AWS::Scheduler::Schedule").items())
-    assert len(schedules) == 3  # the close, its watchdog, the dunning sweep
+    assert len(schedules) == 4  # the close, its watchdog, the dunning sweep, the credit expiry sweep
     _, schedule = schedules[schedule_index]
     target = props(schedule)["Target"]
     role_id = target["RoleArn"]["Fn::GetAtt"][0]

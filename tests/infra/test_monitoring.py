@@ -37,7 +37,7 @@ def metric_names(alarm_props: dict[str, Any]) -> set[str]:
 
 def test_every_alarm_notifies_the_topic(template: dict[str, Any], alarms: dict[str, dict[str, Any]]) -> None:
     topic_id, _ = only(resources(template, "AWS::SNS::Topic"))
-    assert len(alarms) == len(set(constants.ALARM_IDS)) == 23
+    assert len(alarms) == len(set(constants.ALARM_IDS)) == 24
     for construct_id in constants.ALARM_IDS:
         alarm_props = alarm(alarms, construct_id)
         assert alarm_props["AlarmActions"] == [ref(topic_id)], construct_id
@@ -59,6 +59,7 @@ def test_every_alarm_notifies_the_topic(template: dict[str, Any], alarms: dict[s
         (constants.ALARM_WEBHOOK_ERRORS, constants.HANDLER_WEBHOOK),
         (constants.ALARM_DUNNING_SWEEPER_ERRORS, constants.HANDLER_DUNNING_SWEEPER),
         (constants.ALARM_USAGE_ERRORS, constants.HANDLER_USAGE_API),
+        (constants.ALARM_CREDIT_EXPIRY_ERRORS, constants.HANDLER_CREDIT_EXPIRY),
     ],
 )
 def test_every_tollgate_function_has_an_errors_alarm(
@@ -227,7 +228,7 @@ def test_the_dashboard_shows_metering_the_close_stripe_and_every_queue_of_failur
     (errors,) = [g for title, g in graphs.items() if title == "Function errors"]
     functions = resources(template, "AWS::Lambda::Function")
     ours = {lid for lid, f in functions.items() if props(f)["Handler"].startswith("tollgate.")}
-    assert len(ours) == 9
+    assert len(ours) == 10
     assert {row[3] for row in errors["metrics"]} == ours
     (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
     assert len(alarm_widget["properties"]["alarms"]) == len(constants.ALARM_IDS)

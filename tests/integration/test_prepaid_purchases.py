@@ -214,3 +214,51 @@ def test_the_cli_prints_the_checkout_link(shop: Shop) -> None:
     assert bought.exit_code == 0, bought.output
     (session_id,) = shop.double.checkout_sessions
     assert f"2,500 credits for 5.00 USD: {shop.double.base_url}/checkout/{session_id}" in bought.output
+
+
+class ProcessDied(BaseException):
+    """The Lambda was killed here: nothing after it runs, and Stripe gets no answer (it redelivers)."""
+
+
+@pytest.mark.parametrize("dies", ["before-its-write", "after-its-write"])
+def test_the_webhook_dying_around_its_one_write_then_stripes_redelivery_adds_the_credits_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, dies: str
+) -> None:
+    purchase = buy_credits(shop.store, shop.double.client(), "acme", credits=50_000, purchase_id="p1")
+    event = shop.double.complete_checkout(purchase.session_id)
+    write = shop.store.transact
+
+    def killed(actions: Any) -> None:
+        if dies == "after-its-write":
+            write(actions)
+        raise ProcessDied(dies)
+
+    monkeypatch.setattr(shop.store, "transact", killed)
+    with pytest.raises(ProcessDied):
+        shop.deliver(event)
+    monkeypatch.setattr(shop.store, "transact", write)
+    redelivered = shop.deliver(event)
+
+    assert redelivered["result"] == ("applied" if dies == "before-its-write" else "duplicate")
+    assert shop.balance() == 50_000
+    assert [top_up.reference for top_up in shop.store.list_top_ups("acme")] == [purchase.session_id]
+
+
+def test_a_purchase_that_died_before_its_link_was_shown_is_the_same_session_when_run_again(
+    shop: Shop,
+) -> None:
+    client = shop.double.client()
+    created = client.v1.checkout.sessions.create
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        created(*args, **kwargs)  # Stripe made the session; the link never reached anyone
+        raise ProcessDied("after checkout.sessions.create")
+
+    client.v1.checkout.sessions.create = killed  # type: ignore[method-assign]
+    with pytest.raises(ProcessDied):
+        buy_credits(shop.store, client, "acme", credits=50_000, purchase_id="p1")
+    again = buy_credits(shop.store, shop.double.client(), "acme", credits=50_000, purchase_id="p1")
+
+    assert list(shop.double.checkout_sessions) == [again.session_id]  # one session: the customer pays once
+    assert shop.deliver(shop.double.complete_checkout(again.session_id))["result"] == "applied"
+    assert shop.balance() == 50_000

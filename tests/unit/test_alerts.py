@@ -12,6 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import make_plan
+from tollgate.alerts.service import changes_of
+from tollgate.dal.counter_item import period_tag
 from tollgate.domain.alerts import (
     FORECAST_AFTER_SECONDS,
     AlertKind,
@@ -224,3 +226,19 @@ def test_the_alert_function_reads_a_customer_once_per_ttl_and_a_plan_version_onc
     accounts.customer("acme")
     accounts.plan("pro", 1)
     assert store.reads == ["acme", "pro@1", "acme"]
+
+
+def test_credits_that_expire_can_bring_a_balance_below_its_alert_but_a_top_up_cannot() -> None:
+    prepaid = make_plan(id="credits", billing="prepaid", alerts=[{"balance_below": 100}])
+    tag = period_tag("2026-11")
+    wallet = {"pk": "WALLET#acme", "sk": "WALLET", "bought": 1_000, "expired": 0, f"{tag}credits": 850}
+    before = {**wallet, "balance": 150}
+    expired = {**wallet, "balance": 50, "expired": 100}  # the sweep took 100 unused credits: no request
+
+    (change,) = changes_of(before, expired, MID_MONTH)
+    alerts = crossings(change, prepaid, prepaid.alerts)
+
+    assert (change.period, change.credits_before, change.credits_after) == ("2026-11", 850, 850)
+    assert [(a.kind, a.detail["balance"]) for a in alerts] == [(AlertKind.BALANCE_LOW, 50)]
+    assert changes_of(expired, before, MID_MONTH) == []  # a top-up: the balance rose, nothing to say
+    assert changes_of(before, before, MID_MONTH) == []

@@ -12,6 +12,11 @@ which only the provider's secret key can set; ``checkout.session.completed`` (or
 adds them under the session's id as reference, so however often Stripe delivers either event, they land once
 (``tollgate.billing.webhooks.processing``). The card is saved for later off-session charges
 (``setup_future_usage``), which automatic top-ups will use.
+
+A plan's **pack** (``credit_packs``, ``--pack ID``) is bought the same way, for its credits; its validity in
+days rides in the metadata too, and its credits expire that long after Stripe says the session is paid (the
+event's time: every delivery of it makes the same top-up). Credits added by hand may expire
+(``expires_in_days``); automatic top-ups never do. Expiry itself is ``tollgate.expiry.service``'s.
 """
 
 from __future__ import annotations
@@ -25,16 +30,20 @@ import stripe
 from pydantic import ValidationError
 
 from tollgate.dal.store import TollgateStore
-from tollgate.domain.models import Customer, Plan
+from tollgate.domain.models import MAX_PACK_DAYS, Customer, Plan
 from tollgate.domain.money import format_amount, line_amount, to_minor_units
 from tollgate.domain.prepaid import (
     METADATA_CREDITS,
     METADATA_CUSTOMER,
+    METADATA_EXPIRES_IN_DAYS,
+    METADATA_PACK,
     METADATA_PURCHASE,
     PURCHASE_KIND,
     Balance,
+    CreditPack,
     TopUp,
     TopUpSource,
+    expiry_after,
 )
 from tollgate.domain.stripe_limits import max_amount
 from tollgate.errors import InvalidInputError, StripeCallError
@@ -70,13 +79,19 @@ def add_credits(
     source: TopUpSource = TopUpSource.MANUAL,
     amount: int | None = None,
     currency: str | None = None,
+    expires_in_days: int | None = None,
 ) -> CreditsAdded:
     """Add ``credits`` to a prepaid customer's balance, once per ``reference`` (a payment's id): sending the
-    same reference again changes nothing, and one with other credits is refused.
+    same reference again changes nothing, and one with other credits is refused. With ``expires_in_days``,
+    what is left of them that many days after ``now`` expires (the sweep, ``tollgate.expiry.service``).
 
     ``NotFoundError``: unknown customer; ``InvalidInputError``: the customer's plan is not prepaid, or the
     top-up is malformed."""
     prepaid_plan(store, customer_id)
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_PACK_DAYS:
+        raise InvalidInputError(
+            f"--expires-in-days: {expires_in_days}; credits expire 1 to {MAX_PACK_DAYS} days on"
+        )
     try:
         top_up = TopUp(
             customer_id=customer_id,
@@ -87,6 +102,7 @@ def add_credits(
             amount=amount,
             currency=currency,
             created_at=now,
+            expires_at=expiry_after(now, expires_in_days),
         )
     except ValidationError as error:
         problems = "; ".join(
@@ -113,6 +129,7 @@ class Purchase:
     credits: int
     amount: int  # minor units
     currency: str
+    pack: CreditPack | None = None  # the plan's pack it sells, if any
 
     @property
     def price(self) -> str:
@@ -124,19 +141,36 @@ def purchase_amount(plan: Plan, credits: int) -> int:
     return line_amount(to_minor_units(plan.flat_price, plan.currency), credits)
 
 
+def plan_pack(plan: Plan, pack_id: str) -> CreditPack:
+    """The pack ``pack_id`` of ``plan`` (``InvalidInputError`` naming the plan's packs if it has no such)."""
+    for pack in plan.credit_packs:
+        if pack.id == pack_id:
+            return pack
+    sold = ", ".join(pack.id for pack in plan.credit_packs) or "none"
+    raise InvalidInputError(f"--pack: plan {plan.id!r} sells no pack {pack_id!r} (its packs: {sold})")
+
+
 def buy_credits(
     store: TollgateStore,
     client: stripe.StripeClient,
     customer_id: str,
     *,
-    credits: int,
+    credits: int | None = None,
+    pack: str | None = None,
     success_url: str | None = None,
     purchase_id: str | None = None,
 ) -> Purchase:
-    """A Stripe Checkout Session for ``credits`` at the customer's prepaid plan's price; the webhook adds
-    them once Stripe says the session is paid. ``purchase_id`` names the purchase (default: a new one): the
+    """A Stripe Checkout Session for ``credits``, or for the plan's pack ``pack`` (one or the other), at the
+    customer's prepaid plan's price; the webhook adds them once Stripe says the session is paid (a pack's
+    expiring ``expires_after_days`` after that). ``purchase_id`` names the purchase (default: a new one): the
     same id again within Stripe's 24 hours answers the same session rather than creating a second one."""
     customer, plan = prepaid_plan(store, customer_id)
+    if (credits is None) == (pack is None):
+        raise InvalidInputError("give --credits N or --pack ID (one of them)")
+    chosen = None if pack is None else plan_pack(plan, pack)
+    if chosen is not None:
+        credits = chosen.credits
+    assert credits is not None
     if not customer.stripe_customer_id:
         raise InvalidInputError(
             f"customer {customer_id!r} has no Stripe customer yet: run `tollgate customers create "
@@ -162,6 +196,12 @@ def buy_credits(
         METADATA_CREDITS: str(credits),
         "tollgate_purchase_id": purchase,
     }
+    name = f"{credits:,} API credits ({plan.name})"
+    if chosen is not None:
+        metadata[METADATA_PACK] = chosen.id
+        if chosen.expires_after_days is not None:
+            metadata[METADATA_EXPIRES_IN_DAYS] = str(chosen.expires_after_days)
+            name = f"{credits:,} API credits, valid {chosen.expires_after_days:,} days ({plan.name})"
     params: dict[str, Any] = {
         "mode": "payment",
         "customer": customer.stripe_customer_id,
@@ -171,7 +211,7 @@ def buy_credits(
                 "price_data": {
                     "currency": plan.currency,
                     "unit_amount": amount,
-                    "product_data": {"name": f"{credits:,} API credits ({plan.name})"},
+                    "product_data": {"name": name},
                 },
             }
         ],
@@ -187,4 +227,4 @@ def buy_credits(
         )
     except stripe.StripeError as error:
         raise StripeCallError("checkout.sessions.create", error) from error
-    return Purchase(str(session.id), str(session.url), credits, amount, plan.currency)
+    return Purchase(str(session.id), str(session.url), credits, amount, plan.currency, chosen)

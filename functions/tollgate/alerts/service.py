@@ -32,12 +32,12 @@ from typing import Any, Protocol
 from tollgate.accounts.auto_top_up import TopUpOutcome, suspend_after_failure
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.alerts import Claim, auto_top_up_key, claim, claim_alert, mark_done, mark_sent
-from tollgate.dal.counter_item import BALANCE, BOUGHT, PERIOD_TAG_LENGTH, period_of_tag
+from tollgate.dal.counter_item import BALANCE, BOUGHT, PERIOD_TAG_LENGTH, period_of_tag, period_tag
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.alerts import Alert, AlertKind, CounterChange, crossings
 from tollgate.domain.budgets import peak_charge
 from tollgate.domain.models import AlertRule, Customer, Plan, plan_ref
-from tollgate.domain.periods import period_start
+from tollgate.domain.periods import period_of, period_start
 from tollgate.domain.progressive import threshold_minor
 from tollgate.errors import RetryLaterError
 
@@ -101,6 +101,23 @@ def changes_of(
                 credits_after,
                 balance_before=_int(before.get(BALANCE)) if BALANCE in before else None,
                 balance_after=_int(new.get(BALANCE)),
+                bought=_int(new.get(BOUGHT)),
+            )
+        )
+    balance_before, balance_after = _int(before.get(BALANCE)), _int(new.get(BALANCE))
+    if not changes and BALANCE in before and balance_after < balance_before:
+        # Credits left the balance without a request (an expiry): a balance alert may fire, nothing else.
+        month = period_of(at)
+        credits = _int(new.get(period_tag(month) + tk.CREDITS))
+        changes.append(
+            CounterChange(
+                customer_id,
+                month,
+                at,
+                credits,
+                credits,
+                balance_before=balance_before,
+                balance_after=balance_after,
                 bought=_int(new.get(BOUGHT)),
             )
         )

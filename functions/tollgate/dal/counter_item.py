@@ -102,6 +102,7 @@ def segment_of(name: str) -> int | None:
 
 BALANCE = "balance"  # credits the customer can still draw
 BOUGHT = "bought"  # credits ever added to the balance
+EXPIRED = "expired"  # credits that expired unused (the expiry sweep): drawn = bought - balance - expired
 PERIOD_TAG_LENGTH = 4
 
 

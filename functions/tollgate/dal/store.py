@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import boto3
@@ -19,6 +20,7 @@ from tollgate.dal import tablekeys as tk
 from tollgate.dal.counter_item import (
     BALANCE,
     BOUGHT,
+    EXPIRED,
     PERIOD_TAG_LENGTH,
     is_route_code,
     period_tag,
@@ -34,6 +36,45 @@ from tollgate.domain.prepaid import Balance, TopUp
 from tollgate.errors import AlreadyExistsError, ConflictError, NotFoundError, TransactionConflictError
 
 _KEY_FIELDS = (tk.PK, tk.SK, tk.GSI1_PK, tk.GSI1_SK, "kind")
+# A top-up's fields stored only when set (its expiry and its settlement), so a lot that never expires keeps
+# the shape top-ups had before expiry existed.
+_TOP_UP_OPTIONAL = ("pack", "expires_at", "expired_credits", "settled_at")
+
+
+_RETRYABLE_CANCELLATIONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
+
+
+class Settlement(StrEnum):
+    """What :meth:`TollgateStore.settle_lot` did."""
+
+    SETTLED = "settled"  # the lot is settled, its unused credits left the balance
+    ALREADY = "already"  # another sweep settled it first: nothing changed
+    MOVED = "moved"  # the wallet is not as it was read (a top-up, another settlement, draws): read again
+
+
+def _top_up_item(top_up: TopUp) -> dict[str, Any]:
+    """A top-up as stored: its fields, its expiry under ``lot_expires_at`` (``expires_at`` is the table's TTL
+    attribute), and, while it has an expiry and is not settled, its entry in the index of expiring lots."""
+    item = top_up.model_dump(mode="json")
+    for name in _TOP_UP_OPTIONAL:
+        if item[name] is None:
+            del item[name]
+    if "expires_at" in item:
+        item[tk.LOT_EXPIRES_AT] = item.pop("expires_at")
+    item.update(tk.top_up_key(top_up.customer_id, top_up.reference))
+    if top_up.expires_at is not None and not top_up.settled:
+        item[tk.GSI1_PK] = tk.EXPIRING_INDEX_PK
+        item[tk.GSI1_SK] = tk.expiring_lot_sort_key(top_up.expires_at, top_up.customer_id, top_up.reference)
+    return item
+
+
+def _top_up_from_item(item: Mapping[str, Any]) -> TopUp:
+    fields = item_fields(item)
+    if tk.LOT_EXPIRES_AT in fields:
+        fields["expires_at"] = fields.pop(tk.LOT_EXPIRES_AT)
+    return TopUp.model_validate(fields)
 
 
 def _is_conditional_failure(error: ClientError) -> bool:
@@ -444,10 +485,7 @@ class TollgateStore:
         record = {
             "Put": {
                 "TableName": self.table_name,
-                "Item": {
-                    **top_up.model_dump(mode="json"),
-                    **tk.top_up_key(top_up.customer_id, top_up.reference),
-                },
+                "Item": _top_up_item(top_up),
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": tk.PK},
             }
@@ -493,27 +531,100 @@ class TollgateStore:
         found = self.table.get_item(Key=tk.top_up_key(customer_id, reference), ConsistentRead=True)
         if "Item" not in found:
             raise NotFoundError("top-up", reference)
-        return TopUp.model_validate(item_fields(found["Item"]))
+        return _top_up_from_item(found["Item"])
 
     def list_top_ups(self, customer_id: str) -> list[TopUp]:
-        """The customer's top-ups, oldest first."""
-        top_ups = [
-            TopUp.model_validate(item_fields(item))
-            for item in self._query_customer(customer_id, tk.TOP_UP_SK_PREFIX)
-        ]
-        return sorted(top_ups, key=lambda top_up: top_up.created_at)
+        """The customer's top-ups, oldest first (strongly consistent): its lots, settled or not."""
+        top_ups = [_top_up_from_item(item) for item in self._query_customer(customer_id, tk.TOP_UP_SK_PREFIX)]
+        return sorted(top_ups, key=lambda top_up: (top_up.created_at, top_up.reference))
 
     def read_balance(self, customer_id: str) -> Balance:
         """The customer's prepaid balance (0 for a customer without a wallet), strongly consistent."""
         found = self.table.get_item(
             Key=tk.wallet_key(customer_id),
             ConsistentRead=True,
-            ProjectionExpression="#b, #t",
-            ExpressionAttributeNames={"#b": BALANCE, "#t": BOUGHT},
+            ProjectionExpression="#b, #t, #e",
+            ExpressionAttributeNames={"#b": BALANCE, "#t": BOUGHT, "#e": EXPIRED},
         ).get("Item", {})
         return Balance(
-            customer_id=customer_id, credits=int(found.get(BALANCE, 0)), bought=int(found.get(BOUGHT, 0))
+            customer_id=customer_id,
+            credits=int(found.get(BALANCE, 0)),
+            bought=int(found.get(BOUGHT, 0)),
+            expired=int(found.get(EXPIRED, 0)),
         )
+
+    def due_lot_customers(self, now: datetime, *, page_size: int = 500) -> Iterator[str]:
+        """The customers with a lot due by ``now`` (expired, not settled), from the index of expiring lots,
+        soonest first, each once: no scan. The index is eventually consistent: a lot settled a moment ago may
+        still be listed (the sweep reads the customer's lots again, strongly), and one added a moment ago may
+        not be yet (it is not due for days)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": tk.GSI1,
+            "KeyConditionExpression": Key(tk.GSI1_PK).eq(tk.EXPIRING_INDEX_PK)
+            & Key(tk.GSI1_SK).lt(tk.due_lots_bound(now)),
+            "ProjectionExpression": "customer_id",
+            "Limit": page_size,
+        }
+        seen: set[str] = set()
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page["Items"]:
+                customer_id = str(item["customer_id"])
+                if customer_id not in seen:
+                    seen.add(customer_id)
+                    yield customer_id
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def settle_lot(self, lot: TopUp, expired: int, *, seen: Balance, at: datetime) -> Settlement:
+        """Settle ``lot``: ``expired`` of its credits leave the balance, in ONE transaction with the record
+        marked settled (``expired_credits``, ``settled_at``) and taken out of the index of expiring lots.
+
+        The wallet's part applies only while the wallet is as ``seen`` (``bought``: no top-up since;
+        ``expired``: no other settlement since) and its balance still covers ``expired``; the record's only
+        while the lot is not settled. Draws since ``seen`` are allowed: they come out of later lots. Safe to
+        repeat, and to run concurrently: the lot is settled once."""
+        if not 0 <= expired <= lot.credits or lot.expires_at is None:
+            raise ValueError(f"lot {lot.reference}: {expired} of {lot.credits} credits cannot expire")
+        wallet = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": tk.wallet_key(lot.customer_id),
+                "UpdateExpression": "ADD #b :taken, #e :expired",
+                "ConditionExpression": "#t = :bought AND #b >= :expired AND "
+                + ("(attribute_not_exists(#e) OR #e = :seen)" if seen.expired == 0 else "#e = :seen"),
+                "ExpressionAttributeNames": {"#b": BALANCE, "#t": BOUGHT, "#e": EXPIRED},
+                "ExpressionAttributeValues": {
+                    ":taken": -expired,
+                    ":expired": expired,
+                    ":bought": seen.bought,
+                    ":seen": seen.expired,
+                },
+            }
+        }
+        record = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": tk.top_up_key(lot.customer_id, lot.reference),
+                "UpdateExpression": "SET expired_credits = :expired, settled_at = :at REMOVE #ipk, #isk",
+                "ConditionExpression": "attribute_exists(#pk) AND attribute_not_exists(expired_credits)",
+                "ExpressionAttributeNames": {"#pk": tk.PK, "#ipk": tk.GSI1_PK, "#isk": tk.GSI1_SK},
+                "ExpressionAttributeValues": {":expired": expired, ":at": at.isoformat()},
+            }
+        }
+        try:
+            self.transact([wallet, record])
+        except TransactionConflictError as conflict:
+            return Settlement.ALREADY if 1 in conflict.indexes else Settlement.MOVED
+        except ClientError as error:  # cancelled by a concurrent write or a throttle: nothing applied
+            reasons = {reason.get("Code") for reason in error.response.get("CancellationReasons") or []}
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException" or not (
+                reasons & _RETRYABLE_CANCELLATIONS
+            ):
+                raise
+            return Settlement.MOVED
+        return Settlement.SETTLED
 
     def route_names(self) -> dict[str, list[str]]:
         """The route registry: each counter attribute code and the route(s) it stands for, sorted."""

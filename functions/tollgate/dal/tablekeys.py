@@ -1,10 +1,13 @@
 """The single-table key design. Standard library only: the authorizer builds its keys from here.
 
 See docs/data-model.md for the access patterns. Every item has ``pk`` and ``sk``; customer profiles and API
-keys are also in ``gsi1`` (``gsi1pk``/``gsi1sk``) so they can be listed.
+keys are also in ``gsi1`` (``gsi1pk``/``gsi1sk``) so they can be listed; so are open payment failures and
+prepaid lots with an expiry the sweep has not settled yet, while they are (sparse entries).
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 PK = "pk"
 SK = "sk"
@@ -37,9 +40,13 @@ def plan_key(plan_id: str, version: int) -> dict[str, str]:
     return {PK: plan_pk(plan_id), SK: f"{PLAN_VERSION_SK_PREFIX}{version:06d}"}
 
 
+CUSTOMER_PK_PREFIX = "CUSTOMER#"
+WALLET_PK_PREFIX = "WALLET#"
+
+
 def customer_pk(customer_id: str) -> str:
-    """The partition of a customer's profile, close records, audit trail and payment failures."""
-    return f"CUSTOMER#{customer_id}"
+    """The partition of a customer's profile, close records, audit trail, payment failures and top-ups."""
+    return f"{CUSTOMER_PK_PREFIX}{customer_id}"
 
 
 def customer_key(customer_id: str) -> dict[str, str]:
@@ -58,7 +65,7 @@ def counter_key(customer_id: str, period: str, shard: int) -> dict[str, str]:
 def wallet_key(customer_id: str) -> dict[str, str]:
     """A prepaid customer's balance and usage counters (``tollgate.dal.counter_item``): one item, in its own
     partition like a counter, so the draw and the count are one conditional write."""
-    return {PK: f"WALLET#{customer_id}", SK: "WALLET"}
+    return {PK: f"{WALLET_PK_PREFIX}{customer_id}", SK: "WALLET"}
 
 
 TOP_UP_SK_PREFIX = "TOPUP#"
@@ -67,6 +74,28 @@ TOP_UP_SK_PREFIX = "TOPUP#"
 def top_up_key(customer_id: str, reference: str) -> dict[str, str]:
     """One addition to a customer's prepaid balance, by its reference (a payment, a grant): it lands once."""
     return {PK: customer_pk(customer_id), SK: f"{TOP_UP_SK_PREFIX}{reference}"}
+
+
+# Prepaid lots with an expiry that the sweep has not settled yet are in gsi1 under one key, soonest expiry
+# first (sparse: the entry is added with the top-up and removed when the lot is settled), so the sweep finds
+# the lots due without scanning the table.
+EXPIRING_INDEX_PK = "EXPIRING"
+LOT_EXPIRES_AT = "lot_expires_at"  # a top-up's expiry (ISO 8601): not `expires_at`, the table's TTL attribute
+
+
+def _index_time(moment: datetime) -> str:
+    """A fixed-width UTC time (``2026-12-15T12:00:00.000000Z``): such strings sort as the times do."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def expiring_lot_sort_key(expires_at: datetime, customer_id: str, reference: str) -> str:
+    """A lot's ``gsi1sk`` under :data:`EXPIRING_INDEX_PK`, its expiry first (ids and references hold no #)."""
+    return f"{_index_time(expires_at)}#{customer_id}#{reference}"
+
+
+def due_lots_bound(now: datetime) -> str:
+    """Every lot expiring at or before ``now`` has a ``gsi1sk`` below this (``$`` sorts right after ``#``)."""
+    return f"{_index_time(now)}$"
 
 
 def close_key(customer_id: str, period: str, part: int = 0) -> dict[str, str]:

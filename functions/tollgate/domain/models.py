@@ -15,9 +15,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollgate.domain.currencies import amount_increment, check_currency, check_price
-from tollgate.domain.money import MAX_UNIT_DECIMALS, to_minor_units
+from tollgate.domain.money import MAX_UNIT_DECIMALS, format_amount, line_amount, to_minor_units
 from tollgate.domain.routes import route_cost
-from tollgate.domain.stripe_limits import check_line_price
+from tollgate.domain.stripe_limits import check_line_price, max_amount
 
 ROUTE_RE = re.compile(r"(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|ANY) /\S*|\$default")
 ID_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -78,6 +78,21 @@ class AlertRule(BaseModel):
 
 
 MAX_ALERT_RULES = 20
+MAX_CREDIT_PACKS = 20
+MAX_PACK_DAYS = 3660  # ten years: a longer validity is no expiry
+
+
+class CreditPack(BaseModel):
+    """A pack of credits a prepaid plan sells by id (``tollgate credits buy CUSTOMER --pack ID``): ``credits``
+    at the plan's ``price_per_credit``, valid ``expires_after_days`` from when Stripe says they are paid
+    (``None``: they never expire). Unused credits of a pack expire, soonest-expiring first
+    (``tollgate.domain.prepaid``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Identifier
+    credits: Annotated[int, Field(gt=0, le=10**15)]
+    expires_after_days: Annotated[int, Field(gt=0, le=MAX_PACK_DAYS)] | None = None
 
 
 class Plan(BaseModel):
@@ -122,6 +137,8 @@ class Plan(BaseModel):
     invoice_threshold: Money | None = None
     # prepaid: where a customer whose balance is spent buys more (the refusal's payUrl)
     top_up_url: Annotated[str, Field(pattern=r"^https://\S+$", max_length=2000)] | None = None
+    # prepaid: the packs of credits it sells by id, each optionally expiring (tollgate.domain.prepaid)
+    credit_packs: Annotated[tuple[CreditPack, ...], Field(max_length=MAX_CREDIT_PACKS)] = ()
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -243,6 +260,31 @@ class Plan(BaseModel):
                 "invoice_threshold and tax: threshold invoices are not taxed by Stripe Tax yet; "
                 "drop one of them"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _credit_packs_fit(self) -> Plan:
+        """Packs are sold by a prepaid plan only, each id once, each for an amount Stripe can charge."""
+        if not self.credit_packs:
+            return self
+        if not self.prepaid:
+            raise ValueError(
+                "credit_packs: only a prepaid plan (billing: prepaid) sells packs of credits; this plan "
+                "bills usage in arrears"
+            )
+        ids = [pack.id for pack in self.credit_packs]
+        repeated = sorted({pack_id for pack_id in ids if ids.count(pack_id) > 1})
+        if repeated:
+            raise ValueError(f"credit_packs: each pack id once; {', '.join(repeated)} repeated")
+        unit = to_minor_units(self.flat_price, self.currency)
+        for i, pack in enumerate(self.credit_packs):
+            amount = line_amount(unit, pack.credits)
+            if not 1 <= amount <= max_amount(self.currency):
+                raise ValueError(
+                    f"credit_packs[{i}]: {pack.credits:,} credits at {self.flat_price} "
+                    f"{self.currency.upper()} cost {format_amount(amount, self.currency)}, not an amount "
+                    "Stripe charges at once"
+                )
         return self
 
     @field_validator("route_costs")

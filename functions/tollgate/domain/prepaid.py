@@ -6,18 +6,30 @@ store adds it in the same transaction that records it, on the condition that the
 lands exactly once however often it is sent. Every request then draws its credits from the balance in the
 write that counts it (``tollgate.metering.dynamo.DynamoUsageCounter.draw``): the balance never goes below
 zero, and what was drawn in a period is on its statement as a line of amount 0 (paid when bought).
+
+**Expiry.** A top-up may expire (``expires_at``: a pack bought with ``--pack``, or ``credits add
+--expires-in-days``): each top-up is a **lot**, and what the wallet says was drawn (``bought - balance -
+expired``) is allocated across the lots **soonest-expiring first**, lots that never expire last (the
+customer's favour: a draw always comes out of the credits closest to expiring, whenever the lots were
+bought). A lot is **settled** once, after its expiry, by the sweep (``tollgate.expiry.service``): its unused
+credits under that allocation leave the balance (``expired``), and the draws it covered stay its own for
+good. :func:`next_due` is the sweep's decision, :func:`unused_credits` the allocation, both pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tollgate.domain.models import Identifier
+from tollgate.domain.models import MAX_PACK_DAYS, CreditPack, Identifier
+from tollgate.errors import ConflictError
+
+__all__ = ["CreditPack"]  # the plan's packs (tollgate.domain.models), with the rest of prepaid credits here
 
 DAY_SECONDS = 86_400
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
@@ -29,6 +41,8 @@ METADATA_CUSTOMER = "tollgate_customer_id"
 METADATA_CREDITS = "tollgate_credits"
 AUTO_PURCHASE_KIND = "auto_top_up"  # an automatic top-up's PaymentIntent (tollgate.accounts.auto_top_up)
 METADATA_CROSSING = "tollgate_crossing"
+METADATA_PACK = "tollgate_pack"  # the pack bought (``--pack``), when it was one
+METADATA_EXPIRES_IN_DAYS = "tollgate_expires_in_days"  # the credits expire this long after they are paid
 
 
 class TopUpSource(StrEnum):
@@ -51,7 +65,34 @@ class TopUp(BaseModel):
     note: Annotated[str, Field(max_length=500)] | None = None
     amount: Annotated[int, Field(ge=0)] | None = None  # what was paid, in the minor unit (a purchase)
     currency: Annotated[str, Field(pattern=r"^[a-z]{3}$")] | None = None
-    created_at: datetime
+    created_at: datetime  # when the credits landed (a purchase: when Stripe said it was paid)
+    pack: Identifier | None = None  # the plan's pack it bought, if any
+    expires_at: datetime | None = None  # None: the credits never expire
+    # set once, by the sweep, after ``expires_at``: the lot's unused credits that left the balance
+    expired_credits: Annotated[int, Field(ge=0)] | None = None
+    settled_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _expiry_is_consistent(self) -> TopUp:
+        if self.expires_at is not None and self.expires_at <= self.created_at:
+            raise ValueError("expires_at: credits expire after they are added")
+        if (self.expired_credits is None) != (self.settled_at is None):
+            raise ValueError("expired_credits and settled_at: a lot is settled with both")
+        if self.expired_credits is not None:
+            if self.expires_at is None:
+                raise ValueError("expired_credits: only credits with an expiry expire")
+            if self.expired_credits > self.credits:
+                raise ValueError("expired_credits: more than the lot's credits")
+        return self
+
+    @property
+    def settled(self) -> bool:
+        """Its expiry has been accounted for (by the sweep): what it covered is fixed for good."""
+        return self.expired_credits is not None
+
+    def due(self, now: datetime) -> bool:
+        """Expired by ``now`` and not settled yet: the sweep's to settle."""
+        return self.expires_at is not None and self.expires_at <= now and not self.settled
 
 
 class Balance(BaseModel):
@@ -62,15 +103,35 @@ class Balance(BaseModel):
     customer_id: str
     credits: int = 0  # what requests can still draw
     bought: int = 0  # every credit ever added
+    expired: int = 0  # credits that expired unused (the sweep)
 
     @property
     def drawn(self) -> int:
-        return self.bought - self.credits
+        """Credits requests drew: what was added and is neither left nor expired."""
+        return self.bought - self.credits - self.expired
+
+
+def expiry_after(added_at: datetime, days: int | None) -> datetime | None:
+    """When credits added at ``added_at`` and valid ``days`` expire (None: never)."""
+    return None if days is None else added_at + timedelta(days=days)
+
+
+def _expiry_days(metadata: dict[str, Any], what: str) -> int | None:
+    raw = metadata.get(METADATA_EXPIRES_IN_DAYS)
+    if raw is None or raw == "":
+        return None
+    days = str(raw)
+    if not (days.isascii() and days.isdigit()) or not 1 <= int(days) <= MAX_PACK_DAYS:
+        raise ValueError(f"{what}: {METADATA_EXPIRES_IN_DAYS} is not a number of days (1 to {MAX_PACK_DAYS})")
+    return int(days)
 
 
 def purchase_top_up(session: dict[str, Any], at: datetime) -> TopUp | None:
     """The top-up a paid Checkout Session selling credits makes (its id the reference), or None for a session
-    that does not sell Tollgate credits. ``ValueError`` for one whose metadata is not what Tollgate wrote."""
+    that does not sell Tollgate credits. ``ValueError`` for one whose metadata is not what Tollgate wrote.
+
+    ``at`` is when Stripe said it was paid (the event's ``created``): a pack's credits expire counted from
+    then, so every delivery of the same event makes the same top-up."""
     metadata = session.get("metadata") or {}
     if metadata.get(METADATA_PURCHASE) != PURCHASE_KIND:
         return None
@@ -79,6 +140,7 @@ def purchase_top_up(session: dict[str, Any], at: datetime) -> TopUp | None:
         raise ValueError(
             f"checkout session {session.get('id')}: {METADATA_CREDITS} is not a number of credits"
         )
+    days = _expiry_days(metadata, f"checkout session {session.get('id')}")
     return TopUp(
         customer_id=str(metadata.get(METADATA_CUSTOMER, "")),
         reference=str(session.get("id", "")),
@@ -87,6 +149,8 @@ def purchase_top_up(session: dict[str, Any], at: datetime) -> TopUp | None:
         amount=session.get("amount_total"),
         currency=session.get("currency"),
         created_at=at,
+        pack=metadata.get(METADATA_PACK) or None,
+        expires_at=expiry_after(at, days),
     )
 
 
@@ -109,6 +173,87 @@ def auto_top_up_payment(intent: dict[str, Any], at: datetime) -> TopUp | None:
         currency=intent.get("currency"),
         created_at=at,
     )
+
+
+# -- expiry: lots, drawn soonest-expiring first --------------------------------------------------------------
+
+
+class LotsOutOfStepError(ConflictError):
+    """The wallet and the top-ups disagree: they were read at different moments (a top-up or a settlement
+    landed between the two reads). Read both again."""
+
+
+def _allocation_key(lot: TopUp) -> tuple[bool, datetime, str]:
+    return (lot.expires_at is None, lot.expires_at or lot.created_at, lot.reference)
+
+
+def allocation_order(top_ups: Iterable[TopUp]) -> list[TopUp]:
+    """The order draws come out of the lots: soonest expiry first (equal expiries by reference), the lots
+    that never expire last."""
+    return sorted(top_ups, key=_allocation_key)
+
+
+def unattributed_draws(balance: Balance, top_ups: Sequence[TopUp]) -> int:
+    """The drawn credits the unsettled lots share: what was drawn less what the settled lots covered (their
+    credits less what expired of them, fixed when they were settled).
+
+    ``LotsOutOfStepError`` unless the wallet and the top-ups agree: every credit bought is a top-up's, every
+    credit expired a settled lot's, the balance is not negative, and the settled lots covered no more than was
+    drawn (so the unsettled lots hold the balance: their credits less what they share)."""
+    bought = sum(lot.credits for lot in top_ups)
+    expired = sum(lot.expired_credits or 0 for lot in top_ups)
+    covered = sum(lot.credits - (lot.expired_credits or 0) for lot in top_ups if lot.settled)
+    shared = balance.drawn - covered
+    if bought != balance.bought or expired != balance.expired or balance.credits < 0 or shared < 0:
+        raise LotsOutOfStepError(
+            f"{balance.customer_id}: the wallet ({balance.bought:,} bought, {balance.expired:,} expired, "
+            f"{balance.credits:,} left) and its top-ups ({bought:,} credits, {expired:,} expired, "
+            f"{covered:,} covered by settled lots) disagree"
+        )
+    return shared
+
+
+def unused_credits(balance: Balance, top_ups: Sequence[TopUp]) -> dict[str, int]:
+    """What is left of each unsettled lot, by reference, once the drawn credits they share are allocated to
+    them soonest-expiring first. The values add up to the balance. ``LotsOutOfStepError``: read again."""
+    left = unattributed_draws(balance, top_ups)
+    unused: dict[str, int] = {}
+    for lot in allocation_order(lot for lot in top_ups if not lot.settled):
+        used = min(lot.credits, left)
+        left -= used
+        unused[lot.reference] = lot.credits - used
+    return unused
+
+
+def next_due(balance: Balance, top_ups: Sequence[TopUp], now: datetime) -> tuple[TopUp, int] | None:
+    """The lot the sweep settles next and the credits that expire with it: the first lot in allocation order
+    that is due by ``now`` (expired, not settled), and its unused credits; None when none is due.
+
+    Lots are settled in allocation order, one at a time: every lot before the one settled is settled already
+    (what it covered is fixed), and a lot after it is never settled before it. ``LotsOutOfStepError``: read
+    again."""
+    unused = unused_credits(balance, top_ups)
+    for lot in allocation_order(top_ups):
+        if lot.due(now):
+            return lot, unused[lot.reference]
+    return None
+
+
+def expiring(
+    balance: Balance, top_ups: Sequence[TopUp], *, until: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """The balance's credits that will expire if nothing more is drawn: per expiry, soonest first, the unused
+    credits of the unsettled lots expiring then (``until`` at the latest). A lot past its expiry that the
+    sweep has not settled yet is included (its credits leave at the next sweep); nothing left, nothing
+    listed. ``LotsOutOfStepError``: read again."""
+    unused = unused_credits(balance, top_ups)
+    per_expiry: dict[datetime, int] = {}
+    for lot in allocation_order(top_ups):
+        when = lot.expires_at
+        if when is None or lot.settled or (until is not None and when > until) or not unused[lot.reference]:
+            continue
+        per_expiry[when] = per_expiry.get(when, 0) + unused[lot.reference]
+    return sorted(per_expiry.items())
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from tollgate.domain.plan_history import period_shares
 from tollgate.domain.prepaid import burn_rate
 from tollgate.domain.rating import PlanPart, rate_parts
 from tollgate.errors import InvalidInputError
+from tollgate.expiry.service import expiring_soon
 
 DEFAULT_RECENT_INVOICES = 3
 
@@ -114,11 +115,19 @@ class PlanChangeLine(_Model):
     scheduled: bool = Field(description="true: not in effect yet")
 
 
+class ExpiringCredits(_Model):
+    expires_at: datetime = Field(description="when they expire (past: at the next hourly sweep)")
+    credits: int = Field(description="what of them is left after the draws so far (soonest-expiring first)")
+
+
 class PrepaidBalance(_Model):
     credits: int = Field(description="what requests can still draw")
     bought: int = Field(description="every credit ever added to the balance")
     burn_rate_per_day: int = Field(description="credits drawn per day in this period so far")
     runs_out_at: datetime | None = Field(description="when the balance runs out at that pace; null: never")
+    expiring: list[ExpiringCredits] = Field(
+        default_factory=list, description="credits of packs that expire if not drawn first, soonest first"
+    )
 
 
 class UsageReport(_Model):
@@ -209,6 +218,10 @@ def build_usage_report(
             bought=balance.bought,
             burn_rate_per_day=pace.credits_per_day,
             runs_out_at=pace.runs_out_at,
+            expiring=[
+                ExpiringCredits(expires_at=at, credits=credits)
+                for at, credits in expiring_soon(store, customer.id, now)
+            ],
         )
     return UsageReport(
         customer_id=customer.id,

@@ -20,6 +20,7 @@ from tollgate.billing.close import settings as _close_settings
 from tollgate.billing.webhooks import observability as _webhook_observability
 from tollgate.billing.webhooks import settings as _webhook_settings
 from tollgate.dal import tablekeys as _tablekeys
+from tollgate.expiry import observability as _expiry_observability
 from tollgate.metering import decisions as _metering_decisions
 from tollgate.metering import observability as _metering_observability
 from tollgate.metering import settings as _metering_settings
@@ -65,6 +66,7 @@ HANDLER_USAGE_API = "tollgate.usage_api.handler.handler"
 HANDLER_ALERTS = "tollgate.alerts.handler.handler"
 HANDLER_ALERT_WEBHOOKS = "tollgate.alerts.webhooks.handler"
 HANDLER_CLOSE_WATCHDOG = "tollgate.billing.close.watchdog.handler"
+HANDLER_CREDIT_EXPIRY = "tollgate.expiry.handler.handler"
 
 # --- environment variables read by the handlers (names and defaults: each function's settings module) ----
 ENV_TABLE_NAME = _settings.TABLE_NAME
@@ -108,6 +110,7 @@ SERVICE_PERIOD_CLOSE = _close_observability.SERVICE
 SERVICE_WEBHOOKS = _webhook_observability.SERVICE
 SERVICE_USAGE_API = _usage_observability.SERVICE
 SERVICE_ALERTS = _alerts_observability.SERVICE
+SERVICE_CREDIT_EXPIRY = _expiry_observability.SERVICE
 
 # --- deploy-time defaults (Tollgate(...) keyword arguments) ------------------------------------------------
 DEFAULT_CLOSE_GRACE_HOURS = 6  # late requests of the month just ended land before the close starts
@@ -146,6 +149,9 @@ ID_CLOSE_WATCHDOG_FAILURES = "CloseWatchdogFailureQueue"
 ID_ASYNC_INVOKE_CONFIG = "AsyncInvokeConfig"
 ID_DASHBOARD = "Dashboard"
 ID_ALERTS = "Alerts"
+ID_CREDIT_EXPIRY = "CreditExpiry"
+ID_CREDIT_EXPIRY_FUNCTION = "CreditExpiryFunction"
+ID_CREDIT_EXPIRY_SCHEDULE = "CreditExpirySchedule"
 
 # Alarm construct ids (also their logical-id prefixes) and what each watches.
 ALARM_AUTHORIZER_ERRORS = "AuthorizerErrorsAlarm"
@@ -174,6 +180,7 @@ ALARM_ALERT_ERRORS = "AlertFunctionErrorsAlarm"
 ALARM_ALERT_WEBHOOK_ERRORS = "AlertWebhookErrorsAlarm"
 ALARM_ALERT_STREAM_FAILURES = "AlertStreamFailureQueueAlarm"
 ALARM_ALERT_WEBHOOK_DLQ_DEPTH = "AlertWebhookDeadLetterQueueAlarm"
+ALARM_CREDIT_EXPIRY_ERRORS = "CreditExpiryErrorsAlarm"
 ALARM_IDS: tuple[str, ...] = (
     ALARM_AUTHORIZER_ERRORS,
     ALARM_AUTHORIZER_THROTTLES,
@@ -198,6 +205,7 @@ ALARM_IDS: tuple[str, ...] = (
     ALARM_ALERT_WEBHOOK_ERRORS,
     ALARM_ALERT_STREAM_FAILURES,
     ALARM_ALERT_WEBHOOK_DLQ_DEPTH,
+    ALARM_CREDIT_EXPIRY_ERRORS,
 )
 
 # --- period close -------------------------------------------------------------------------------------------
@@ -261,7 +269,7 @@ CLOSE_WORKER_MAX_CONCURRENCY = close_worker_concurrency(DEFAULT_STRIPE_RATE_LIMI
 # floor for it reserves it in their app.
 CLOSE_WORKER_RESERVED_CONCURRENCY = CLOSE_WORKER_MAX_CONCURRENCY  # the event source never asks for more
 WEBHOOK_RESERVED_CONCURRENCY = 10  # a throttled webhook gets 429 and Stripe retries it for up to 3 days
-SCHEDULED_RESERVED_CONCURRENCY = 1  # close starter, dunning sweeper, close watchdog: one run at a time
+SCHEDULED_RESERVED_CONCURRENCY = 1  # the close starter and watchdog, the dunning and credit expiry sweeps
 CLOSE_QUEUE_MAX_RECEIVE_COUNT = 5
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 SCHEDULE_RETRY_ATTEMPTS = 10

@@ -8,7 +8,7 @@ Alarms (``tollgate.cdk.constants.ALARM_IDS``), each at 1 or more in a period, ea
   (``UnmeteredRequests``, FAIL_OPEN only);
 - DynamoDB throttles requests on the table: lookups and counter increments fail;
 - any other function errors: the close starter, worker and watchdog, the Stripe webhook, the dunning sweeper,
-  the ``GET /usage`` function;
+  the ``GET /usage`` function, the alert functions, the credit expiry sweep;
 - a customer's close lands in the close DLQ: that customer was not invoiced;
 - Stripe calls fail (``StripeFailures``), or Stripe's invoice total differs from the statement's
   (``TotalMismatch``);
@@ -51,6 +51,7 @@ from tollgate.cdk.constants import (
     ALARM_CLOSE_WATCHDOG_ERRORS,
     ALARM_CLOSE_WATCHDOG_FAILURES,
     ALARM_CLOSE_WORKER_ERRORS,
+    ALARM_CREDIT_EXPIRY_ERRORS,
     ALARM_DUNNING_SWEEPER_ERRORS,
     ALARM_DUNNING_SWEEPER_FAILURES,
     ALARM_METERING_FAILURES,
@@ -127,6 +128,7 @@ class MonitoredFunctions:
     usage: lambda_.IFunction
     alerts: lambda_.IFunction
     alert_webhooks: lambda_.IFunction
+    credit_expiry: lambda_.IFunction
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,14 @@ class Monitoring(Construct):
                 "The alert webhook function crashed: deliveries to customers' URLs are retried from the "
                 "queue.",
             ),
+            (
+                ALARM_CREDIT_EXPIRY_ERRORS,
+                functions.credit_expiry,
+                "The credit expiry sweep failed: prepaid credits past their expiry stay in the balances "
+                "until a run succeeds (Lambda retries it twice, and it runs every hour; each lot is settled "
+                "once). "
+                "`tollgate credits expire` runs it by hand.",
+            ),
         ):
             self._alarm(alarm_id, function.metric_errors(period=FIVE_MINUTES, statistic="Sum"), description)
 
@@ -269,8 +279,8 @@ class Monitoring(Construct):
         self._alarm(
             ALARM_SCHEDULE_DLQ_DEPTH,
             self._depth(queues.schedule_dead_letter_queue),
-            "Scheduler could not invoke a period close, its watchdog or a dunning sweep: see the schedule "
-            "DLQ.",
+            "Scheduler could not invoke a period close, its watchdog, a dunning sweep or a credit expiry "
+            "sweep: see the schedule DLQ.",
         )
         for alarm_id, queue, what in (
             (ALARM_CLOSE_STARTER_FAILURES, queues.close_starter_failures, "The period close did not start"),
@@ -368,6 +378,7 @@ class Monitoring(Construct):
             "GET /usage": functions.usage,
             "alerts": functions.alerts,
             "alert webhooks": functions.alert_webhooks,
+            "credit expiry": functions.credit_expiry,
         }
         every_queue = {
             "close DLQ": queues.close_dead_letter_queue,

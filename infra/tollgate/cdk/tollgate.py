@@ -15,6 +15,7 @@ Parts (each a construct of its own, reachable as an attribute):
   Stripe webhook endpoint and the dunning sweeper;
 - ``usage_api``: the ``GET /usage`` function (``usage_function``);
 - ``alerts``: usage alerts from the table's stream to EventBridge and the customers' webhooks;
+- ``credit_expiry``: the hourly sweep that expires the unused credits of prepaid lots past their expiry;
 - ``monitoring``: the alarms and their SNS topic (``alarm_topic``), and a CloudWatch dashboard.
 
 Its CloudFormation outputs (``TableName``, ``StripeApiKeySecretArn``, ...: ``tollgate.outputs``) are what the
@@ -39,6 +40,7 @@ from tollgate.cdk.constants import (
     DEFAULT_STRIPE_RATE_LIMITS,
     ID_ALERTS,
     ID_BILLING,
+    ID_CREDIT_EXPIRY,
     ID_DATA,
     ID_METERING,
     ID_MONITORING,
@@ -55,6 +57,7 @@ from tollgate.cdk.constants import (
     OUTPUT_WEBHOOK_URL,
 )
 from tollgate.cdk.data import TollgateData
+from tollgate.cdk.expiry import CreditExpiry
 from tollgate.cdk.metering import Metering
 from tollgate.cdk.monitoring import MonitoredFunctions, MonitoredQueues, Monitoring
 from tollgate.cdk.usage import UsageApi
@@ -121,6 +124,12 @@ class Tollgate(Construct):
             stripe_api_key_secret=self.billing.stripe_api_key_secret,
         )
         billing = self.billing
+        self.credit_expiry = CreditExpiry(
+            self,
+            ID_CREDIT_EXPIRY,
+            data=self.data,
+            schedule_dead_letter_queue=billing.schedule_dead_letter_queue,
+        )
         self.monitoring = Monitoring(
             self,
             ID_MONITORING,
@@ -135,6 +144,7 @@ class Tollgate(Construct):
                 usage=self.usage_api.function,
                 alerts=self.alerts.alert_function,
                 alert_webhooks=self.alerts.webhook_function,
+                credit_expiry=self.credit_expiry.function,
             ),
             queues=MonitoredQueues(
                 close_dead_letter_queue=billing.close_dead_letter_queue,

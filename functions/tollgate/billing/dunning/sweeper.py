@@ -18,6 +18,7 @@ from tollgate.billing.dunning.service import sweep
 from tollgate.billing.webhooks.observability import logger
 from tollgate.billing.webhooks.settings import DunningSettings
 from tollgate.dal.store import TollgateStore
+from tollgate.schedules import scheduled_time
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -43,21 +44,13 @@ def default_deps() -> Deps:
     return deps_from(DunningSettings.from_env())
 
 
-def sweep_time(event: dict[str, Any], clock: Callable[[], datetime]) -> datetime:
-    scheduled = (event or {}).get("scheduledTime")
-    if not scheduled:
-        return clock()
-    moment = datetime.fromisoformat(str(scheduled).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def make_handler(deps: Deps | None = None) -> Handler:
     """The sweeper over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
 
     @logger.inject_lambda_context
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         wired = deps if deps is not None else default_deps()
-        now = sweep_time(event, wired.clock)
+        now = scheduled_time(event, wired.clock)
         result = sweep(wired.store, now=now, grace=wired.grace)
         logger.info("dunning sweep", now=now.isoformat(), suspended=result.suspended, skipped=result.skipped)
         return {"now": now.isoformat(), "suspended": list(result.suspended), "skipped": list(result.skipped)}
