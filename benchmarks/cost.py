@@ -5,14 +5,17 @@ logging), measures the CPU time of a warm authorizer call in this process (the h
 for the key directory and the counter: everything but the DynamoDB round trip), measures the
 counter write's units on Amazon DynamoDB Local (a heavy customer's item after requests on N routes), and
 prices one million metered requests on a REST API and on an HTTP API. Every assumption is printed with the
-result.
+result. With ``--ledger`` (the default) it adds the usage ledger (``tollgate.cdk.ledger``): its record size is
+measured from records the local gateway writes for real authorizer decisions, and priced through Firehose
+(billed per record rounded up to 5 KB), dynamic partitioning, S3 and, for HTTP APIs, CloudWatch Logs.
 
-Run: .venv/bin/python benchmarks/cost.py [--routes 50] [--calls 20000]
+Run: .venv/bin/python benchmarks/cost.py [--routes 50] [--calls 20000] [--no-ledger]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -20,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from offline import go_offline
@@ -38,6 +42,19 @@ PRICES = {
     "logs_ingested_per_gb": Decimal("0.50"),
     "xray_traces_per_million": Decimal("5.00"),
 }
+# The usage ledger's prices, us-east-1, read 2026-11 (Firehose, S3 and CloudWatch Logs pricing pages).
+LEDGER_PRICES = {
+    "firehose_ingested_per_gb": Decimal("0.029"),  # Direct PUT, first 500 TB/month, 5 KB per record minimum
+    "firehose_partitioned_per_gb": Decimal("0.020"),  # dynamic partitioning, per GB delivered
+    "firehose_partition_objects_per_1000": Decimal("0.005"),  # dynamic partitioning, per S3 object delivered
+    "firehose_jq_per_hour": Decimal("0.07"),  # dynamic partitioning's JQ processing time
+    "s3_standard_per_gb_month": Decimal("0.023"),
+    "s3_put_per_1000": Decimal("0.005"),
+    "logs_ingested_per_gb": Decimal("0.50"),  # HTTP APIs: the access log goes through CloudWatch Logs first
+}
+FIREHOSE_RECORD_UNIT = 5 * 1024  # Firehose bills each record rounded up to 5 KB
+LEDGER_BUFFER_BYTES = 64 * 1024 * 1024  # the stream's buffer: a busy stream writes an object per 64 MiB
+JQ_SECONDS_PER_RECORD = Decimal("0.0001")  # assumed: 0.1 ms of JQ per record
 # --- assumptions (stated, not measured here) --------------------------------------------------------------
 DYNAMODB_UPDATE_MS = 6  # one in-region UpdateItem round trip, p50 (single-digit ms)
 ONE_VCPU_MB = 1769  # Lambda gives a function one vCPU at 1,769 MB, proportionally less below
@@ -180,10 +197,105 @@ def counter_write_units(routes: int, probe_up_to: int = 200) -> CounterWrites:
     return CounterWrites(routes=routes, write_units=measured[routes], one_unit_up_to=one_unit)
 
 
+@dataclass(frozen=True)
+class LedgerRecordSize:
+    raw_bytes: int  # one record as API Gateway sends it to Firehose (no newline)
+    stored_bytes: float  # per record in S3: JSON Lines, gzip, averaged over a day's file
+
+
+def ledger_record_size(records: int = 10_000) -> LedgerRecordSize:
+    """Measured: the local gateway writes the ledger records of ``records`` requests (the real authorizer on
+    in-memory fakes: an allowed 25-credit request each, ids as long as real ones) and they are gzipped as
+    Firehose does."""
+    import statistics
+
+    from tollgate.accounts.keys import new_key_id
+    from tollgate.domain.keyformat import generate_key, hash_key
+    from tollgate.metering.grants import Grant
+    from tollgate.metering.handler import Deps, make_handler
+    from tollgate_local.gateway import LocalGateway, LocalLedger, Route
+
+    key = generate_key()
+    grant = Grant(
+        key_id=new_key_id(),
+        customer_id="cus_0f8fad5b-d9cb-469f-a165-70867728950e",
+        customer_status="active",
+        status_reason=None,
+        pay_url=None,
+        shards=1,
+        plan_id="enterprise-2026",
+        plan_version=12,
+        route_costs={"POST /v1/projects/{project}/generate": 25},
+    )
+
+    class Keys:
+        def find(self, key_hash: str) -> Grant | None:
+            return grant if key_hash == hash_key(key) else None
+
+    class Counter:
+        def add(self, *args: Any, **kwargs: Any) -> int:
+            return 1
+
+    def backend(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200, "body": "{}"}
+
+    with tempfile.TemporaryDirectory() as folder:
+        gateway = LocalGateway(
+            [Route("POST", "/v1/projects/{project}/generate", backend)],
+            make_handler(Deps(keys=Keys(), counter=Counter())),
+            ledger=LocalLedger(folder),
+        )
+        for _ in range(records):
+            gateway.handle("POST", "/v1/projects/p-123/generate", {"x-api-key": key}, "{}")
+        assert gateway.ledger is not None
+        gateway.ledger.close()
+        files = [path.read_bytes() for path in Path(folder).rglob("*.jsonl")]
+    lines = [line for content in files for line in content.splitlines()]
+    assert len(lines) == records, len(lines)
+    raw = statistics.median(len(line) for line in lines)
+    stored = sum(len(gzip.compress(content)) for content in files) / records
+    return LedgerRecordSize(raw_bytes=int(raw), stored_bytes=stored)
+
+
+def ledger_costs(size: LedgerRecordSize, http: bool) -> dict[str, Decimal]:
+    """The ledger's cost per million requests (a busy API: each partition's 64 MiB buffer fills first)."""
+    million = Decimal(1_000_000)
+    billed_record = math.ceil(size.raw_bytes / FIREHOSE_RECORD_UNIT) * FIREHOSE_RECORD_UNIT
+    delivered_gb = Decimal(size.raw_bytes + 1) * million / 1024**3  # + the newline Firehose appends
+    objects = Decimal(math.ceil((size.raw_bytes + 1) * 1_000_000 / LEDGER_BUFFER_BYTES))
+    stored_gb = Decimal(str(size.stored_bytes)) * million / 1024**3
+    costs: dict[str, Decimal] = {}
+    if http:
+        # CloudWatch Logs batches log events into one Firehose record: no 5 KB rounding per request
+        costs[f"CloudWatch Logs ingestion: {size.raw_bytes} B per request"] = (
+            LEDGER_PRICES["logs_ingested_per_gb"] * Decimal(size.raw_bytes) * million / 1024**3
+        )
+        costs["Firehose ingestion: CloudWatch Logs batches, ~raw bytes"] = (
+            LEDGER_PRICES["firehose_ingested_per_gb"] * Decimal(size.raw_bytes) * million / 1024**3
+        )
+    else:
+        costs[f"Firehose ingestion: {size.raw_bytes} B record billed as {billed_record // 1024} KB"] = (
+            LEDGER_PRICES["firehose_ingested_per_gb"] * Decimal(billed_record) * million / 1024**3
+        )
+    costs["Firehose dynamic partitioning: GB delivered, objects, JQ time (assumed 0.1 ms/record)"] = (
+        LEDGER_PRICES["firehose_partitioned_per_gb"] * delivered_gb
+        + LEDGER_PRICES["firehose_partition_objects_per_1000"] * objects / 1000
+        + LEDGER_PRICES["firehose_jq_per_hour"] * JQ_SECONDS_PER_RECORD * million / 3600
+    )
+    costs[f"S3: {objects} PUT(s), {size.stored_bytes:.0f} B gzip per record, one month in Standard"] = (
+        LEDGER_PRICES["s3_put_per_1000"] * objects / 1000
+        + LEDGER_PRICES["s3_standard_per_gb_month"] * stored_gb
+    )
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", type=int, default=50, help="distinct routes a customer calls in a period")
     parser.add_argument("--calls", type=int, default=20000, help="warm calls measured")
+    parser.add_argument(
+        "--ledger", action=argparse.BooleanOptionalAction, default=True, help="price the usage ledger too"
+    )
     args = parser.parse_args()
 
     settings = authorizer_settings()
@@ -222,6 +334,12 @@ def main() -> None:
         f"routes; a heavy customer's item holds {counter.one_unit_up_to} routes at one write unit "
         f"({HEAVY_CREDITS:,} credits over {HEAVY_REQUESTS:,} requests on each)"
     )
+    size = ledger_record_size() if args.ledger else None
+    if size is not None:
+        print(
+            f"usage ledger record, measured from the local gateway's records: {size.raw_bytes} B as sent to "
+            f"Firehose, {size.stored_bytes:.1f} B per record gzipped in S3"
+        )
     for api, gateway in (
         ("REST", PRICES["apigw_rest_per_million"]),
         ("HTTP", PRICES["apigw_http_per_million"]),
@@ -232,11 +350,29 @@ def main() -> None:
         for label, amount in lines.items():
             print(f"  {label:<78} ${amount:.4f}")
         print(f"{api}: ${total:.2f} per million")
+        if size is not None:
+            ledger = ledger_costs(size, http=api == "HTTP")
+            ledger_total = sum(ledger.values(), Decimal(0))
+            print(f"  usage ledger ({api}):")
+            for label, amount in ledger.items():
+                print(f"    {label:<76} ${amount:.4f}")
+            print(
+                f"{api} usage ledger: ${ledger_total:.2f} per million; with metering: "
+                f"${total + ledger_total:.2f} per million"
+            )
     print(
         "\nAssumptions: us-east-1 on-demand prices read 2026-11, no free tier, API Gateway's first price "
         f"tier; key reads {KEY_READS_PER_REQUEST} per request; X-Ray samples {XRAY_SAMPLED:.0%} when active; "
         f"platform log lines {PLATFORM_LOG_BYTES} B per invocation unless the system log level is WARN+."
     )
+    if size is not None:
+        print(
+            "Ledger: us-east-1 prices read 2026-11; a busy API (a partition's 64 MiB buffer fills before its "
+            "interval; a quiet one writes up to 288 objects a day per partition instead, about $0.003 a day "
+            "in PUTs and object charges whatever its volume); storage priced for the first month in S3 "
+            "Standard (Standard-IA after 30 days, Glacier Instant Retrieval after 90); Athena queries extra "
+            "($5 per TB scanned)."
+        )
 
 
 if __name__ == "__main__":

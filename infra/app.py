@@ -101,6 +101,7 @@ class TollgateStack(cdk.Stack):
             close_grace_hours=settings.close_grace_hours,
             dunning_grace_days=settings.dunning_grace_days,
             stripe_rate_limits=settings.stripe_rate_limits,
+            ledger=settings.sample_api,  # the sample API's requests, one record each
         )
         self.sample_api: SampleApi | None = None
         if settings.sample_api:
@@ -109,6 +110,7 @@ class TollgateStack(cdk.Stack):
                 ID_SAMPLE_API,
                 authorizer_function=self.tollgate.authorizer_function,
                 usage_function=self.tollgate.usage_function,
+                ledger=self.tollgate.ledger,
             )
             cdk.CfnOutput(
                 self, OUTPUT_API_URL, value=self.sample_api.url, description="Base URL of the sample API"

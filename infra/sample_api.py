@@ -21,7 +21,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from tollgate.cdk import MeteredApi
+from tollgate.cdk import MeteredApi, UsageLedger
 from tollgate.cdk.functions import TollgateFunction
 from tollgate.cdk.nag import acknowledge
 
@@ -34,7 +34,9 @@ ID_SAMPLE_REST_API = "RestApi"
 ID_METERED_API = "Metered"
 ID_SAMPLE_FUNCTION = "SampleBackendFunction"
 SAMPLE_HANDLER = "handler.handler"  # functions/sample_api/handler.py
-# One JSON line per request; the authorizer's principal is the customer id, its reason the deny reason.
+# One JSON line per request to CloudWatch Logs, when the stage does not log to a usage ledger (whose own
+# format, tollgate.domain.ledger.ACCESS_LOG_FORMAT, then applies); the authorizer's principal is the customer
+# id, its reason the deny reason.
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
     "requestTime": "$context.requestTimeEpoch",
@@ -53,7 +55,8 @@ ACCESS_LOG_FORMAT = {
 
 
 class SampleApi(Construct):
-    """The example REST API: stage ``live`` with access logs, execution logs (errors) and X-Ray tracing."""
+    """The example REST API: stage ``live`` with access logs (to the usage ledger when one is given, else to
+    CloudWatch Logs), execution logs (errors) and X-Ray tracing."""
 
     def __init__(
         self,
@@ -62,14 +65,21 @@ class SampleApi(Construct):
         *,
         authorizer_function: lambda_.IFunction,
         usage_function: lambda_.IFunction,
+        ledger: UsageLedger | None = None,
     ) -> None:
         super().__init__(scope, id)
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        access_log: dict[str, object] = {}
+        if ledger is None:  # with a ledger, MeteredApi points the stage's one access log at it
+            access_logs = logs.LogGroup(
+                self,
+                "AccessLogs",
+                retention=logs.RetentionDays.THREE_MONTHS,
+                removal_policy=cdk.RemovalPolicy.DESTROY,
+            )
+            access_log = {
+                "access_log_destination": apigw.LogGroupLogDestination(access_logs),
+                "access_log_format": apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
+            }
         self.rest_api = apigw.RestApi(
             self,
             ID_SAMPLE_REST_API,
@@ -82,8 +92,7 @@ class SampleApi(Construct):
             cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
             deploy_options=apigw.StageOptions(
                 stage_name=SAMPLE_API_STAGE,
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
+                **access_log,  # type: ignore[arg-type]
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,
                 metrics_enabled=True,
@@ -114,6 +123,7 @@ class SampleApi(Construct):
             api=self.rest_api,
             authorizer_function=authorizer_function,
             request_validator=validator,
+            ledger=ledger,
         )
 
         # The provider's own backend code, packaged from its own directory (TollgateFunction gives it a

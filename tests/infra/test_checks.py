@@ -23,6 +23,10 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-COG4",  # the metered routes use the Lambda REQUEST authorizer
     "AwsSolutions-APIG3",  # WAF on the sample API is the provider's choice
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+    "AwsSolutions-S1",  # the usage ledger's server access log bucket does not log itself
+    # Firehose names the ledger's objects itself: its role writes them by prefix (ledger/, ledger-errors/)
+    "AwsSolutions-IAM5[Resource::<TollgateLedgerBucket00773FF3.Arn>/ledger/*]",
+    "AwsSolutions-IAM5[Resource::<TollgateLedgerBucket00773FF3.Arn>/ledger-errors/*]",
 }
 
 

@@ -201,6 +201,15 @@ def test_an_unknown_write_outcome_is_marked_on_the_decision(applied: bool | None
     assert opened.allowed
     assert opened.context["metered"] is False
     assert closed.outcome_unknown is opened.outcome_unknown is (applied is None)
+    # the refusal keeps what the request would have cost, for the usage ledger's reconciliation
+    assert {k: closed.context[k] for k in ("reason", "customerId", "keyId", "credits", "metered")} == {
+        "reason": "metering_unavailable",
+        "customerId": "acme",
+        "keyId": "k1",
+        "credits": 1,
+        "metered": False,
+    }
+    assert closed.context["period"] == opened.context["period"]
 
 
 def _malformed_rest(problem: str) -> dict[str, Any]:

@@ -118,7 +118,10 @@ def authorize(
     except MeteringUnavailableError as error:
         unknown = error.applied is None  # sent, answer lost: it may have been counted (never retried)
         if not fail_open:
-            return replace(Decision.deny(Reason.UNAVAILABLE, grant.customer_id), outcome_unknown=unknown)
+            refused = Decision.deny(Reason.UNAVAILABLE, grant.customer_id)
+            # the ledger keeps what this request would have cost: its write may have landed (reconciliation)
+            known = {**context, **refused.context, "metered": False}
+            return replace(refused, context=known, outcome_unknown=unknown)
         return Decision(
             allowed=True,
             principal=grant.customer_id,

@@ -59,9 +59,11 @@ class Decision:
 
     @classmethod
     def deny(cls, reason: Reason, principal: str = "anonymous", pay_url: str | None = None) -> Decision:
-        return cls(
-            allowed=False,
-            principal=principal,
-            reason=reason,
-            context={"reason": reason.value, "message": MESSAGES[reason], "payUrl": pay_url or ""},
-        )
+        context: dict[str, str | int | bool] = {
+            "reason": reason.value,
+            "message": MESSAGES[reason],
+            "payUrl": pay_url or "",
+        }
+        if principal != "anonymous":  # the usage ledger names the customer of a refusal too
+            context["customerId"] = principal
+        return cls(allowed=False, principal=principal, reason=reason, context=context)

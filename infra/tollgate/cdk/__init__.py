@@ -4,6 +4,8 @@
   ``GET /usage`` function and monitoring;
 - :class:`MeteredApi`: puts the authorizer (caching off) in front of routes of the provider's REST or HTTP
   API;
+- :class:`UsageLedger`: every request's access-log record in S3, queryable with Athena
+  (``MeteredApi(..., ledger=...)``, ``Tollgate(ledger=True)``);
 - :class:`StripeRateLimits`: the Stripe account's rate limits the period close paces itself under
   (``Tollgate(stripe_rate_limits=StripeRateLimits.sandbox())``).
 """
@@ -14,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tollgate.billing.close.settings import StripeRateLimits
+    from tollgate.cdk.ledger import UsageLedger
     from tollgate.cdk.metering import MeteredApi
     from tollgate.cdk.tollgate import Tollgate
 
-__all__ = ["MeteredApi", "StripeRateLimits", "Tollgate"]
+__all__ = ["MeteredApi", "StripeRateLimits", "Tollgate", "UsageLedger"]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,4 +37,8 @@ def __getattr__(name: str) -> Any:
         from tollgate.cdk.tollgate import Tollgate
 
         return Tollgate
+    if name == "UsageLedger":
+        from tollgate.cdk.ledger import UsageLedger
+
+        return UsageLedger
     raise AttributeError(f"module 'tollgate.cdk' has no attribute {name!r}")

@@ -31,6 +31,7 @@ from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
@@ -46,6 +47,7 @@ from tollgate.cdk.constants import (
     SERVICE_AUTHORIZER,
 )
 from tollgate.cdk.functions import TollgateFunction
+from tollgate.cdk.ledger import UsageLedger, ledger_access_log_format
 from tollgate.cdk.nag import acknowledge
 from tollgate.dal import tablekeys
 from tollgate.metering import gateway_responses
@@ -197,6 +199,13 @@ class MeteredApi(Construct):
       a web ACL in front of one instead) creates a regional WAFv2 web ACL, default allow, whose rate-based
       rule blocks a client IP after ``N`` requests in 5 minutes, and associates it with the REST stage (the
       ``deployment_stage``, or ``deploy_to_stage`` of an imported API). ``self.web_acl`` is the ACL.
+
+    ``ledger=UsageLedger(...)`` (:mod:`tollgate.cdk.ledger`) keeps every request's access-log record in the
+    ledger: a REST API's ``deployment_stage`` logs straight to the ledger's Firehose stream in the ledger's
+    format (a REST stage has one access-log destination: one the app set is replaced, with a warning); an
+    HTTP API's default stage logs to a new CloudWatch log group (kept a week) subscribed to the ledger's
+    HTTP stream. Stages this construct does not control (an imported API's) are refused: set their access
+    log yourself (destination ``ledger.stream_arn``, format ``ledger_access_log_format()``).
     """
 
     def __init__(
@@ -211,6 +220,7 @@ class MeteredApi(Construct):
         deploy_to_stage: str | None = None,
         throttle: Throttle | None = DEFAULT_THROTTLE,
         waf_rate_limit: int | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.api = api
@@ -219,6 +229,8 @@ class MeteredApi(Construct):
         self.skipped_gateway_responses: list[str] = []
         self.throttle: Throttle | None = None  # what this construct applied to a stage
         self.web_acl: wafv2.CfnWebACL | None = None
+        self.ledger = ledger
+        self.ledger_log_group: logs.LogGroup | None = None  # HTTP APIs: the access logs' relay to the ledger
         self._request_validator = request_validator
         self._rest_authorizer: apigw.RequestAuthorizer | None = None
         self._http_authorizer: apigwv2_authorizers.HttpLambdaAuthorizer | None = None
@@ -241,6 +253,8 @@ class MeteredApi(Construct):
                 self.throttle = _throttle_rest_stage(stage, throttle)
             if waf_rate_limit is not None:
                 self.web_acl = self._add_web_acl(rest_api, stage, deploy_to_stage, waf_rate_limit)
+            if ledger is not None:
+                self._log_rest_stage_to_ledger(stage, ledger)
         elif _is_http_api(api):
             if request_validator is not None:
                 raise ValueError("request_validator applies to REST APIs only")
@@ -254,6 +268,8 @@ class MeteredApi(Construct):
             default_stage = _default_http_stage(api)
             if throttle is not None and default_stage is not None:
                 self.throttle = _throttle_http_stage(default_stage, throttle)
+            if ledger is not None:
+                self._log_http_stage_to_ledger(default_stage, ledger)
             self._http_authorizer = apigwv2_authorizers.HttpLambdaAuthorizer(
                 "TollgateAuthorizer",
                 authorizer_function,
@@ -280,6 +296,7 @@ class MeteredApi(Construct):
         deploy_to_stage: str | None = None,
         throttle: Throttle | None = DEFAULT_THROTTLE,
         waf_rate_limit: int | None = None,
+        ledger: UsageLedger | None = None,
     ) -> MeteredApi:
         return cls(
             scope,
@@ -291,6 +308,7 @@ class MeteredApi(Construct):
             deploy_to_stage=deploy_to_stage,
             throttle=throttle,
             waf_rate_limit=waf_rate_limit,
+            ledger=ledger,
         )
 
     @classmethod
@@ -302,8 +320,11 @@ class MeteredApi(Construct):
         api: apigwv2.IHttpApi,
         authorizer_function: lambda_.IFunction,
         throttle: Throttle | None = DEFAULT_THROTTLE,
+        ledger: UsageLedger | None = None,
     ) -> MeteredApi:
-        return cls(scope, id, api=api, authorizer_function=authorizer_function, throttle=throttle)
+        return cls(
+            scope, id, api=api, authorizer_function=authorizer_function, throttle=throttle, ledger=ledger
+        )
 
     @staticmethod
     def function_from_arn(scope: Construct, id: str, function_arn: str) -> lambda_.IFunction:
@@ -490,6 +511,47 @@ class MeteredApi(Construct):
         if stage is None and self._deployment is not None:
             association.node.add_dependency(self._deployment)  # the stage exists once deployed to
         return acl
+
+    def _log_rest_stage_to_ledger(self, stage: apigw.Stage | None, ledger: UsageLedger) -> None:
+        if stage is None:
+            raise ValueError(
+                "ledger needs a REST stage this construct controls (the API's deployment_stage); for an "
+                "imported API set the stage's access log to ledger.stream_arn with ledger_access_log_format()"
+            )
+        cfn = cast(apigw.CfnStage, stage.node.default_child)
+        if cfn.access_log_setting is not None:
+            cdk.Annotations.of(self).add_warning_v2(
+                "tollgate:accessLogReplaced",
+                f"{stage.node.path}: its access log now goes to the usage ledger (a REST stage has one "
+                "access-log destination)",
+            )
+        cfn.access_log_setting = apigw.CfnStage.AccessLogSettingProperty(
+            destination_arn=ledger.stream_arn, format=ledger_access_log_format()
+        )
+        stage.node.add_dependency(ledger.stream)
+
+    def _log_http_stage_to_ledger(self, stage: apigwv2.HttpStage | None, ledger: UsageLedger) -> None:
+        if stage is None:
+            raise ValueError(
+                "ledger needs the HTTP API's default stage (built in this app); for another stage log it to "
+                "a log group with ledger_access_log_format(http=True) and call ledger.subscribe(log_group)"
+            )
+        cfn = cast(apigwv2.CfnStage, stage.node.default_child)
+        if cfn.access_log_settings is not None:
+            cdk.Annotations.of(self).add_warning_v2(
+                "tollgate:accessLogReplaced",
+                f"{stage.node.path}: its access log now goes to the usage ledger (through CloudWatch Logs)",
+            )
+        self.ledger_log_group = logs.LogGroup(
+            self,
+            "LedgerAccessLogs",
+            retention=logs.RetentionDays.ONE_WEEK,  # a relay: the ledger in S3 is the record
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        cfn.access_log_settings = apigwv2.CfnStage.AccessLogSettingsProperty(
+            destination_arn=self.ledger_log_group.log_group_arn, format=ledger_access_log_format(http=True)
+        )
+        ledger.subscribe(self.ledger_log_group, "Subscription" + cdk.Names.unique_id(self)[-40:])
 
     def _make_rest_authorizer(self, authorizer_function: lambda_.IFunction) -> apigw.RequestAuthorizer:
         authorizer = apigw.RequestAuthorizer(

@@ -16,7 +16,9 @@ Parts (each a construct of its own, reachable as an attribute):
 - ``usage_api``: the ``GET /usage`` function (``usage_function``);
 - ``alerts``: usage alerts from the table's stream to EventBridge and the customers' webhooks;
 - ``credit_expiry``: the hourly sweep that expires the unused credits of prepaid lots past their expiry;
-- ``monitoring``: the alarms and their SNS topic (``alarm_topic``), and a CloudWatch dashboard.
+- ``monitoring``: the alarms and their SNS topic (``alarm_topic``), and a CloudWatch dashboard;
+- ``ledger`` (with ``ledger=True``): the per-request usage ledger (S3, Firehose, Glue, Athena), for
+  ``MeteredApi(..., ledger=tollgate.ledger)``.
 
 Its CloudFormation outputs (``TableName``, ``StripeApiKeySecretArn``, ...: ``tollgate.outputs``) are what the
 ``tollgate --stack NAME`` CLI reads, so a stack holds at most one ``Tollgate`` (or pass ``outputs=False``).
@@ -58,6 +60,7 @@ from tollgate.cdk.constants import (
 )
 from tollgate.cdk.data import TollgateData
 from tollgate.cdk.expiry import CreditExpiry
+from tollgate.cdk.ledger import UsageLedger
 from tollgate.cdk.metering import Metering
 from tollgate.cdk.monitoring import MonitoredFunctions, MonitoredQueues, Monitoring
 from tollgate.cdk.usage import UsageApi
@@ -84,6 +87,9 @@ class Tollgate(Construct):
         refuse them with 503). A key that cannot be checked is refused either way.
     :param outputs: add the stack outputs the ``tollgate`` CLI reads (default True;
         one ``Tollgate`` per stack).
+    :param ledger: add the per-request usage ledger (``self.ledger``, a :class:`UsageLedger` with default
+        settings; default False). Hand it to ``MeteredApi(..., ledger=tollgate.ledger)``; for other
+        settings make a ``UsageLedger`` of your own instead.
     """
 
     def __init__(
@@ -97,6 +103,7 @@ class Tollgate(Construct):
         fail_open: bool = False,
         outputs: bool = True,
         stripe_rate_limits: StripeRateLimits = DEFAULT_STRIPE_RATE_LIMITS,
+        ledger: bool = False,
     ) -> None:
         if not 0 <= close_grace_hours <= 23:
             raise ValueError(f"close_grace_hours must be 0..23, got {close_grace_hours}")
@@ -156,6 +163,7 @@ class Tollgate(Construct):
                 alert_webhook_dead_letter_queue=self.alerts.webhook_dead_letter_queue,
             ),
         )
+        self.ledger = UsageLedger(self, "Ledger", outputs=outputs) if ledger else None
         if outputs:
             self._add_outputs()
 

@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -54,6 +55,10 @@ def up(
     stripe_port: Annotated[int, typer.Option(help="Stripe double port.")] = DEFAULT_PORTS["stripe"],
     minutes: Annotated[float, typer.Option(min=0.01, help="Stop by itself after this long.")] = 60,
     seed: Annotated[bool, typer.Option(help="Create the demo plans, two customers and their keys.")] = True,
+    ledger_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep the usage ledger here (default: a temporary directory removed on exit)."),
+    ] = None,
 ) -> None:
     """Keep the local services running for manual use (curl, the tollgate CLI) until Ctrl-C or --minutes."""
     from tollgate.billing.settings import StripeSettings
@@ -69,6 +74,7 @@ def up(
             gateway_port=port,
             dynamodb_port=dynamodb_port,
             stripe_port=stripe_port,
+            ledger_dir=ledger_dir,
             on_alert=lambda event: console.print(
                 f"alert: {event['detail-type']}: {event['detail']['alertId']}", markup=False
             ),
@@ -86,6 +92,13 @@ def up(
         console.print(
             f"[bold]Tollgate local[/bold]: gateway {stack.gateway_url}, DynamoDB {stack.dynamodb_url}, "
             f"Stripe {stripe}"
+        )
+        kept = "kept" if ledger_dir is not None else "removed when it stops"
+        console.print(
+            f"Usage ledger (one JSON line per request, {kept}): "
+            f"{stack.ledger_dir}/period=YYYY-MM/day=YYYY-MM-DD/",
+            soft_wrap=True,
+            markup=False,
         )
         console.print("\nFor the tollgate CLI in another shell:")
         console.print(

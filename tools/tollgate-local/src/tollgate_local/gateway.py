@@ -3,11 +3,16 @@
 Each HTTP request becomes the real-shaped ``REQUEST`` authorizer event; the real authorizer handler decides;
 an Allow runs the backend handler with the authorizer's context, a Deny answers with the same status and body
 the deployed gateway responses give (``tollgate.metering.gateway_responses``).
+
+With a :class:`LocalLedger`, every request it answers (allowed, refused, or on no route) is written as the
+usage ledger's record (``tollgate.domain.ledger``: the same keys, every value a string, ``"-"`` for none),
+into the ledger's partition layout, as the deployed stage's access log does.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -15,9 +20,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tollgate.domain.ledger import LOCAL_SUFFIX, object_prefix, record_line
 from tollgate.metering.gateway_responses import BY_TYPE
 from tollgate_local.apigw import rest_event, rest_proxy_event
 from tollgate_local.lambda_context import LocalLambdaContext
@@ -55,29 +62,102 @@ def gateway_answer(response_type: str, authorizer_context: dict[str, Any], reque
     return GatewayAnswer(status, json.dumps(body), {"content-type": "application/json"})
 
 
+class LocalLedger:
+    """The usage ledger in a directory: ``{root}/period=YYYY-MM/day=YYYY-MM-DD/gateway-{pid}-{id}.jsonl``.
+
+    One file per partition per ledger (per gateway process); each record is appended and flushed at once, so
+    a reader sees it promptly. Thread-safe: the gateway serves each request on its own thread.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._name = f"gateway-{os.getpid()}-{uuid.uuid4().hex[:8]}{LOCAL_SUFFIX}"
+        self._lock = threading.Lock()
+        self._files: dict[str, IO[str]] = {}
+
+    def write(self, values: dict[str, object]) -> str:
+        """Append the record of ``values``; return its line."""
+        line = record_line(values)
+        prefix = object_prefix(json.loads(line))
+        with self._lock:
+            file = self._files.get(prefix)
+            if file is None:
+                folder = self.root / prefix
+                folder.mkdir(parents=True, exist_ok=True)
+                file = self._files[prefix] = (folder / self._name).open("a", encoding="utf-8")
+            file.write(line)
+            file.flush()
+        return line
+
+    def close(self) -> None:
+        with self._lock:
+            for file in self._files.values():
+                file.close()
+            self._files.clear()
+
+
+# What the stage's access log takes from the authorizer's context, by record key.
+_CONTEXT_KEYS = {
+    "customerId": "customerId",
+    "keyId": "keyId",
+    "planId": "planId",
+    "planVersion": "planVersion",
+    "period": "period",
+    "credits": "credits",
+    "metered": "metered",
+    "denyReason": "reason",
+}
+
+
 class LocalGateway:
     def __init__(
-        self, routes: list[Route], authorizer: Handler, clock: Callable[[], float] = time.time
+        self,
+        routes: list[Route],
+        authorizer: Handler,
+        clock: Callable[[], float] = time.time,
+        ledger: LocalLedger | None = None,
     ) -> None:
         self.routes = routes
         self.authorizer = authorizer
         self.clock = clock  # seconds since the epoch: the request time API Gateway would stamp
+        self.ledger = ledger
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: str | None) -> GatewayAnswer:
-        url = urlsplit(target)
+        started = time.monotonic()
+        epoch_ms = int(self.clock() * 1000)
         request_id = str(uuid.uuid4())
+        record: dict[str, object] = {"requestId": request_id, "requestTime": epoch_ms, "httpMethod": method}
+        answer = self._handle(method, target, headers, body, request_id, epoch_ms, record)
+        if self.ledger is not None:
+            record["status"] = answer.status
+            record["responseLatency"] = _ms_since(started)
+            self.ledger.write(record)
+        return answer
+
+    def _handle(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: str | None,
+        request_id: str,
+        epoch_ms: int,
+        record: dict[str, object],
+    ) -> GatewayAnswer:
+        url = urlsplit(target)
         for route in self.routes:
             params = route.match(method, url.path)
             if params is not None:
                 break
         else:
             return GatewayAnswer(*MISSING_ROUTE, {"content-type": "application/json"})
+        record["resourcePath"] = route.template
         event = rest_event(
             method,
             route.template,
             path=url.path,
             headers=headers,
-            epoch_ms=int(self.clock() * 1000),
+            epoch_ms=epoch_ms,
             path_parameters=params,
             query=dict(parse_qsl(url.query)),
             request_id=request_id,
@@ -88,12 +168,22 @@ class LocalGateway:
         except Exception:  # API Gateway: AUTHORIZER_FAILURE
             return gateway_answer("AUTHORIZER_FAILURE", {}, request_id)
         context = verdict.get("context") or {}
+        record.update({key: context.get(name) for key, name in _CONTEXT_KEYS.items()})
         if not allowed:
             return gateway_answer("ACCESS_DENIED", context, request_id)
         proxy_event = rest_proxy_event(event, verdict["principalId"], context, body)
-        answer = route.backend(proxy_event, LocalLambdaContext(function_name="backend"))
+        called = time.monotonic()
+        try:
+            answer = route.backend(proxy_event, LocalLambdaContext(function_name="backend"))
+        except Exception:  # the function failed: API Gateway answers 502 for a Lambda proxy integration
+            record["integrationLatency"] = _ms_since(called)
+            return GatewayAnswer(
+                502, '{"message": "Internal server error"}', {"content-type": "application/json"}
+            )
+        status = int(answer.get("statusCode", 200))
+        record.update(integrationStatus=status, integrationLatency=_ms_since(called))
         return GatewayAnswer(
-            int(answer.get("statusCode", 200)),
+            status,
             str(answer.get("body") or ""),
             {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()},
         )
@@ -102,11 +192,15 @@ class LocalGateway:
         return RunningGateway(self, port)
 
 
+def _ms_since(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
+
+
 class RunningGateway:
     """The gateway on ``http://127.0.0.1:PORT`` in a daemon thread; ``stop()`` or leaving ``with`` ends it."""
 
     def __init__(self, gateway: LocalGateway, port: int) -> None:
-        outer = gateway
+        outer = self._gateway = gateway
 
         class Request(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -142,6 +236,8 @@ class RunningGateway:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        if self._gateway.ledger is not None:
+            self._gateway.ledger.close()
 
     def __enter__(self) -> RunningGateway:
         return self

@@ -4,17 +4,21 @@
   port, stopped by its pid; boto3 reaches it through ``AWS_ENDPOINT_URL``).
 - Stripe: the Stripe double, or real Stripe test mode when ``STRIPE_API_KEY=sk_test_...`` is set (same code
   path: only the base address and the key differ).
-- API Gateway: :mod:`tollgate_local.gateway` in front of the real authorizer and backend handlers.
+- API Gateway: :mod:`tollgate_local.gateway` in front of the real authorizer and backend handlers, writing
+  each request's usage ledger record into ``ledger_dir`` (the deployed stage's access log to Firehose).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 LOCAL_TABLE = "tollgate-local"
@@ -39,6 +43,8 @@ class LocalStack:
     dynamodb_pid: int | None = None  # DynamoDB Local's process
     alerts: Any = None  # the LocalEventBus: usage alerts published (tollgate_local.streams)
     stream: Any = None  # the StreamConsumer running the alert function on the table's stream
+    # the usage ledger: {ledger_dir}/period=YYYY-MM/day=YYYY-MM-DD/*.jsonl (tollgate.domain.ledger)
+    ledger_dir: Path | None = None
 
 
 def sample_routes(table: str) -> list[Any]:
@@ -107,11 +113,14 @@ def local_stack(
     clock: Callable[[], float] = time.time,
     dynamodb_url: str | None = None,
     on_alert: Callable[[dict[str, Any]], None] | None = None,
+    ledger_dir: Path | str | None = None,
 ) -> Iterator[LocalStack]:
     """Start everything; yield the addresses; stop everything (also on error or Ctrl-C). ``dynamodb_port`` 0
     is a random free port. Without Java 17+ or ``npm ci``: ``DynamoDBLocalError``, before anything starts.
     ``dynamodb_url``: a DynamoDB already running (the tests' DynamoDB Local), used and left running.
-    ``on_alert``: called with each usage alert event as it is published (``tollgate_local.streams``)."""
+    ``on_alert``: called with each usage alert event as it is published (``tollgate_local.streams``).
+    ``ledger_dir``: where the gateway writes the usage ledger (kept); by default a temporary directory,
+    removed when the stack stops."""
     import boto3
 
     from tollgate.alerts import handler as alert_handler
@@ -125,10 +134,12 @@ def local_stack(
     from tollgate.metering.observability import metrics as authorizer_metrics
     from tollgate.metering.settings import MeteringSettings
     from tollgate_local.dynamodb_local import DynamoDBLocal
-    from tollgate_local.gateway import LocalGateway
+    from tollgate_local.gateway import LocalGateway, LocalLedger
     from tollgate_local.streams import LocalEventBus, StreamConsumer
     from tollgate_local.stripe_double import StripeDouble
 
+    temporary_ledger = ledger_dir is None
+    ledger_root = Path(tempfile.mkdtemp(prefix="tollgate-ledger-") if ledger_dir is None else ledger_dir)
     dynamodb = None
     if dynamodb_url is None:
         dynamodb = DynamoDBLocal(port=dynamodb_port).start()
@@ -150,7 +161,9 @@ def local_stack(
             alerts_level = alerts_logger.log_level
             alerts_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             routes = sample_routes(LOCAL_TABLE)
-            gateway = LocalGateway(routes, metering, clock=clock).serve(gateway_port)
+            gateway = LocalGateway(routes, metering, clock=clock, ledger=LocalLedger(ledger_root)).serve(
+                gateway_port
+            )
             bus = LocalEventBus(local_webhooks(TollgateStore(LOCAL_TABLE), on_alert))
             alert_store = TollgateStore(LOCAL_TABLE)
             stripe_settings = StripeSettings.from_env()  # the double's
@@ -177,6 +190,7 @@ def local_stack(
                     dynamodb_pid=None if dynamodb is None else dynamodb.pid,
                     alerts=bus,
                     stream=consumer,
+                    ledger_dir=ledger_root,
                 )
             finally:
                 consumer.stop()
@@ -191,3 +205,5 @@ def local_stack(
             double.stop()
         if dynamodb is not None:
             dynamodb.stop()
+        if temporary_ledger:
+            shutil.rmtree(ledger_root, ignore_errors=True)
