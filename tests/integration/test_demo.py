@@ -74,6 +74,10 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> Non
     assert found is not None, text
     assert found.group(1) in ("250", "275", "300")  # wherever the stream's check was when it reached 5.00 USD
     assert found.group(2) == f"{int(found.group(1).replace(',', '')) * 2 / 100:.2f}"
+    # the reconciliation: the counters, the request ledger the local gateway wrote and the invoices agree
+    assert "request ledger: " in text
+    assert "0 flagged, 0 credits unexplained" in text
+    assert "flagged a difference" not in text
     assert "HTTP 403 revoked_api_key" in text
     assert "HTTP 403 malformed_api_key" in text
     assert "Every service stopped" in text

@@ -1,6 +1,6 @@
 """``tollgate``: the provider's command line.
 
-    tollgate [--stack NAME] plans | customers | keys | usage | invoices | close [run | status] ...
+    tollgate [--stack NAME] plans | customers | keys | usage | invoices | close [run | status] | reconcile ...
 
 Every subcommand group lives in its own module; this one wires them together, resolves the configuration
 (``tollgate.cli.config``) and turns expected errors into one line each on stderr with exit code 1.
@@ -14,7 +14,7 @@ import typer
 from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
-from tollgate.cli import close, credits, customers, grants, invoices, keys, plans, usage
+from tollgate.cli import close, credits, customers, grants, invoices, keys, plans, reconcile, usage
 from tollgate.cli.config import ENV_STACK, AppContext
 from tollgate.cli.output import err, error_lines
 
@@ -74,3 +74,4 @@ app.add_typer(credits.app, name="credits")
 app.add_typer(invoices.app, name="invoices")
 app.command("usage")(usage.usage)
 app.add_typer(close.app, name="close")
+app.command("reconcile")(reconcile.reconcile)

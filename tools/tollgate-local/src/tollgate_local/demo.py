@@ -277,6 +277,10 @@ def run(
         console.rule("10. Progressive billing: usage invoiced as soon as $5.00 of it is unbilled")
         shift[0] = 0.0  # this story happens now, in the current period
         threshold_story(store, stripe, stack, now=datetime.now(UTC), console=console)
+
+        console.rule(f"11. Reconciliation of {period}: counters = request ledger = invoices")
+        if not reconcile_story(store, stack, period, console=console):
+            console.print("[bold red]The reconciliation flagged a difference: see the table.[/bold red]")
     console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
     return invoices
 
@@ -399,6 +403,20 @@ def threshold_story(
         )
         console.print(f"    {part.statement.lines[0].description}", markup=False)
         console.print(f"    pay at {invoice.hosted_invoice_url}", markup=False)
+
+
+def reconcile_story(store: TollgateStore, stack: Any, period: str, *, console: Console) -> bool:
+    """``tollgate reconcile --period P --ledger DIR`` on what the demo did: the counters, the request ledger
+    the local gateway wrote (read with DuckDB, the same SQL Athena runs) and the close records. True when no
+    difference is unexplained."""
+    from tollgate.cli.reconcile import print_report
+    from tollgate.ledger.duckdb_ledger import DuckDbLedger
+    from tollgate.ledger.reconcile import reconcile_period
+
+    report = reconcile_period(store, DuckDbLedger(stack.ledger_dir), period, now=datetime.now(UTC))
+    console.print(f"  request ledger: {stack.ledger_dir}", markup=False, soft_wrap=True)
+    print_report(report, console)
+    return report.ok
 
 
 def welcome(store: TollgateStore, stripe: StripeClient, period: str, *, now: datetime) -> None:
