@@ -23,6 +23,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import cloud_assembly_schema as _  # noqa: F401  registers MetadataEntry: jsii's lazy lookup misses it in some test orders
 
 from infra.app import TollgateStack, build_app
 from tests.infra.cfn import cdk_json_context

@@ -396,7 +396,8 @@ def test_an_access_log_the_app_set_is_replaced_with_a_warning(
     template = cdk.assertions.Template.from_stack(stack)
     (stage,) = resources(template.to_json(), "AWS::ApiGateway::Stage").values()
     assert json.loads(props(stage)["AccessLogSetting"]["Format"]) == ACCESS_LOG_FORMAT
-    warnings = cdk.assertions.Annotations.from_stack(stack).find_warning(
+    # has_warning raises unless one matches (reading the messages back needs jsii's MetadataEntry proxy,
+    # which some test orders fail to load)
+    cdk.assertions.Annotations.from_stack(stack).has_warning(
         "*", cdk.assertions.Match.string_like_regexp("usage ledger")
     )
-    assert warnings

@@ -92,7 +92,7 @@ def test_main_serves_until_interrupted() -> None:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - http://127.0.0.1
             assert json.loads(response.read())["object"] == "list"
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=5) == 0
+        assert process.wait(timeout=20) == 0  # a busy machine can take seconds to shut down
     finally:
         if process.poll() is None:
             process.kill()
