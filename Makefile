@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: help setup dist lambda-lock mutate test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean
+.PHONY: help setup dist lambda-lock mutate test test-py312 check lint typecheck pytest format demo local synth lint-templates bench bundle clean browser
 
 help:
 	@echo "make demo   run the whole billing cycle offline (DynamoDB Local + Stripe double; needs Java 17+)"
@@ -34,6 +34,18 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# A headless browser for the customer usage page's browser test and `make demo`'s screenshot: Debian's chromium
+# and chromium-driver (a test tool's own browser download needs the internet), installed only when missing,
+# non-interactively, with sudo when not root.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	fi
+
 setup: $(VENV)/.synced
 
 # The installable package (`pip install "dist/tollgate-*.whl[cdk]"`): Lambda code, CLI and tollgate.cdk.
@@ -42,7 +54,7 @@ dist: | $(UV)
 	$(UV) build --package tollgate --out-dir dist --quiet
 	@ls -l dist
 
-test: check pytest
+test: browser check pytest
 
 check: lint typecheck
 
@@ -53,12 +65,12 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(BIN)/mypy
 
-pytest: $(VENV)/.synced node_modules/.installed
+pytest: $(VENV)/.synced node_modules/.installed browser
 	$(BIN)/pytest -q
 
 # The Lambda runtime is python3.12: the same suite (less the CDK synth) on a 3.12 interpreter.
 PY312 ?= python3.12
-test-py312: node_modules/.installed | $(UV)
+test-py312: node_modules/.installed browser | $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv312 $(UV) sync --locked --python $(PY312) --quiet
 	.venv312/bin/pytest -q -p no:cacheprovider tests --ignore=tests/infra
 
@@ -66,7 +78,7 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: $(VENV)/.synced node_modules/.installed
+demo: $(VENV)/.synced node_modules/.installed browser
 	$(BIN)/tollgate-local demo
 
 local: $(VENV)/.synced node_modules/.installed

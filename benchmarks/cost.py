@@ -3,13 +3,14 @@
 Reads the authorizer's settings from the synthesized Tollgate app (memory, architecture, tracing,
 logging), measures the CPU time of a warm authorizer call in this process (the handler with in-memory fakes
 for the key directory and the counter: everything but the DynamoDB round trip), measures the
-counter write's units on Amazon DynamoDB Local (a heavy customer's item after requests on N routes), and
+counter write's units on Amazon DynamoDB Local (a heavy customer's item after requests on N routes and, at
+the month's end, D days: ``--days``), and
 prices one million metered requests on a REST API and on an HTTP API. Every assumption is printed with the
 result. With ``--ledger`` (the default) it adds the usage ledger (``tollgate.cdk.ledger``): its record size is
 measured from records the local gateway writes for real authorizer decisions, and priced through Firehose
 (billed per record rounded up to 5 KB), dynamic partitioning, S3 and, for HTTP APIs, CloudWatch Logs.
 
-Run: .venv/bin/python benchmarks/cost.py [--routes 50] [--calls 20000] [--no-ledger]
+Run: .venv/bin/python benchmarks/cost.py [--routes 50] [--days 31] [--calls 20000] [--no-ledger]
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def warm_call_cpu_seconds(calls: int) -> float:
             return grant if key_hash == hash_key(key) else None
 
     class Counter:
-        def add(self, *args: Any) -> int:
+        def add(self, *args: Any, **kwargs: Any) -> int:
             return 1
 
     handle = make_handler(Deps(keys=Keys(), counter=Counter()))
@@ -142,6 +143,7 @@ def warm_call_cpu_seconds(calls: int) -> float:
 @dataclass(frozen=True)
 class CounterWrites:
     routes: int
+    days: int  # days of the period already tallied on the item (31: the month's last day)
     write_units: float  # of one request's counter write, a heavy customer using ``routes`` routes
     one_unit_up_to: int  # routes a heavy customer's counter item can hold before a write costs 2 units
 
@@ -149,14 +151,15 @@ class CounterWrites:
 HEAVY_CREDITS, HEAVY_REQUESTS = 12_345_678, 1_234_567  # a big customer's month on each route
 
 
-def counter_write_units(routes: int, probe_up_to: int = 200) -> CounterWrites:
+def counter_write_units(routes: int, days: int = 31, probe_up_to: int = 200) -> CounterWrites:
     """Measured on Amazon DynamoDB Local, which reports write units by item size as DynamoDB bills them.
 
     The authorizer's own counter (``DynamoUsageCounter``) writes a request for a customer who already used
-    each route heavily this period (the largest tallies: the worst case for the item's size).
+    each route heavily this period (the largest tallies: the worst case for the item's size), spread evenly
+    over ``days`` days (each day's tally holds its share: 31 is the item on the month's last day).
     """
     from tollgate.dal import tablekeys as tk
-    from tollgate.dal.counter_item import route_code, route_tally
+    from tollgate.dal.counter_item import day_attribute, route_code, route_tally
     from tollgate.dal.schema import create_table
     from tollgate.metering.dynamo import DynamoUsageCounter
     from tollgate_local.dynamodb_local import DynamoDBLocal
@@ -178,23 +181,35 @@ def counter_write_units(routes: int, probe_up_to: int = 200) -> CounterWrites:
         measured: dict[int, float] = {}
         for n in range(1, max(routes, probe_up_to) + 1):
             route = f"GET /v1/resource-{n:03d}/{{id}}"
+            day_names = {f"#d{day}": day_attribute(day) for day in range(1, days + 1)}
             client.update_item(
                 TableName="tollgate-bench",
                 Key={name: {"S": value} for name, value in tk.counter_key(customer, period, 0).items()},
-                UpdateExpression="ADD #c :c, #n :n, #r :tally",
-                ExpressionAttributeNames={"#c": tk.CREDITS, "#n": tk.REQUESTS, "#r": route_code(route)},
+                UpdateExpression="ADD #c :c, #n :n, #r :tally"
+                + "".join(f", {name} :day" for name in day_names),
+                ExpressionAttributeNames={
+                    "#c": tk.CREDITS,
+                    "#n": tk.REQUESTS,
+                    "#r": route_code(route),
+                    **day_names,
+                },
                 ExpressionAttributeValues={
                     ":c": {"N": str(HEAVY_CREDITS)},
                     ":n": {"N": str(HEAVY_REQUESTS)},
                     ":tally": {"N": route_tally(HEAVY_CREDITS, HEAVY_REQUESTS)},
+                    **(
+                        {":day": {"N": route_tally(HEAVY_CREDITS // days, HEAVY_REQUESTS // days)}}
+                        if days
+                        else {}
+                    ),
                 },
             )
             units.clear()
-            counter.add(customer, period, 0, route, credits=9_999, limit=None)
+            counter.add(customer, period, 0, route, credits=9_999, limit=None, day=max(days, 1))
             measured[n] = units[-1]
     two_units = [n for n, used in measured.items() if used > 1.0]
     one_unit = (min(two_units) if two_units else max(measured) + 1) - 1
-    return CounterWrites(routes=routes, write_units=measured[routes], one_unit_up_to=one_unit)
+    return CounterWrites(routes=routes, days=days, write_units=measured[routes], one_unit_up_to=one_unit)
 
 
 @dataclass(frozen=True)
@@ -292,6 +307,9 @@ def ledger_costs(size: LedgerRecordSize, http: bool) -> dict[str, Decimal]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", type=int, default=50, help="distinct routes a customer calls in a period")
+    parser.add_argument(
+        "--days", type=int, default=31, help="days of the period tallied on the item (31: the month's end)"
+    )
     parser.add_argument("--calls", type=int, default=20000, help="warm calls measured")
     parser.add_argument(
         "--ledger", action=argparse.BooleanOptionalAction, default=True, help="price the usage ledger too"
@@ -300,7 +318,7 @@ def main() -> None:
 
     settings = authorizer_settings()
     cpu = warm_call_cpu_seconds(args.calls)
-    counter = counter_write_units(args.routes)
+    counter = counter_write_units(args.routes, args.days)
     write_units = Decimal(str(counter.write_units))
     cpu_share = min(1.0, settings.memory_mb / ONE_VCPU_MB)
     billed_ms = math.ceil(cpu * 1000 / cpu_share + DYNAMODB_UPDATE_MS)
@@ -312,9 +330,8 @@ def main() -> None:
         f"authorizer duration: {settings.memory_mb} MB {settings.architecture} x {billed_ms} ms billed": (
             gb_seconds * arch_price
         ),
-        f"DynamoDB counter write: {write_units} write unit(s) at {args.routes} routes (measured)": (
-            PRICES["dynamodb_write_unit_per_million"] * write_units
-        ),
+        f"DynamoDB counter write: {write_units} write unit(s) at {args.routes} routes, {args.days} days "
+        "(measured)": (PRICES["dynamodb_write_unit_per_million"] * write_units),
         "DynamoDB key reads (cached 30 s per instance)": (
             PRICES["dynamodb_read_unit_per_million"] * KEY_READS_PER_REQUEST * Decimal("0.5")
         ),
@@ -331,8 +348,9 @@ def main() -> None:
     )
     print(
         f"counter write, measured on DynamoDB Local: {counter.write_units} write unit(s) at {args.routes} "
-        f"routes; a heavy customer's item holds {counter.one_unit_up_to} routes at one write unit "
-        f"({HEAVY_CREDITS:,} credits over {HEAVY_REQUESTS:,} requests on each)"
+        f"routes and {counter.days} days tallied; a heavy customer's item then holds "
+        f"{counter.one_unit_up_to} routes at one write unit ({HEAVY_CREDITS:,} credits over "
+        f"{HEAVY_REQUESTS:,} requests on each)"
     )
     size = ledger_record_size() if args.ledger else None
     if size is not None:

@@ -139,6 +139,7 @@ class SampleApi(Construct):
         for method, path in (ROUTE_SEARCH, ROUTE_GENERATE):
             self.metered.add_function_route(method, path, self.sample_backend)
         self.metered.add_usage_route(usage_function, ROUTE_USAGE[1])
+        self.metered.add_portal_route(usage_function)  # the usage page by signed link, no key
 
     @property
     def url(self) -> str:

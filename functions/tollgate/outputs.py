@@ -15,3 +15,5 @@ CLOSE_QUEUE_URL = "CloseQueueUrl"
 AUTHORIZER_FUNCTION_ARN = "AuthorizerFunctionArn"
 USAGE_FUNCTION_ARN = "UsageFunctionArn"
 CLOSE_STARTER_FUNCTION_NAME = "CloseStarterFunctionName"
+PORTAL_LINK_SECRET_ARN = "PortalLinkSecretArn"  # noqa: S105 - an output's name, not a secret
+PORTAL_URL = "PortalUrl"  # MeteredApi.add_portal_route's: where the usage page's signed links lead

@@ -142,9 +142,9 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
     rest_authorizer = props(template["Resources"][rest_authorizer_id])
     assert rest_authorizer["AuthorizerResultTtlInSeconds"] == 0
     methods = resources(template, "AWS::ApiGateway::Method")
-    # GET /forecast/{city}, GET /history/{city}, GET /usage, GET|PUT /usage/budget, GET|PUT /usage/alerts,
-    # GET|PUT|DELETE /usage/alerts/webhook
-    assert len(methods) == 10
+    # GET /forecast/{city}, GET /history/{city}, GET /usage, GET /usage/export, GET /usage/page,
+    # GET|PUT /usage/budget, GET|PUT /usage/alerts, GET|PUT|DELETE /usage/alerts/webhook
+    assert len(methods) == 12
     for logical_id, method in methods.items():
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(method)["AuthorizerId"] == {"Ref": rest_authorizer_id}, logical_id
@@ -159,6 +159,8 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
         "GET /usage/alerts",
         "GET /usage/alerts/webhook",
         "GET /usage/budget",
+        "GET /usage/export",
+        "GET /usage/page",
         "PUT /usage/alerts",
         "PUT /usage/alerts/webhook",
         "PUT /usage/budget",

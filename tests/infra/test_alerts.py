@@ -70,7 +70,7 @@ def test_the_alert_function_reads_the_stream_the_stripe_key_and_publishes_to_the
     (secret,) = [s for s in statements if s.get("Sid") == "ReadStripeApiKey"]  # automatic top-ups
     assert secret["Action"] == "secretsmanager:GetSecretValue"
     (secret_id,) = [lid for lid, r in resources(template, "AWS::SecretsManager::Secret").items()
-                    if "webhook" not in props(r)["Description"].lower()]  # fmt: skip
+                    if "stripe secret api key" in props(r)["Description"].lower()]  # fmt: skip
     assert secret["Resource"] == ref(secret_id)
     assert "*" not in [s["Resource"] for s in statements]
 

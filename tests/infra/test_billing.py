@@ -267,8 +267,17 @@ def test_every_queue_is_encrypted_and_refuses_plain_http(template: dict[str, Any
         assert denies_insecure, queue_id
 
 
+def stripe_secrets(template: dict[str, Any]) -> dict[str, Any]:
+    """The two secrets the provider puts Stripe's values in (the portal link secret is generated)."""
+    return {
+        lid: s
+        for lid, s in resources(template, "AWS::SecretsManager::Secret").items()
+        if props(s)["Description"].startswith("Tollgate: Stripe")
+    }
+
+
 def test_secrets_are_created_without_a_value_in_the_template(template: dict[str, Any]) -> None:
-    secrets = resources(template, "AWS::SecretsManager::Secret")
+    secrets = stripe_secrets(template)
     assert len(secrets) == 2
     for logical_id, secret in secrets.items():
         assert "SecretString" not in props(secret), logical_id
@@ -279,7 +288,7 @@ def test_function_environments(template: dict[str, Any]) -> None:
     table = {"Ref": only(resources(template, "AWS::DynamoDB::Table"))[0]}
     secrets = {
         "webhook" if "webhook" in props(s)["Description"].lower() else "api": ref(lid)
-        for lid, s in resources(template, "AWS::SecretsManager::Secret").items()
+        for lid, s in stripe_secrets(template).items()
     }
     dunning_days = str(cdk_json_context()["dunningGraceDays"])
 
@@ -306,7 +315,19 @@ def test_function_environments(template: dict[str, Any]) -> None:
     }
     assert env(constants.HANDLER_DUNNING_SWEEPER) == {"TABLE_NAME": table, "DUNNING_GRACE_DAYS": dunning_days}
     assert env(constants.HANDLER_CLOSE_WATCHDOG) == {"TABLE_NAME": table}
-    assert env(constants.HANDLER_USAGE_API) == {"TABLE_NAME": table}
+    usage = env(constants.HANDLER_USAGE_API)  # the ledger's names: tests/infra/test_usage_export.py
+    assert {k: v for k, v in usage.items() if not k.startswith("LEDGER_")} == {
+        "TABLE_NAME": table,
+        "PORTAL_LINK_SECRET_ARN": ref(
+            only(
+                {
+                    lid: r
+                    for lid, r in resources(template, "AWS::SecretsManager::Secret").items()
+                    if "Portal" in lid
+                }
+            )[0]
+        ),
+    }
 
 
 def test_every_function_is_python312_on_arm64_without_tracing(template: dict[str, Any]) -> None:

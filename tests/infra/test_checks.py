@@ -18,15 +18,18 @@ ACKNOWLEDGED_RULES_METADATA = "aws:cdk:acknowledged-rules"
 # Every finding the Tollgate stack acknowledges. A new acknowledgement must be added here, deliberately.
 EXPECTED_ACKNOWLEDGEMENTS = {
     "AwsSolutions-L1",  # python3.12 pinned with the cp312 wheels
-    "AwsSolutions-SMG4",  # Stripe credentials cannot be rotated by Secrets Manager
+    "AwsSolutions-SMG4",  # Stripe credentials: not rotatable by Secrets Manager; the link secret: put anew
     "AwsSolutions-SQS3",  # the schedule DLQ and the failure queues (Lambda on-failure destinations) are DLQs
     "AwsSolutions-COG4",  # the metered routes use the Lambda REQUEST authorizer
+    "AwsSolutions-APIG4",  # GET /portal: the usage page's signed link is its credential
     "AwsSolutions-APIG3",  # WAF on the sample API is the provider's choice
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
     "AwsSolutions-S1",  # the usage ledger's server access log bucket does not log itself
     # Firehose names the ledger's objects itself: its role writes them by prefix (ledger/, ledger-errors/)
     "AwsSolutions-IAM5[Resource::<TollgateLedgerBucket00773FF3.Arn>/ledger/*]",
     "AwsSolutions-IAM5[Resource::<TollgateLedgerBucket00773FF3.Arn>/ledger-errors/*]",
+    # Athena names its query results itself: the usage function (GET /usage/export) writes them by prefix
+    "AwsSolutions-IAM5[Resource::<TollgateLedgerBucket00773FF3.Arn>/athena-results/*]",
 }
 
 

@@ -47,12 +47,13 @@ def table_id(template: dict[str, Any]) -> str:
 
 
 def secret_ids(template: dict[str, Any]) -> dict[str, str]:
-    """'api' / 'webhook' -> logical id of the Stripe secret."""
+    """'api' / 'webhook' -> logical id of the Stripe secret; 'portal' -> the usage page's link secret."""
     found = {}
     for logical_id, secret in resources(template, "AWS::SecretsManager::Secret").items():
-        key = "webhook" if "webhook" in props(secret)["Description"].lower() else "api"
+        description = props(secret)["Description"].lower()
+        key = "portal" if "usage page" in description else "webhook" if "webhook" in description else "api"
         found[key] = logical_id
-    assert set(found) == {"api", "webhook"}
+    assert set(found) == {"api", "webhook", "portal"}
     return found
 
 
@@ -125,7 +126,7 @@ def test_worker_reads_only_the_stripe_api_key_secret(template: dict[str, Any]) -
     assert secret_grants == {("secretsmanager:GetSecretValue", str(ref(secrets["api"])))}
 
 
-def test_only_the_worker_the_webhook_and_the_alerts_read_secrets_each_its_own(
+def test_only_the_worker_the_webhook_the_alerts_and_the_usage_page_read_secrets_each_its_own(
     template: dict[str, Any],
 ) -> None:
     secrets = secret_ids(template)
@@ -133,6 +134,7 @@ def test_only_the_worker_the_webhook_and_the_alerts_read_secrets_each_its_own(
         constants.HANDLER_CLOSE_WORKER: {str(ref(secrets["api"]))},
         constants.HANDLER_WEBHOOK: {str(ref(secrets["webhook"]))},
         constants.HANDLER_ALERTS: {str(ref(secrets["api"]))},  # automatic top-ups charge a saved card
+        constants.HANDLER_USAGE_API: {str(ref(secrets["portal"]))},  # checks the usage page's signed links
     }
     for function in resources(template, "AWS::Lambda::Function").values():
         handler = props(function)["Handler"]

@@ -191,9 +191,12 @@ def test_imported_rest_api_is_metered_and_deployed_to_its_stage(fresh_stack: Cal
     assert props(authorizer)["RestApiId"] == "a1b2c3"
     assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 0
     methods = resources(template, "AWS::ApiGateway::Method")
-    # /v1/items/{id}; /usage; GET, PUT /usage/budget and /usage/alerts; GET, PUT, DELETE /usage/alerts/webhook
+    # /v1/items/{id}; /usage; GET /usage/export and /usage/page; GET, PUT /usage/budget and /usage/alerts;
+    # GET, PUT, DELETE /usage/alerts/webhook
     assert sorted(props(m)["HttpMethod"] for m in methods.values()) == [
         "DELETE",
+        "GET",
+        "GET",
         "GET",
         "GET",
         "GET",
@@ -254,6 +257,8 @@ def test_imported_http_api_is_metered(fresh_stack: Callable[[], cdk.Stack]) -> N
         "GET /usage/alerts",
         "GET /usage/alerts/webhook",
         "GET /usage/budget",
+        "GET /usage/export",
+        "GET /usage/page",
         "POST /v1/generate",
         "PUT /usage/alerts",
         "PUT /usage/alerts/webhook",
@@ -291,6 +296,8 @@ def test_the_usage_route_serves_what_a_customer_sets_under_its_path(
         route: {usage_id}
         for route in [
             ("GET", "/v2/usage"),
+            ("GET", "/v2/usage/export"),
+            ("GET", "/v2/usage/page"),
             ("GET", "/v2/usage/budget"),
             ("PUT", "/v2/usage/budget"),
             ("GET", "/v2/usage/alerts"),

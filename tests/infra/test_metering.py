@@ -47,30 +47,38 @@ def test_authorizer_invokes_the_metering_function(
     assert referenced_ids(props(authorizer)["AuthorizerUri"]) == {authorizer_function_id}
 
 
-def test_every_method_except_options_uses_the_metering_authorizer(template: dict[str, Any]) -> None:
+def test_every_method_except_options_and_the_portal_uses_the_metering_authorizer(
+    template: dict[str, Any],
+) -> None:
     authorizer_id, _ = only(resources(template, "AWS::ApiGateway::Authorizer"))
     methods = resources(template, "AWS::ApiGateway::Method")
     checked = 0
     for logical_id, method in methods.items():
         if props(method)["HttpMethod"] == "OPTIONS":
             continue
+        if _route_of(template, method) == ("GET", "/portal"):  # a signed link is its credential
+            assert props(method)["AuthorizationType"] == "NONE", logical_id
+            checked += 1
+            continue
         assert props(method)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(method)["AuthorizerId"] == {"Ref": authorizer_id}, logical_id
         checked += 1
-    assert checked == len(methods) == 10
+    assert checked == len(methods) == 13
 
 
 def test_sample_api_routes(template: dict[str, Any]) -> None:
     methods = resources(template, "AWS::ApiGateway::Method").values()
     routes = {_route_of(template, method) for method in methods}
     budget = {("GET", "/usage/budget"), ("PUT", "/usage/budget")}  # add_usage_route's too
+    export = {("GET", "/usage/export")}
     alerts = {("GET", "/usage/alerts"), ("PUT", "/usage/alerts")}
     webhook = {
         ("GET", "/usage/alerts/webhook"),
         ("PUT", "/usage/alerts/webhook"),
         ("DELETE", "/usage/alerts/webhook"),
     }
-    settings = budget | alerts | webhook
+    pages = {("GET", "/usage/page"), ("GET", "/portal")}  # the usage page, by key and by signed link
+    settings = export | budget | alerts | webhook | pages
     assert routes == {sample_api.ROUTE_SEARCH, sample_api.ROUTE_GENERATE, sample_api.ROUTE_USAGE} | settings
     assert routes == {("GET", "/v1/search"), ("POST", "/v1/generate"), ("GET", "/usage")} | settings
 
@@ -85,6 +93,9 @@ def test_usage_route_is_served_by_the_usage_handler(template: dict[str, Any]) ->
     assert backends[("GET", "/usage")] == {usage_fn}
     assert backends[("PUT", "/usage/budget")] == backends[("GET", "/usage/budget")] == {usage_fn}
     for method, path in [
+        ("GET", "/usage/export"),
+        ("GET", "/usage/page"),
+        ("GET", "/portal"),
         ("GET", "/usage/alerts"),
         ("PUT", "/usage/alerts"),
         ("GET", "/usage/alerts/webhook"),

@@ -275,6 +275,6 @@ def test_outputs_a_provider_needs(template: dict[str, Any]) -> None:
     assert stage_id in referenced_ids(outputs["ApiUrl"]["Value"])
     secret_outputs = {
         referenced_ids(outputs[key]["Value"]).pop()
-        for key in ("StripeApiKeySecretArn", "StripeWebhookSecretArn")
+        for key in ("StripeApiKeySecretArn", "StripeWebhookSecretArn", "PortalLinkSecretArn")
     }
     assert secret_outputs == set(resources(template, "AWS::SecretsManager::Secret"))

@@ -1,5 +1,6 @@
-"""The usage counter item on Amazon DynamoDB Local: one write unit a request up to 50 routes and beyond, exact
-per-route counts under concurrent writers, and routes reported by name.
+"""The usage counter item on Amazon DynamoDB Local: one write unit a request up to 50 routes and beyond early
+in the month (32 once its 31 days are tallied), exact per-route counts under concurrent writers, and routes
+reported by name.
 
 DynamoDB Local reports the write units a write consumed by the item's size, as DynamoDB bills them
 (``ReturnConsumedCapacity``); the authorizer's own counter (``DynamoUsageCounter``) is measured here, with
@@ -18,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import TABLE
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.counter_item import route_code, route_tally
+from tollgate.dal.counter_item import day_attribute, route_code, route_tally
 from tollgate.dal.store import TollgateStore
 from tollgate.metering.dynamo import DynamoUsageCounter
 
@@ -74,9 +75,37 @@ def test_a_request_costs_one_write_unit_with_50_heavily_used_routes(
     consumed.clear()
 
     for route in routes:
-        counter.add(CUSTOMER, PERIOD, 0, route, credits=9_999, limit=10**12)
+        counter.add(CUSTOMER, PERIOD, 0, route, credits=9_999, limit=10**12, day=30)
 
     assert consumed == [1.0] * 50
+
+
+def month_of_days(client: Any, routes: int) -> None:
+    """The same customer's month spread over its 31 days: each day's tally holds its share of ``routes``."""
+    names = {f"#d{day}": day_attribute(day) for day in range(1, 32)}
+    client.update_item(
+        TableName=TABLE,
+        Key={name: {"S": value} for name, value in tk.counter_key(CUSTOMER, PERIOD, 0).items()},
+        UpdateExpression="ADD " + ", ".join(f"{name} :day" for name in names),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={
+            ":day": {"N": route_tally(12_345_678 * routes // 31, 1_234_567 * routes // 31)}
+        },
+    )
+
+
+@pytest.mark.parametrize(("routes", "units"), [(32, 1.0), (33, 2.0), (50, 2.0)])
+def test_at_the_months_end_the_days_tallies_leave_room_for_32_heavy_routes_at_one_write_unit(
+    client: Any, consumed: list[float], routes: int, units: float
+) -> None:
+    names = [f"GET /v1/resource-{i:03d}/{{id}}" for i in range(routes)]
+    heavy_usage(client, names)
+    month_of_days(client, routes)
+    consumed.clear()
+
+    DynamoUsageCounter(client, TABLE).add(CUSTOMER, PERIOD, 0, names[0], credits=9_999, limit=None, day=31)
+
+    assert consumed == [units]  # 57 routes before the days were tallied (benchmarks/cost.py --days 0: 56)
 
 
 def test_the_item_outgrows_one_write_unit_only_well_past_50_routes(
@@ -86,7 +115,7 @@ def test_the_item_outgrows_one_write_unit_only_well_past_50_routes(
     routes = [f"GET /v1/resource-{i:03d}/{{id}}" for i in range(120)]
     heavy_usage(client, routes)
     consumed.clear()
-    counter.add(CUSTOMER, PERIOD, 0, routes[0], credits=1, limit=None)
+    counter.add(CUSTOMER, PERIOD, 0, routes[0], credits=1, limit=None, day=30)
     assert consumed == [2.0]  # DynamoDB Local does bill by size: the measure above is not vacuous
 
 
@@ -100,7 +129,7 @@ def test_concurrent_requests_are_counted_exactly_per_route(client: Any, local_ta
         start.wait()
         for i in range(per_thread):
             route = list(costs)[(i + offset) % len(costs)]
-            counter.add(CUSTOMER, PERIOD, 0, route, costs[route], None)
+            counter.add(CUSTOMER, PERIOD, 0, route, costs[route], None, day=30)
 
     workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
     for worker in workers:
@@ -119,7 +148,7 @@ def test_concurrent_requests_are_counted_exactly_per_route(client: Any, local_ta
 def test_shards_are_summed_per_route(client: Any, local_table: str) -> None:
     counter = DynamoUsageCounter(client, TABLE)
     for shard, credits in ((0, 3), (1, 4), (1, 4)):
-        counter.add(CUSTOMER, PERIOD, shard, "GET /v1/search", credits, None)
+        counter.add(CUSTOMER, PERIOD, shard, "GET /v1/search", credits, None, day=30)
 
     usage = TollgateStore(local_table).read_usage(CUSTOMER, PERIOD, shards=2)
 
@@ -150,11 +179,13 @@ def test_a_route_is_named_once_per_instance_and_again_after_a_failed_registry_wr
     flaky = RegistryDown(client, failures=1)
     counter = DynamoUsageCounter(flaky, TABLE)
 
-    assert counter.add(CUSTOMER, PERIOD, 0, "GET /v1/search", 2, limit=100) == 2  # counted all the same
+    assert (
+        counter.add(CUSTOMER, PERIOD, 0, "GET /v1/search", 2, limit=100, day=30) == 2
+    )  # counted all the same
     assert list(store.read_usage(CUSTOMER, PERIOD).routes) == [f"route {route_code('GET /v1/search')}"]
 
     for expected in (4, 6, 8):
-        assert counter.add(CUSTOMER, PERIOD, 0, "GET /v1/search", 2, limit=100) == expected
+        assert counter.add(CUSTOMER, PERIOD, 0, "GET /v1/search", 2, limit=100, day=30) == expected
 
     assert flaky.puts == 2  # the failed write, then one that succeeded; none after
     usage = store.read_usage(CUSTOMER, PERIOD)
@@ -163,7 +194,7 @@ def test_a_route_is_named_once_per_instance_and_again_after_a_failed_registry_wr
 
 def test_two_routes_sharing_a_code_are_shown_under_both_names(client: Any, local_table: str) -> None:
     store = TollgateStore(local_table)
-    DynamoUsageCounter(client, TABLE).add(CUSTOMER, PERIOD, 0, "GET /a", 1, None)
+    DynamoUsageCounter(client, TABLE).add(CUSTOMER, PERIOD, 0, "GET /a", 1, None, day=30)
     code = route_code("GET /a")
     store.table.put_item(Item={**tk.route_name_key(code, "GET /b"), "route": "GET /b"})  # a collision
 

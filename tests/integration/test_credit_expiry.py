@@ -84,7 +84,7 @@ def cells(line: str) -> list[str]:
 def draw(store: TollgateStore, credits: int, customer_id: str = "acme") -> None:
     """The authorizer's write for a request of ``credits`` (in November 2026)."""
     DynamoUsageCounter(boto3.client("dynamodb"), store.table_name).draw(
-        customer_id, "2026-11", "GET /v1/search", credits
+        customer_id, "2026-11", "GET /v1/search", credits, day=30
     )
 
 

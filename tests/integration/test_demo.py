@@ -10,6 +10,7 @@ import io
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -37,10 +38,14 @@ def dynamodb(dynamodb_local: DynamoDBLocal) -> Iterator[DynamoDBLocal]:
 
 
 @pytest.mark.usefixtures("no_endpoint_override")
-def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> None:
+def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal, tmp_path: Path) -> None:
     out = io.StringIO()
     invoices = demo.run(
-        Console(file=out, width=120), scale=0.05, threads=2, dynamodb_url=dynamodb.endpoint_url
+        Console(file=out, width=120),
+        scale=0.05,
+        threads=2,
+        dynamodb_url=dynamodb.endpoint_url,
+        screenshot_dir=tmp_path,
     )
     text = out.getvalue()
 
@@ -80,6 +85,11 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal) -> Non
     assert "flagged a difference" not in text
     assert "HTTP 403 revoked_api_key" in text
     assert "HTTP 403 malformed_api_key" in text
+    # globex's usage page: a signed link (no key) opened in headless Chromium, its screenshot saved
+    assert re.search(r"portal link \(15 minutes\): http://127\.0\.0\.1:\d+/portal\?token=v1\.globex\.", text)
+    screenshot = tmp_path / "usage-page-globex.png"
+    assert f"screenshot of the page: {screenshot}" in text
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
     assert "Every service stopped" in text
     port = int(invoices[0].hosted_invoice_url.rsplit(":", 1)[1].split("/")[0])  # type: ignore[union-attr]
     with socket.socket() as probe:

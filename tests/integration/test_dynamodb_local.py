@@ -158,7 +158,7 @@ def test_the_authorizers_capped_add_never_passes_the_cap_under_concurrency(clien
     def spend() -> None:
         for _ in range(per_thread):
             try:
-                counter.add("acme", "2026-11", 0, "GET /v1/search", cost, cap)
+                counter.add("acme", "2026-11", 0, "GET /v1/search", cost, cap, day=30)
                 outcome = "allowed"
             except CreditLimitReachedError:
                 outcome = "refused"

@@ -273,7 +273,7 @@ def test_the_close_drops_wallet_counters_late_usage_can_no_longer_reach(store: T
     add_credits(store, "acme", credits=1_000, reference="pi_8", now=NOW)
     counter = DynamoUsageCounter(boto3.client("dynamodb"), TABLE)
     for period in ("2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"):
-        counter.draw("acme", period, "GET /v1/search", 10)
+        counter.draw("acme", period, "GET /v1/search", 10, day=1)
     after = datetime(2026, 12, 2, tzinfo=UTC)
 
     record = close_customer(DynamoLedger(store), None, "acme", PERIOD, now=after)  # type: ignore[arg-type]

@@ -142,7 +142,7 @@ def test_the_usage_report_shows_the_balance_and_when_it_runs_out(shop: Shop) -> 
     shop.deliver(stripe_event("checkout.session.completed", paid_session()))
     counter = DynamoUsageCounter(boto3.client("dynamodb"), shop.store.table_name)
     for _ in range(14):
-        counter.draw("acme", "2026-11", "POST /v1/generate", 25)  # 350 credits since November began
+        counter.draw("acme", "2026-11", "POST /v1/generate", 25, day=30)  # 350 credits since November began
 
     report = build_usage_report(shop.store, "acme", now=NOW)  # 2026-11-15 12:00: 14.5 days in
 

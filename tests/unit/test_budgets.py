@@ -247,7 +247,7 @@ class Counter:
         self.limits: list[int | None] = []
 
     def add(self, customer_id: str, period: str, shard: int, route: str, credits: int, limit: int | None,
-            segment: int = 1) -> int:  # fmt: skip
+            segment: int = 1, *, day: int) -> int:  # fmt: skip
         self.limits.append(limit)
         if limit is not None and self.used + credits > limit:
             raise CreditLimitReachedError()
@@ -255,7 +255,7 @@ class Counter:
         return self.used
 
     def draw(self, customer_id: str, period: str, route: str, credits: int, segment: int = 1,
-             limit: int | None = None) -> int:  # fmt: skip
+             limit: int | None = None, *, day: int) -> int:  # fmt: skip
         self.limits.append(limit)
         if self.balance < credits:
             raise InsufficientCreditsError()

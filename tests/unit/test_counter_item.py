@@ -106,20 +106,21 @@ class RecordingClient:
         return {}
 
 
-def test_the_counter_write_adds_the_request_to_the_totals_its_routes_tally_and_its_plan_segment() -> None:
+def test_the_counter_write_adds_the_request_to_the_totals_its_route_its_plan_segment_and_its_day() -> None:
     client = RecordingClient()
     counter = DynamoUsageCounter(client, "table")
 
-    assert counter.add("acme", "2026-11", 1, "POST /v1/render", 25, limit=None, segment=3) == 7
+    assert counter.add("acme", "2026-11", 1, "POST /v1/render", 25, limit=None, segment=3, day=7) == 7
 
-    (request,) = client.updates
+    (request,) = client.updates  # one write: the day's tally rides on it
     assert request["Key"] == {"pk": {"S": "USAGE#acme#2026-11#1"}, "sk": {"S": "COUNTER"}}
-    assert request["UpdateExpression"] == "ADD #c :c, #n :one, #r :tally, #s :c"
+    assert request["UpdateExpression"] == "ADD #c :c, #n :one, #r :tally, #s :c, #d :tally"
     assert request["ExpressionAttributeNames"] == {
         "#c": "credits",
         "#n": "requests",
         "#r": route_code("POST /v1/render"),
         "#s": "seg3",
+        "#d": "d07",
     }
     assert request["ExpressionAttributeValues"] == {
         ":c": {"N": "25"},
@@ -135,10 +136,10 @@ def test_an_instance_names_each_route_once_and_forgets_them_all_past_its_bound()
     counter = DynamoUsageCounter(client, "table", max_named_routes=2)
 
     for route in ("GET /a", "GET /b", "GET /a", "GET /b"):
-        counter.add("acme", "2026-11", 0, route, 1, None)
+        counter.add("acme", "2026-11", 0, route, 1, None, day=30)
     assert client.names == ["GET /a", "GET /b"]
 
-    counter.add("acme", "2026-11", 0, "GET /c", 1, None)  # a third route: the memory is cleared first
-    counter.add("acme", "2026-11", 0, "GET /c", 1, None)
-    counter.add("acme", "2026-11", 0, "GET /a", 1, None)  # forgotten: named again (idempotent)
+    counter.add("acme", "2026-11", 0, "GET /c", 1, None, day=30)  # a third route: the memory is cleared first
+    counter.add("acme", "2026-11", 0, "GET /c", 1, None, day=30)
+    counter.add("acme", "2026-11", 0, "GET /a", 1, None, day=30)  # forgotten: named again (idempotent)
     assert client.names == ["GET /a", "GET /b", "GET /c", "GET /a"]

@@ -65,7 +65,7 @@ class ScriptedClient:
 
 
 def add(client: ScriptedClient, credits: int = 5, limit: int | None = 100) -> int | None:
-    return DynamoUsageCounter(client, "table").add("acme", "2026-11", 0, ROUTE, credits, limit)
+    return DynamoUsageCounter(client, "table").add("acme", "2026-11", 0, ROUTE, credits, limit, day=30)
 
 
 def with_keywords_in_capitals(expression: str) -> str:
@@ -225,14 +225,14 @@ def test_a_failed_route_registry_write_is_logged_with_its_route_and_changes_no_a
     counter = DynamoUsageCounter(client, "table")
 
     with caplog.at_level(logging.WARNING, logger=SERVICE):
-        assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100) == 5  # counted all the same
+        assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100, day=30) == 5  # counted all the same
 
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.getMessage() == "route registry write failed; tried again next time"
     assert (vars(warning)["route"], vars(warning)["error"]) == (ROUTE, str(failure))
 
-    assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100) == 10  # named with the route's next request
-    assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100) == 15
+    assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100, day=30) == 10  # named with the route's next one
+    assert counter.add("acme", "2026-11", 0, ROUTE, 5, 100, day=30) == 15
     assert client.puts == [ROUTE, ROUTE]  # and not again once it succeeded
 
 
@@ -240,7 +240,7 @@ def test_a_request_counted_without_a_segment_is_counted_under_the_first_one() ->
     client = ScriptedClient(counted(5), {"Attributes": {"balance": {"N": "95"}}})
     counter = DynamoUsageCounter(client, "tollgate")
 
-    counter.add("acme", "2026-11", 0, ROUTE, 5, None)  # a customer who never changed plan
-    counter.draw("acme", "2026-11", ROUTE, 5)
+    counter.add("acme", "2026-11", 0, ROUTE, 5, None, day=30)  # a customer who never changed plan
+    counter.draw("acme", "2026-11", ROUTE, 5, day=30)
 
     assert [update["ExpressionAttributeNames"]["#s"] for update in client.updates] == ["seg1", "2611seg1"]

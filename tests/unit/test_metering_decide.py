@@ -54,7 +54,7 @@ class Keys:
 
 
 class NoWrites:
-    def add(self, *args: object) -> int | None:
+    def add(self, *args: object, **kwargs: object) -> int | None:
         raise AssertionError("a refused request is never counted")
 
 
@@ -64,7 +64,7 @@ class Refusing:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def add(self, *args: object) -> int | None:
+    def add(self, *args: object, **kwargs: object) -> int | None:
         raise self.error
 
 

@@ -76,8 +76,8 @@ def test_the_period_is_the_stamps_even_when_the_clock_is_in_the_next_month() -> 
             return grant
 
     class Counter:
-        def add(self, customer_id: str, period: str, *_: Any) -> int | None:
-            counted.append(period)
+        def add(self, customer_id: str, period: str, *_: Any, day: int) -> int | None:
+            counted.append(f"{period}-{day:02d}")
             return 1
 
     request = parse_event(http_event(headers={"x-api-key": KEY}, epoch_ms=stamped), stamped + 1)
@@ -85,7 +85,7 @@ def test_the_period_is_the_stamps_even_when_the_clock_is_in_the_next_month() -> 
 
     assert decision.allowed
     assert decision.context["period"] == "2026-10"
-    assert counted == ["2026-10"]
+    assert counted == ["2026-10-31"]  # its own day too, in UTC
 
 
 @pytest.mark.parametrize("offset", [0, 1, -1, REQUEST_TIME_TOLERANCE_MS, -REQUEST_TIME_TOLERANCE_MS])
@@ -159,7 +159,7 @@ def test_a_malformed_request_is_refused_before_the_key_is_looked_at() -> None:
         def find(self, key_hash: str) -> Grant | None:
             raise AssertionError("no lookup for a malformed request")
 
-        def add(self, *_: Any) -> int | None:
+        def add(self, *_: Any, **__: Any) -> int | None:
             raise AssertionError("no write for a malformed request")
 
     event = rest_event(headers={"x-api-key": KEY}, epoch_ms=NOW_MS)
@@ -190,7 +190,7 @@ def test_an_unknown_write_outcome_is_marked_on_the_decision(applied: bool | None
             return grant
 
     class Failing:
-        def add(self, *_: Any) -> int | None:
+        def add(self, *_: Any, **__: Any) -> int | None:
             raise MeteringUnavailableError("lost", applied=applied)
 
     request = parse_event(rest_event(headers={"x-api-key": KEY}, epoch_ms=NOW_MS), NOW_MS)

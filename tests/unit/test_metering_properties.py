@@ -52,6 +52,8 @@ class Recorder:
         credits: int,
         limit: int | None,
         segment: int = 1,
+        *,
+        day: int,
     ) -> int:
         self.calls.append("add")
         return credits

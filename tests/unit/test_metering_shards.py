@@ -78,6 +78,8 @@ class FakeCounter:
         credits: int,
         limit: int | None,
         segment: int = 1,
+        *,
+        day: int,
     ) -> int | None:
         self.writes.append((customer_id, period, shard, route, credits, limit))
         if limit is not None and self.credits[(customer_id, period, shard)] + credits > limit:

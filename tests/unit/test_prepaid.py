@@ -121,11 +121,12 @@ def drawn(balance: int) -> dict[str, Any]:
 def test_the_draw_counts_the_request_and_draws_the_balance_in_one_conditional_write() -> None:
     client = ScriptedClient(drawn(70))
 
-    assert DynamoUsageCounter(client, "table").draw("acme", "2026-11", "GET /v1/search", 25, segment=2) == 70
+    counter = DynamoUsageCounter(client, "table")
+    assert counter.draw("acme", "2026-11", "GET /v1/search", 25, segment=2, day=5) == 70
 
     (request,) = client.updates
     assert request["Key"] == {"pk": {"S": "WALLET#acme"}, "sk": {"S": "WALLET"}}
-    assert request["UpdateExpression"] == "ADD #b :draw, #c :c, #n :one, #r :tally, #s :c"
+    assert request["UpdateExpression"] == "ADD #b :draw, #c :c, #n :one, #r :tally, #s :c, #d :tally"
     assert request["ConditionExpression"] == "#b >= :c"
     assert request["ExpressionAttributeNames"] == {
         "#b": "balance",
@@ -133,6 +134,7 @@ def test_the_draw_counts_the_request_and_draws_the_balance_in_one_conditional_wr
         "#n": "2611requests",
         "#r": "2611" + route_code("GET /v1/search"),
         "#s": "2611seg2",
+        "#d": "2611d05",  # the request's day, period-tagged like the rest
     }
     values = request["ExpressionAttributeValues"]
     assert (values[":draw"], values[":c"], values[":one"]) == ({"N": "-25"}, {"N": "25"}, {"N": "1"})
@@ -143,7 +145,7 @@ def test_the_draw_counts_the_request_and_draws_the_balance_in_one_conditional_wr
 def test_a_free_request_needs_no_wallet() -> None:
     client = ScriptedClient(drawn(0))
 
-    DynamoUsageCounter(client, "table").draw("acme", "2026-11", "GET /usage", 0)
+    DynamoUsageCounter(client, "table").draw("acme", "2026-11", "GET /usage", 0, day=30)
 
     assert client.updates[0]["ConditionExpression"].upper() == "ATTRIBUTE_NOT_EXISTS(#B) OR #B >= :C"
 
@@ -153,7 +155,7 @@ def test_a_balance_that_does_not_cover_the_request_refuses_it_once() -> None:
     client = ScriptedClient(condition)
 
     with pytest.raises(InsufficientCreditsError):
-        DynamoUsageCounter(client, "table").draw("acme", "2026-11", "GET /v1/search", 5)
+        DynamoUsageCounter(client, "table").draw("acme", "2026-11", "GET /v1/search", 5, day=30)
 
     assert len(client.updates) == 1
     assert client.puts == []
@@ -162,7 +164,7 @@ def test_a_balance_that_does_not_cover_the_request_refuses_it_once() -> None:
 def test_a_throttled_draw_is_tried_once_more_and_an_answer_without_the_balance_is_none() -> None:
     client = ScriptedClient(refused("ThrottlingException"), {"Attributes": {}})
 
-    assert DynamoUsageCounter(client, "table").draw("acme", "2026-11", "GET /v1/search", 5) is None
+    assert DynamoUsageCounter(client, "table").draw("acme", "2026-11", "GET /v1/search", 5, day=30) is None
 
     assert len(client.updates) == 2
 
@@ -173,7 +175,7 @@ class Wallet:
         self.balance = balance
         self.draws: list[tuple[Any, ...]] = []
 
-    def add(self, *args: object) -> int | None:
+    def add(self, *args: object, **kwargs: object) -> int | None:
         raise AssertionError("a prepaid request is counted on the wallet")
 
     def draw(
@@ -184,6 +186,8 @@ class Wallet:
         credits: int,
         segment: int = 1,
         limit: int | None = None,
+        *,
+        day: int,
     ) -> int | None:
         assert limit is None  # no budget on the grant
         self.draws.append((customer_id, period, route, credits, segment))

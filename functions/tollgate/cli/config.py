@@ -31,6 +31,8 @@ from tollgate.settings import TABLE_NAME
 
 OUTPUT_TABLE_NAME = outputs.TABLE_NAME
 OUTPUT_STRIPE_API_KEY_SECRET_ARN = outputs.STRIPE_API_KEY_SECRET_ARN
+OUTPUT_PORTAL_LINK_SECRET_ARN = outputs.PORTAL_LINK_SECRET_ARN
+OUTPUT_PORTAL_URL = outputs.PORTAL_URL
 ENV_STACK = "TOLLGATE_STACK"
 
 
@@ -43,6 +45,8 @@ class Settings:
     table_name: str
     stack: str | None = None
     stripe_api_key_secret_arn: str | None = None
+    portal_link_secret_arn: str | None = None  # the stack's PortalLinkSecretArn output
+    portal_url: str | None = None  # the stack's PortalUrl output (MeteredApi.add_portal_route in that stack)
 
 
 def stack_outputs(stack: str, cloudformation: Any = None) -> dict[str, str]:
@@ -62,7 +66,13 @@ def resolve_settings(
         table = outputs.get(OUTPUT_TABLE_NAME)
         if not table:
             raise ConfigError(f"stack {stack!r} has no {OUTPUT_TABLE_NAME} output; is it a Tollgate stack?")
-        return Settings(table, stack, outputs.get(OUTPUT_STRIPE_API_KEY_SECRET_ARN))
+        return Settings(
+            table,
+            stack,
+            outputs.get(OUTPUT_STRIPE_API_KEY_SECRET_ARN),
+            outputs.get(OUTPUT_PORTAL_LINK_SECRET_ARN),
+            outputs.get(OUTPUT_PORTAL_URL),
+        )
     table = env.get(TABLE_NAME)
     if not table:
         raise ConfigError(

@@ -14,7 +14,7 @@ import typer
 from typer._click.core import Context as ClickContext
 from typer.core import TyperGroup
 
-from tollgate.cli import close, credits, customers, grants, invoices, keys, plans, reconcile, usage
+from tollgate.cli import close, credits, customers, grants, invoices, keys, plans, portal, reconcile, usage
 from tollgate.cli.config import ENV_STACK, AppContext
 from tollgate.cli.output import err, error_lines
 
@@ -72,6 +72,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(grants.app, name="grants")
 app.add_typer(credits.app, name="credits")
 app.add_typer(invoices.app, name="invoices")
-app.command("usage")(usage.usage)
+app.add_typer(usage.app, name="usage")
 app.add_typer(close.app, name="close")
 app.command("reconcile")(reconcile.reconcile)
+app.add_typer(portal.app, name="portal")

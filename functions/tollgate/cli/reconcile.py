@@ -103,24 +103,32 @@ def ledger_queries(
     return AthenaLedger(boto3.client("athena"), *names)
 
 
+# Where the ledger is: the options of every command that reads it (reconcile, usage export).
+LedgerDirOption = Annotated[
+    str | None,
+    typer.Option("--ledger", help=f"A local ledger directory (DuckDB). Env: {ENV_LEDGER_DIR}."),
+]
+AthenaOption = Annotated[bool, typer.Option("--athena", help="The deployed ledger, through Athena.")]
+WorkgroupOption = Annotated[
+    str | None, typer.Option("--athena-workgroup", help=f"Athena workgroup. Env: {ENV_WORKGROUP}.")
+]
+DatabaseOption = Annotated[
+    str | None, typer.Option("--athena-database", help=f"Glue database. Env: {ENV_DATABASE}.")
+]
+TableOption = Annotated[
+    str | None, typer.Option("--athena-table", help=f"Glue table (default ledger). Env: {ENV_TABLE}.")
+]
+
+
 def reconcile(
     ctx: typer.Context,
     period: Annotated[str | None, typer.Option(help="YYYY-MM (default: the previous period).")] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
-    ledger_dir: Annotated[
-        str | None,
-        typer.Option("--ledger", help=f"A local ledger directory (DuckDB). Env: {ENV_LEDGER_DIR}."),
-    ] = None,
-    athena: Annotated[bool, typer.Option("--athena", help="The deployed ledger, through Athena.")] = False,
-    workgroup: Annotated[
-        str | None, typer.Option("--athena-workgroup", help=f"Athena workgroup. Env: {ENV_WORKGROUP}.")
-    ] = None,
-    database: Annotated[
-        str | None, typer.Option("--athena-database", help=f"Glue database. Env: {ENV_DATABASE}.")
-    ] = None,
-    table_name: Annotated[
-        str | None, typer.Option("--athena-table", help=f"Glue table (default ledger). Env: {ENV_TABLE}.")
-    ] = None,
+    ledger_dir: LedgerDirOption = None,
+    athena: AthenaOption = False,
+    workgroup: WorkgroupOption = None,
+    database: DatabaseOption = None,
+    table_name: TableOption = None,
     delivery_delay: Annotated[
         int,
         typer.Option(

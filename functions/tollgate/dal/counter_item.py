@@ -6,6 +6,8 @@ report read it (``tollgate.dal.store``). One item per (customer, period, shard) 
 * ``credits`` and ``requests``: the totals, what the close bills;
 * ``seg1``, ``seg2``...: the credits counted under each of the customer's plan segments
   (:func:`segment_attribute`), so a mid-period plan change is rated exactly (decisions.md, 25);
+* ``d01``... ``d31``: one **day tally** per day of the month with requests (:func:`day_attribute`), packed
+  as a route tally is, so the period's daily series costs no extra write (the same ``ADD``);
 * one **route tally** per route called: a number named by the route's 6-character code (:func:`route_code`)
   that holds the route's credits before the point and its requests in the ten digits after it. One request of
   5 credits adds ``5.0000000001``; 3 of them make ``15.0000000003``. DynamoDB numbers are exact decimals
@@ -93,12 +95,35 @@ def segment_of(name: str) -> int | None:
     return int(digits)
 
 
+DAY_PREFIX = "d"
+
+
+def day_attribute(day: int) -> str:
+    """The counter attribute tallying the requests of day ``day`` of the month (UTC, from the request's own
+    timestamp, as its period is): ``d01`` to ``d31``, valued as a route tally (credits, then requests after
+    the point). The authorizer adds to it in the same ``ADD`` that counts the request: the daily series costs
+    no extra write, only about 13 bytes of item per day (a heavy customer's item at the month's end holds 32
+    routes at one write unit instead of 57: benchmarks/cost.py --days 31)."""
+    if not 1 <= day <= 31:
+        raise ValueError(f"a day of the month is 1 to 31, not {day}")
+    return f"{DAY_PREFIX}{day:02d}"
+
+
+def day_of(name: str) -> int | None:
+    """The day of the month of a counter attribute name (``d05`` -> 5), or None for any other attribute."""
+    digits = name[len(DAY_PREFIX) :]
+    if len(name) != 3 or not name.startswith(DAY_PREFIX) or not (digits.isascii() and digits.isdigit()):
+        return None
+    day = int(digits)
+    return day if 1 <= day <= 31 else None
+
+
 # -- the prepaid wallet -----------------------------------------------------------------------------------
 # A prepaid customer's requests are counted on one item per customer, the wallet (``tablekeys.wallet_key``),
 # which also holds the ``balance``: the write that counts a request draws its credits in the same ``ADD``,
 # on the condition that the balance covers them (decisions.md, 30). The period's counter attributes are
-# those above, each named after the period's tag (``2611credits``, ``2611seg1``, ``2611ABCDEF`` for
-# 2026-11): a request near a period's end and one just after it land in their own periods.
+# those above, each named after the period's tag (``2611credits``, ``2611seg1``, ``2611d05``, ``2611ABCDEF``
+# for 2026-11): a request near a period's end and one just after it land in their own periods.
 
 BALANCE = "balance"  # credits the customer can still draw
 BOUGHT = "bought"  # credits ever added to the balance

@@ -22,6 +22,7 @@ from tollgate.dal.counter_item import (
     BOUGHT,
     EXPIRED,
     PERIOD_TAG_LENGTH,
+    day_of,
     is_route_code,
     period_tag,
     period_view,
@@ -52,6 +53,13 @@ class Settlement(StrEnum):
     SETTLED = "settled"  # the lot is settled, its unused credits left the balance
     ALREADY = "already"  # another sweep settled it first: nothing changed
     MOVED = "moved"  # the wallet is not as it was read (a top-up, another settlement, draws): read again
+
+
+def _add_tally(sums: list[int], value: Any) -> None:
+    """Add a tally attribute's (credits, requests) to ``sums`` (a route's or a day's, over shards)."""
+    credits, requests = read_route_tally(value)
+    sums[0] += credits
+    sums[1] += requests
 
 
 def _top_up_item(top_up: TopUp) -> dict[str, Any]:
@@ -438,7 +446,7 @@ class TollgateStore:
     # -- usage ---------------------------------------------------------------------------------------
     def read_usage(self, customer_id: str, period: str, shards: int = 1) -> Usage:
         """Sum all counter shards of a customer-period, or its wallet's counters for a prepaid customer
-        (strongly consistent), routes by name.
+        (strongly consistent), routes by name, days by their day of the month.
 
         A route's tally (``tollgate.dal.counter_item``) is found by its code; the route registry names it.
         A code no registry item names yet is shown as ``route CODE``; one that two routes share, under both
@@ -449,6 +457,7 @@ class TollgateStore:
         credits = requests = 0
         tallies: dict[str, list[int]] = {}
         segments: dict[int, int] = {}
+        days: dict[int, list[int]] = {}
         for found in self._batch_get([*keys, wallet]):
             # a prepaid customer's requests are counted on the wallet (a plan's billing changes only at a
             # period's start, so a period is on one or the other)
@@ -460,10 +469,9 @@ class TollgateStore:
                 if seq is not None:
                     segments[seq] = segments.get(seq, 0) + int(value)
                 elif is_route_code(name):
-                    route_credits, route_requests = read_route_tally(value)
-                    tally = tallies.setdefault(name, [0, 0])
-                    tally[0] += route_credits
-                    tally[1] += route_requests
+                    _add_tally(tallies.setdefault(name, [0, 0]), value)
+                elif (day := day_of(name)) is not None:
+                    _add_tally(days.setdefault(day, [0, 0]), value)
         names = self.route_names() if tallies else {}
         routes = {
             " | ".join(names.get(code, [f"route {code}"])): RouteUsage(credits=c, requests=n)
@@ -476,6 +484,7 @@ class TollgateStore:
             requests=requests,
             routes=dict(sorted(routes.items())),
             segments=dict(sorted(segments.items())),
+            days={day: RouteUsage(credits=c, requests=n) for day, (c, n) in sorted(days.items())},
         )
 
     # -- prepaid credits -----------------------------------------------------------------------------

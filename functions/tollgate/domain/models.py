@@ -512,3 +512,4 @@ class Usage(BaseModel):
     requests: int = 0
     routes: dict[str, RouteUsage] = Field(default_factory=dict)
     segments: dict[int, int] = Field(default_factory=dict)  # plan segment -> credits counted under it
+    days: dict[int, RouteUsage] = Field(default_factory=dict)  # day of the month (UTC) -> what it counted

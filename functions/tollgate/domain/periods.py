@@ -13,8 +13,13 @@ _PERIOD_RE = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 
 def period_of_epoch_ms(epoch_ms: int) -> str:
     """The period (``2026-11``) that a request made at ``epoch_ms`` (UTC milliseconds) belongs to."""
+    return period_and_day_of_epoch_ms(epoch_ms)[0]
+
+
+def period_and_day_of_epoch_ms(epoch_ms: int) -> tuple[str, int]:
+    """The period and the day of the month (UTC) of a request made at ``epoch_ms``: ``("2026-11", 30)``."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return f"{moment.year:04d}-{moment.month:02d}"
+    return f"{moment.year:04d}-{moment.month:02d}", moment.day
 
 
 def period_of(moment: datetime) -> str:

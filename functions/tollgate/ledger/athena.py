@@ -18,12 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tollgate.ledger.queries import (
-    CUSTOMER_TOTALS_SQL,
     LEDGER_RELATION,
-    CustomerLedger,
     LedgerQueryError,
-    customer_totals_parameters,
-    rows_as_totals,
+    SqlLedger,
 )
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -45,7 +42,7 @@ def for_table(sql: str, table: str) -> str:
     return _FROM_LEDGER.sub(f"FROM {table}", sql)
 
 
-class AthenaLedger:
+class AthenaLedger(SqlLedger):
     """``LedgerQueries`` on Athena: ``athena_client`` is a boto3 Athena client."""
 
     def __init__(
@@ -117,7 +114,3 @@ class AthenaLedger:
             if not token:
                 return columns, rows
             request["NextToken"] = token
-
-    def customer_totals(self, period: str, customer_id: str | None = None) -> list[CustomerLedger]:
-        columns, rows = self.execute(CUSTOMER_TOTALS_SQL, customer_totals_parameters(period, customer_id))
-        return rows_as_totals(columns, rows)

@@ -15,14 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tollgate.ledger.queries import (
-    CUSTOMER_TOTALS_SQL,
     LEDGER_RELATION,
     PARTITIONS,
     RECORD_FIELDS,
-    CustomerLedger,
     LedgerQueryError,
-    customer_totals_parameters,
-    rows_as_totals,
+    SqlLedger,
 )
 
 FILE_PATTERNS = ("*.jsonl", "*.gz")  # local files; gzip objects as Firehose writes them (.gz, .json.gz)
@@ -58,7 +55,7 @@ def view_sql(files: list[Path]) -> str:
     return f"CREATE OR REPLACE VIEW {LEDGER_RELATION} AS SELECT * FROM {source}"  # noqa: S608
 
 
-class DuckDbLedger:
+class DuckDbLedger(SqlLedger):
     """``LedgerQueries`` over a local ledger directory (an in-memory DuckDB, one per instance)."""
 
     def __init__(self, root_dir: str | Path) -> None:
@@ -91,10 +88,6 @@ class DuckDbLedger:
             raise LedgerQueryError(f"the ledger in {self.root} could not be read: {error}") from error
         columns = [column[0] for column in cursor.description]
         return columns, cursor.fetchall()
-
-    def customer_totals(self, period: str, customer_id: str | None = None) -> list[CustomerLedger]:
-        columns, rows = self.execute(CUSTOMER_TOTALS_SQL, customer_totals_parameters(period, customer_id))
-        return rows_as_totals(columns, rows)
 
     def close(self) -> None:
         self._connection.close()

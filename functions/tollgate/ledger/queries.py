@@ -15,6 +15,7 @@ copies disagree (customer, metered, deny reason or credits) is counted once and 
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -107,6 +108,65 @@ CUSTOMER_TOTALS_COLUMNS = (
 )
 
 
+# A request's route as the counters name it: REST records hold the method and the resource template
+# (``/v1/items/{id}``); HTTP API records hold the route key (``GET /v1/items/{id}``, ``ANY /x`` counted under
+# the request's own method, ``$default``) in resourcePath.
+_ROUTE_SQL = """\
+CASE
+            WHEN resourcePath LIKE '/%' THEN httpMethod || ' ' || resourcePath
+            WHEN resourcePath LIKE 'ANY /%' THEN httpMethod || SUBSTR(resourcePath, 4)
+            ELSE resourcePath
+        END"""
+
+# One customer's records of one period, grouped by request (its copies together). Parameters: the period, its
+# first and last day (partition projection needs both partitions filtered), the customer id.
+_CUSTOMER_PERIOD_SQL = (
+    "FROM ledger WHERE period = ? AND day BETWEEN ? AND ? AND customerId = ? GROUP BY requestId"
+)
+
+# One customer's metered requests of one period per day (the record's ``day`` partition: the UTC day of its
+# requestTime) and route: distinct requests counted (metered = 'true', not refused) and their credits.
+# Parameters: as _CUSTOMER_PERIOD_SQL's.
+DAILY_ROUTE_USAGE_SQL = f"""\
+WITH requests AS (
+    SELECT
+        requestId AS request_id,
+        MIN(day) AS request_day,
+        MIN({_ROUTE_SQL}) AS route,
+        MIN(metered) AS metered,
+        MIN(denyReason) AS deny_reason,
+        MIN(credits) AS credits
+    {_CUSTOMER_PERIOD_SQL}
+)
+SELECT
+    request_day AS day,
+    route,
+    COUNT(*) AS requests,
+    SUM(CAST(credits AS BIGINT)) AS credits
+FROM requests
+WHERE metered = 'true' AND deny_reason = '-'
+GROUP BY request_day, route
+ORDER BY request_day, route
+"""  # noqa: S608 - constant text (the route's CASE); every value is a ? parameter
+
+# Every request of one customer in one period, each once (copies of a record deduplicated on requestId),
+# in the order they were received. Parameters: as _CUSTOMER_PERIOD_SQL's.
+CUSTOMER_REQUESTS_SQL = f"""\
+SELECT
+    requestId AS request_id,
+    MIN(requestTime) AS request_time,
+    MIN(httpMethod) AS method,
+    MIN({_ROUTE_SQL}) AS route,
+    MIN(status) AS status,
+    MIN(integrationStatus) AS integration_status,
+    MIN(credits) AS credits,
+    MIN(metered) AS metered,
+    MIN(denyReason) AS deny_reason
+{_CUSTOMER_PERIOD_SQL}
+ORDER BY CAST(MIN(requestTime) AS BIGINT), requestId
+"""
+
+
 class LedgerQueryError(TollgateError):
     """The ledger could not be read (no such directory, a failed Athena query, a bad record)."""
 
@@ -139,13 +199,95 @@ def customer_totals_parameters(period: str, customer_id: str | None = None) -> l
     return [period, customer, customer]
 
 
+@dataclass(frozen=True)
+class DailyRouteUsage:
+    """One customer's metered requests on one day (UTC, ``YYYY-MM-DD``) on one route, and their credits."""
+
+    day: str
+    route: str
+    requests: int
+    credits: int
+
+
+@dataclass(frozen=True)
+class LedgerRequest:
+    """One request of the ledger as an export shows it: each field the record's text (``-``: none)."""
+
+    request_id: str
+    request_time: str  # ms since the epoch
+    method: str
+    route: str
+    status: str
+    integration_status: str
+    credits: str
+    metered: str
+    deny_reason: str
+
+
+def customer_period_parameters(period: str, customer_id: str) -> list[str]:
+    """The parameters of ``DAILY_ROUTE_USAGE_SQL`` and ``CUSTOMER_REQUESTS_SQL``, in order."""
+    first, last = period_days(period)
+    return [period, first, last, customer_id]
+
+
+def period_days(period: str) -> tuple[str, str]:
+    """The first and last day of ``period`` as the ledger's ``day`` partition names them."""
+    year, month = parse_period(period)
+    last = calendar.monthrange(year, month)[1]
+    return f"{period}-01", f"{period}-{last:02d}"
+
+
 class LedgerQueries(Protocol):
-    """The questions the reconciliation asks the ledger; ``DuckDbLedger`` and ``AthenaLedger`` answer them
-    with the same SQL."""
+    """The questions asked of the ledger; ``DuckDbLedger`` and ``AthenaLedger`` answer them, same SQL."""
 
     def customer_totals(self, period: str, customer_id: str | None = None) -> list[CustomerLedger]:
         """Per customer (or only ``customer_id``) of ``period``: ``CUSTOMER_TOTALS_SQL``'s rows."""
         ...
+
+    def daily_route_usage(self, period: str, customer_id: str) -> list[DailyRouteUsage]:
+        """``DAILY_ROUTE_USAGE_SQL``'s rows: the customer's metered requests per day and route."""
+        ...
+
+    def customer_requests(self, period: str, customer_id: str) -> list[LedgerRequest]:
+        """``CUSTOMER_REQUESTS_SQL``'s rows: each of the customer's requests once, oldest first."""
+        ...
+
+
+class SqlLedger:
+    """The questions of :class:`LedgerQueries`, asked through ``execute`` (the adapter's: DuckDB or Athena),
+    so both adapters run the same text and read the rows the same way."""
+
+    def execute(self, sql: str, parameters: list[str]) -> tuple[list[str], Sequence[Sequence[Any]]]:
+        raise NotImplementedError
+
+    def customer_totals(self, period: str, customer_id: str | None = None) -> list[CustomerLedger]:
+        columns, rows = self.execute(CUSTOMER_TOTALS_SQL, customer_totals_parameters(period, customer_id))
+        return rows_as_totals(columns, rows)
+
+    def daily_route_usage(self, period: str, customer_id: str) -> list[DailyRouteUsage]:
+        columns, rows = self.execute(DAILY_ROUTE_USAGE_SQL, customer_period_parameters(period, customer_id))
+        found = [dict(zip(columns, row, strict=True)) for row in rows]
+        return [
+            DailyRouteUsage(
+                day=str(row["day"]),
+                route=str(row["route"]),
+                requests=int(row["requests"] or 0),
+                credits=int(row["credits"] or 0),
+            )
+            for row in found
+        ]
+
+    def customer_requests(self, period: str, customer_id: str) -> list[LedgerRequest]:
+        columns, rows = self.execute(CUSTOMER_REQUESTS_SQL, customer_period_parameters(period, customer_id))
+        return [
+            LedgerRequest(
+                **{
+                    name: ANONYMOUS if value is None else str(value)
+                    for name, value in zip(columns, row, strict=True)
+                }
+            )
+            for row in rows
+        ]
 
 
 def rows_as_totals(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[CustomerLedger]:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from tollgate.domain.keyformat import hash_key, is_well_formed
-from tollgate.domain.periods import period_of_epoch_ms
+from tollgate.domain.periods import period_and_day_of_epoch_ms
 from tollgate.errors import CreditLimitReachedError, InsufficientCreditsError, MeteringUnavailableError
 from tollgate.metering.decisions import Decision, Reason
 from tollgate.metering.events import AccessRequest
@@ -37,9 +37,12 @@ class UsageCounter(Protocol):
         credits: int,
         limit: int | None,
         segment: int = 1,
+        *,
+        day: int,
     ) -> int | None:
-        """Add one request of ``credits`` (to the totals, the route's tally and the plan segment's credits);
-        return the shard's credits after the write when DynamoDB says."""
+        """Add one request of ``credits`` (to the totals, the route's tally, the plan segment's credits and
+        the tally of ``day``, the request's day of the month); return the shard's credits after the write when
+        DynamoDB says."""
         ...
 
     def draw(
@@ -50,6 +53,8 @@ class UsageCounter(Protocol):
         credits: int,
         segment: int = 1,
         limit: int | None = None,
+        *,
+        day: int,
     ) -> int | None:
         """Count one request of ``credits`` as ``add`` does, on the customer's wallet, and draw them from its
         prepaid balance in the same write, refused (``InsufficientCreditsError``) unless the balance covers
@@ -94,7 +99,7 @@ def authorize(
     if limit is not None and cost > limit:
         return Decision.deny(over, grant.customer_id)
 
-    period = period_of_epoch_ms(request.epoch_ms)
+    period, day = period_and_day_of_epoch_ms(request.epoch_ms)  # the request's own time, not the clock's
     shard = pick_shard(grant.shards) if grant.shards > 1 else 0
     context: dict[str, str | int | bool] = {
         "customerId": grant.customer_id,
@@ -108,9 +113,11 @@ def authorize(
     used = left = None
     try:
         if grant.prepaid:
-            left = counter.draw(grant.customer_id, period, request.route, cost, grant.segment, limit)
+            left = counter.draw(grant.customer_id, period, request.route, cost, grant.segment, limit, day=day)
         else:
-            used = counter.add(grant.customer_id, period, shard, request.route, cost, limit, grant.segment)
+            used = counter.add(
+                grant.customer_id, period, shard, request.route, cost, limit, grant.segment, day=day
+            )
     except CreditLimitReachedError:
         return Decision.deny(over, grant.customer_id)
     except InsufficientCreditsError:

@@ -20,7 +20,14 @@ from botocore.exceptions import (
 )
 
 from tollgate.dal import tablekeys as tk
-from tollgate.dal.counter_item import BALANCE, route_code, route_tally, segment_attribute, wallet_attribute
+from tollgate.dal.counter_item import (
+    BALANCE,
+    day_attribute,
+    route_code,
+    route_tally,
+    segment_attribute,
+    wallet_attribute,
+)
 from tollgate.errors import CreditLimitReachedError, InsufficientCreditsError, MeteringUnavailableError
 from tollgate.metering.grants import Grant, grant_from_items, plan_segments
 from tollgate.metering.observability import logger
@@ -194,7 +201,8 @@ class DynamoKeyDirectory:
 class DynamoUsageCounter:
     """One ``UpdateItem ... ADD`` per request; with a credit limit the same write carries the condition.
 
-    The write adds the request to the totals and to its route's tally (``tollgate.dal.counter_item``). The
+    The write adds the request to the totals, to its route's tally and to its day's tally (the day of the
+    month of the request's own timestamp, like its period: ``tollgate.dal.counter_item``). The
     first time an instance counts a route it also names the route's code in the route registry (one
     ``PutItem``, the same item every time: idempotent); a registry write that fails is tried again with the
     route's next request and never changes the request's answer.
@@ -214,17 +222,20 @@ class DynamoUsageCounter:
         credits: int,
         limit: int | None,
         segment: int = 1,
+        *,
+        day: int,
     ) -> int | None:
         code = route_code(route)
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": _wire_key(tk.counter_key(customer_id, period, shard)),
-            "UpdateExpression": "ADD #c :c, #n :one, #r :tally, #s :c",
+            "UpdateExpression": "ADD #c :c, #n :one, #r :tally, #s :c, #d :tally",
             "ExpressionAttributeNames": {
                 "#c": tk.CREDITS,
                 "#n": tk.REQUESTS,
                 "#r": code,
                 "#s": segment_attribute(segment),
+                "#d": day_attribute(day),
             },
             "ExpressionAttributeValues": {
                 ":c": {"N": str(credits)},
@@ -249,10 +260,13 @@ class DynamoUsageCounter:
         credits: int,
         segment: int = 1,
         limit: int | None = None,
+        *,
+        day: int,
     ) -> int | None:
         """One ``UpdateItem`` on the customer's wallet: the request counted under the period's attributes and
         its credits drawn from the balance, on the condition that the balance covers them (no wallet: no
-        balance) and, with a ``limit`` (the customer's budget), that the period's credits stay within it.
+        balance) and, with a ``limit`` (the customer's budget), that the period's credits stay within it. The
+        request's ``day`` is tallied under the period's tag too (``2611d05``).
 
         With a limit, a refusal returns the wallet as it was (``ReturnValuesOnConditionCheckFailure``, at no
         extra cost), which tells the two refusals apart."""
@@ -260,7 +274,7 @@ class DynamoUsageCounter:
         request: dict[str, Any] = {
             "TableName": self._table,
             "Key": _wire_key(tk.wallet_key(customer_id)),
-            "UpdateExpression": "ADD #b :draw, #c :c, #n :one, #r :tally, #s :c",
+            "UpdateExpression": "ADD #b :draw, #c :c, #n :one, #r :tally, #s :c, #d :tally",
             # a free route (0 credits) is served without a wallet; any other needs a balance that covers it
             "ConditionExpression": "#b >= :c" if credits else "attribute_not_exists(#b) OR #b >= :c",
             "ExpressionAttributeNames": {
@@ -269,6 +283,7 @@ class DynamoUsageCounter:
                 "#n": wallet_attribute(period, tk.REQUESTS),
                 "#r": wallet_attribute(period, code),
                 "#s": wallet_attribute(period, segment_attribute(segment)),
+                "#d": wallet_attribute(period, day_attribute(day)),
             },
             "ExpressionAttributeValues": {
                 ":draw": {"N": str(-credits)},

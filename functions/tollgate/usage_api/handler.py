@@ -39,18 +39,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tollgate.accounts.alert_rules import alert_rules_status, set_alert_rules
 from tollgate.accounts.alert_webhooks import change_alert_webhook
 from tollgate.accounts.budgets import budget_status, set_budget
+from tollgate.billing.secrets import read_secret
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import AlertRule
 from tollgate.errors import ConflictError, InvalidInputError, NotFoundError, http_status
+from tollgate.ledger.queries import LEDGER_RELATION, LedgerQueries
 from tollgate.usage_api.alert_reports import (
     RULES_EXAMPLE,
     AlertRulesReport,
     AlertWebhookReport,
     AlertWebhookSet,
 )
+from tollgate.usage_api.exports import register_export_routes
 from tollgate.usage_api.observability import logger
+from tollgate.usage_api.pages import register_page_routes
 from tollgate.usage_api.report import BudgetReport, UsageReport, build_usage_report
-from tollgate.usage_api.settings import UsageApiSettings
+from tollgate.usage_api.settings import PORTAL_LINK_SECRET, PORTAL_LINK_SECRET_ARN, UsageApiSettings
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 PERIOD_DESCRIPTION = "Billing period, YYYY-MM (UTC calendar month). Default: the current period."
@@ -82,10 +86,48 @@ def utc_now() -> datetime:
 class Deps:
     store: TollgateStore
     clock: Callable[[], datetime] = utc_now
+    # the usage page's link signing secret (GET /portal); None: not configured, the portal answers 503
+    portal_link_secret: Callable[[], str | None] = lambda: None
+    # the request ledger GET /usage/export reads; None: the deployment keeps none (the counters answer)
+    ledger: LedgerQueries | None = None
+
+
+def portal_link_secret_of(settings: UsageApiSettings) -> str | None:
+    """The value locally, else the Secrets Manager secret (Powertools Parameters, cached for 5 minutes)."""
+    if not (settings.portal_link_secret or settings.portal_link_secret_arn):
+        return None
+    return read_secret(
+        settings.portal_link_secret,
+        settings.portal_link_secret_arn,
+        names=(PORTAL_LINK_SECRET, PORTAL_LINK_SECRET_ARN),
+    )
 
 
 def deps_from(settings: UsageApiSettings) -> Deps:
-    return Deps(TollgateStore(settings.table_name))
+    return Deps(
+        TollgateStore(settings.table_name),
+        portal_link_secret=partial(portal_link_secret_of, settings),
+        ledger=ledger_of(settings),
+    )
+
+
+def ledger_of(settings: UsageApiSettings) -> LedgerQueries | None:
+    """Athena when the ledger's workgroup and database are set (AWS), DuckDB over a directory (local mode),
+    else None."""
+    if settings.ledger_workgroup and settings.ledger_database:
+        import boto3
+
+        from tollgate.ledger.athena import AthenaLedger
+
+        table = settings.ledger_table or LEDGER_RELATION
+        return AthenaLedger(
+            boto3.client("athena"), settings.ledger_workgroup, settings.ledger_database, table
+        )
+    if settings.ledger_dir:
+        from tollgate.ledger.duckdb_ledger import DuckDbLedger  # DuckDB: only locally (tollgate[local])
+
+        return DuckDbLedger(settings.ledger_dir)
+    return None
 
 
 @cache
@@ -252,6 +294,8 @@ def register_routes(app: ApiGatewayResolver, deps: Callable[[], Deps]) -> None:
         return BudgetReport.of(status)
 
     register_alert_routes(app, deps, budget_errors)
+    register_page_routes(app, deps, partial(_customer, app))
+    register_export_routes(app, deps, partial(_customer, app))
 
 
 def register_alert_routes(

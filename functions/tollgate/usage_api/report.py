@@ -7,7 +7,8 @@ number a customer sees mid-month is the number the close will bill if nothing mo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -17,8 +18,9 @@ from tollgate.dal.closes import list_closes, list_threshold_invoices
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import PeriodClose
 from tollgate.domain.credit_grants import GrantKind, free_credits_for
+from tollgate.domain.models import RouteUsage
 from tollgate.domain.money import format_amount, minor_unit_exponent
-from tollgate.domain.periods import parse_period, period_end, period_of
+from tollgate.domain.periods import parse_period, period_end, period_of, period_start
 from tollgate.domain.plan_history import period_shares
 from tollgate.domain.prepaid import burn_rate
 from tollgate.domain.rating import PlanPart, rate_parts
@@ -26,6 +28,7 @@ from tollgate.errors import InvalidInputError
 from tollgate.expiry.service import expiring_soon
 
 DEFAULT_RECENT_INVOICES = 3
+CalendarDay = date  # a field named ``date`` cannot be annotated with the name ``date``
 
 
 class _Model(BaseModel):
@@ -77,6 +80,28 @@ class RouteLine(_Model):
     route: str = Field(examples=["GET /v1/search"])
     credits: int
     requests: int
+
+
+class DayLine(_Model):
+    date: CalendarDay = Field(examples=["2026-11-05"], description="a day of the period (UTC)")
+    credits: int
+    requests: int
+
+
+def daily_series(period: str, days: Mapping[int, RouteUsage], now: datetime) -> list[DayLine]:
+    """One line per day of ``period`` from its first day up to ``now``'s day (the whole period once it has
+    ended; none before it starts), days without requests at zero. A day counted past ``now`` (a request
+    stamped a little ahead of this clock) is shown too."""
+    first = period_start(period).date()
+    last = min(now, period_end(period) - timedelta(microseconds=1)).date()
+    if days:
+        last = max(last, first.replace(day=max(days)))
+    series = []
+    for offset in range((last - first).days + 1):
+        day = first + timedelta(days=offset)
+        counted = days.get(day.day, RouteUsage())
+        series.append(DayLine(date=day, credits=counted.credits, requests=counted.requests))
+    return series
 
 
 class EstimateLine(_Model):
@@ -145,6 +170,11 @@ class UsageReport(_Model):
     estimated_charge: Amount = Field(description="what the period costs so far, rated like the close")
     estimate_lines: list[EstimateLine]
     routes: list[RouteLine]
+    daily: list[DayLine] = Field(
+        default_factory=list,
+        description="credits and requests per day (UTC) of the period, from its first day up to today (the "
+        "whole period once it has ended), days without requests included at zero",
+    )
     recent_invoices: list[InvoiceSummary]
     threshold_invoices: list[InvoiceSummary] = Field(
         default_factory=list,
@@ -248,6 +278,7 @@ def build_usage_report(
             RouteLine(route=route, credits=counts.credits, requests=counts.requests)
             for route, counts in usage.routes.items()
         ],
+        daily=daily_series(period, usage.days, now),
         recent_invoices=[InvoiceSummary.of(close) for close in closes],
         threshold_invoices=[InvoiceSummary.of(part) for part in early],
         plan_changes=[

@@ -25,6 +25,7 @@ from tollgate.metering import decisions as _metering_decisions
 from tollgate.metering import observability as _metering_observability
 from tollgate.metering import settings as _metering_settings
 from tollgate.usage_api import observability as _usage_observability
+from tollgate.usage_api import settings as _usage_settings
 
 # A checkout's root. Only dev-time tooling uses it (generating lambda_lock.json from uv.lock, the tests):
 # synth finds everything it needs inside the installed package.
@@ -80,6 +81,7 @@ ENV_CLOSE_WORKER_FLEET_SIZE = _close_settings.CLOSE_WORKER_FLEET_SIZE
 ENV_STRIPE_API_KEY_SECRET_ARN = _billing_settings.STRIPE_API_KEY_SECRET_ARN
 ENV_STRIPE_WEBHOOK_SECRET_ARN = _webhook_settings.STRIPE_WEBHOOK_SECRET_ARN
 ENV_DUNNING_GRACE_DAYS = _webhook_settings.DUNNING_GRACE_DAYS
+ENV_PORTAL_LINK_SECRET_ARN = _usage_settings.PORTAL_LINK_SECRET_ARN
 ENV_POWERTOOLS_SERVICE_NAME = _observability.POWERTOOLS_SERVICE_NAME
 ENV_POWERTOOLS_METRICS_NAMESPACE = _observability.POWERTOOLS_METRICS_NAMESPACE
 
@@ -140,6 +142,8 @@ ID_MONITORING = "Monitoring"
 ID_ALARM_TOPIC = "AlarmTopic"
 ID_USAGE_FUNCTION = "UsageFunction"
 ID_USAGE_API = "UsageApi"
+ID_PORTAL_LINK_SECRET = "PortalLinkSecret"  # noqa: S105 - a name, not a secret
+ID_PORTAL_ROUTE = "Portal"
 ID_CLOSE_WATCHDOG_FUNCTION = "CloseWatchdogFunction"
 ID_CLOSE_WATCHDOG_SCHEDULE = "CloseWatchdogSchedule"
 # Each asynchronously invoked function's on-failure destination (Lambda's EventInvokeConfig) and its config.
@@ -293,4 +297,6 @@ OUTPUT_CLOSE_QUEUE_URL = _outputs.CLOSE_QUEUE_URL
 OUTPUT_AUTHORIZER_FUNCTION_ARN = _outputs.AUTHORIZER_FUNCTION_ARN
 OUTPUT_USAGE_FUNCTION_ARN = _outputs.USAGE_FUNCTION_ARN
 OUTPUT_CLOSE_STARTER_FUNCTION_NAME = _outputs.CLOSE_STARTER_FUNCTION_NAME
+OUTPUT_PORTAL_LINK_SECRET_ARN = _outputs.PORTAL_LINK_SECRET_ARN
+OUTPUT_PORTAL_URL = _outputs.PORTAL_URL
 OUTPUT_DASHBOARD_NAME = "DashboardName"  # for people, not the CLI (so not in tollgate.outputs)

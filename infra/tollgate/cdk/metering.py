@@ -44,6 +44,7 @@ from tollgate.cdk.constants import (
     ENV_TABLE_NAME,
     HANDLER_AUTHORIZER,
     ID_AUTHORIZER_FUNCTION,
+    OUTPUT_PORTAL_URL,
     SERVICE_AUTHORIZER,
 )
 from tollgate.cdk.functions import TollgateFunction
@@ -60,6 +61,8 @@ NO_CACHE = cdk.Duration.seconds(0)
 _HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"})
 # what add_usage_route adds under /usage besides GET /usage itself (tollgate.usage_api.handler)
 USAGE_SUBROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("export", ("GET",)),
+    ("page", ("GET",)),
     ("budget", ("GET", "PUT")),
     ("alerts", ("GET", "PUT")),
     ("alerts/webhook", ("GET", "PUT", "DELETE")),
@@ -406,14 +409,15 @@ class MeteredApi(Construct):
         return self.add_route(method, path, integration)
 
     def add_usage_route(self, usage_function: lambda_.IFunction, path: str = "/usage") -> Any:
-        """``GET /usage`` (or ``path``), ``GET``/``PUT {path}/budget`` (the customer's spend limit),
-        ``GET``/``PUT {path}/alerts`` (their own usage alert rules) and ``GET``/``PUT``/``DELETE
-        {path}/alerts/webhook`` (their alert webhook), answered by Tollgate's usage function
-        (``Tollgate.usage_function``); returns ``GET /usage``'s route.
+        """``GET /usage`` (or ``path``), ``GET {path}/export`` (the period's usage as CSV), ``GET``/``PUT
+        {path}/budget`` (the customer's spend limit), ``GET``/``PUT {path}/alerts`` (their own usage alert
+        rules) and ``GET``/``PUT``/``DELETE {path}/alerts/webhook`` (their alert webhook), answered by
+        Tollgate's usage function (``Tollgate.usage_function``); returns ``GET /usage``'s route.
 
         Metered like any route: give them a cost of 0 credits in your plans (``"GET /usage": 0``,
-        ``"ANY /usage/budget": 0``, ``"ANY /usage/alerts": 0``, ``"ANY /usage/alerts/webhook": 0``), so a
-        customer at their cap or budget can still see and raise it, and set up their alerts.
+        ``"GET /usage/export": 0``, ``"ANY /usage/budget": 0``, ``"ANY /usage/alerts": 0``, ``"ANY
+        /usage/alerts/webhook": 0``), so a customer at their cap or budget can still see and raise it, export
+        it, and set up their alerts.
         """
         usage = self.add_function_route("GET", path, usage_function)
         base = path.rstrip("/")
@@ -421,6 +425,63 @@ class MeteredApi(Construct):
             for method in methods:
                 self.add_function_route(method, f"{base}/{route}", usage_function)
         return usage
+
+    def add_portal_route(
+        self, usage_function: lambda_.IFunction, path: str = "/portal", *, output: bool = True
+    ) -> Any:
+        """``GET /portal`` (or ``path``): the customer's usage page opened with a signed link (``tollgate
+        portal link``), answered by Tollgate's usage function; returns the ``Method`` (REST) / ``HttpRoute``.
+
+        Not behind the authorizer, so not metered: the link's token is the only credential (HMAC-SHA256 of the
+        customer and an expiry at most 24 hours away, checked by the function), and it opens that one page.
+        ``self.portal_url`` is the route's URL where this construct knows the stage (a REST API's
+        ``deployment_stage``, an HTTP API's default stage), else None; with ``output`` it is also the stack
+        output ``PortalUrl``, which ``tollgate --stack NAME portal link`` reads.
+        """
+        if not path.startswith("/"):
+            raise ValueError(f"a route path starts with '/', got {path!r}")
+        name = _construct_id("GET", path)
+        self.portal_url: str | None = None
+        if self._http_authorizer is not None:
+            http_api = cast(apigwv2.IHttpApi, self.api)
+            route: Any = apigwv2.HttpRoute(
+                self,
+                name + "Route",
+                http_api=http_api,
+                route_key=apigwv2.HttpRouteKey.with_(path, apigwv2.HttpMethod.GET),
+                integration=apigwv2_integrations.HttpLambdaIntegration(name + "Integration", usage_function),
+                authorizer=apigwv2.HttpNoneAuthorizer(),
+            )
+            if _default_http_stage(http_api) is not None:
+                self.portal_url = http_api.api_endpoint + path
+        else:
+            rest_api = cast(apigw.IRestApi, self.api)
+            route = rest_api.root.resource_for_path(path).add_method(
+                "GET",
+                apigw.LambdaIntegration(usage_function),
+                authorization_type=apigw.AuthorizationType.NONE,
+            )
+            for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+                acknowledge(
+                    route,
+                    rule,
+                    "The usage page's signed link is its credential: the usage function checks the token's "
+                    "HMAC-SHA256 signature and expiry (24 hours at most) and shows that one customer's page.",
+                )
+            if self._deployment is not None:
+                self._deployment.node.add_dependency(route)
+                self._deployment.add_to_logical_id({"route": ["GET", path]})
+            stage = _deployment_stage(rest_api)
+            if stage is not None:
+                self.portal_url = stage.url_for_path(path)
+        if output and self.portal_url is not None:
+            cdk.CfnOutput(
+                self,
+                OUTPUT_PORTAL_URL,
+                value=self.portal_url,
+                description="The customers' usage page: tollgate portal link CUSTOMER signs a link to it",
+            ).override_logical_id(OUTPUT_PORTAL_URL)
+        return route
 
     def _add_gateway_responses(self, api: apigw.IRestApi) -> None:
         stack_nodes = cdk.Stack.of(api).node.find_all()

@@ -52,6 +52,7 @@ from tollgate.cdk.constants import (
     OUTPUT_CLOSE_QUEUE_URL,
     OUTPUT_CLOSE_STARTER_FUNCTION_NAME,
     OUTPUT_DASHBOARD_NAME,
+    OUTPUT_PORTAL_LINK_SECRET_ARN,
     OUTPUT_STRIPE_API_KEY_SECRET_ARN,
     OUTPUT_STRIPE_WEBHOOK_SECRET_ARN,
     OUTPUT_TABLE_NAME,
@@ -164,6 +165,8 @@ class Tollgate(Construct):
             ),
         )
         self.ledger = UsageLedger(self, "Ledger", outputs=outputs) if ledger else None
+        if self.ledger is not None:
+            self.usage_api.read_ledger(self.ledger)  # GET /usage/export reads it (else: the counters' days)
         if outputs:
             self._add_outputs()
 
@@ -211,6 +214,11 @@ class Tollgate(Construct):
                 OUTPUT_USAGE_FUNCTION_ARN,
                 self.usage_function.function_arn,
                 "The GET /usage function, for MeteredApi.add_usage_route in another stack",
+            ),
+            (
+                OUTPUT_PORTAL_LINK_SECRET_ARN,
+                self.usage_api.portal_link_secret.secret_arn,
+                "Signs the customers' usage page links (tollgate portal link); a new random value rotates it",
             ),
             (
                 OUTPUT_CLOSE_STARTER_FUNCTION_NAME,

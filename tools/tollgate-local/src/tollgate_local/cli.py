@@ -104,6 +104,7 @@ def up(
         console.print(
             f"  export AWS_ENDPOINT_URL={stack.dynamodb_url} AWS_ACCESS_KEY_ID=local "
             f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 TABLE_NAME={stack.table}"
+            f" PORTAL_LINK_SECRET={stack.portal_link_secret} TOLLGATE_PORTAL_URL={stack.portal_url}"
             + (
                 f" STRIPE_API_KEY=sk_test_tollgate_local STRIPE_API_BASE={stack.stripe_base}"
                 if stack.stripe_base

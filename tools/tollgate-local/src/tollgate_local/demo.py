@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -39,6 +40,8 @@ ROUTE_COSTS = {
     "GET /v1/search": 1,
     "POST /v1/generate": 25,
     "GET /usage": 0,
+    "GET /usage/export": 0,
+    "GET /usage/page": 0,
     "ANY /usage/budget": 0,
     "ANY /usage/alerts": 0,
     "ANY /usage/alerts/webhook": 0,
@@ -50,6 +53,7 @@ TRAFFIC: dict[str, dict[tuple[str, str], int]] = {
     "globex": {("GET", "/v1/search"): 800, ("POST", "/v1/generate"): 300, ("GET", "/v1/items/7"): 100},
     "initech": {("GET", "/v1/search"): 300, ("POST", "/v1/generate"): 120},  # before its upgrade, and after
 }
+SCREENSHOT_DIR = Path("build") / "demo"  # make demo's screenshots, under the checkout's build/
 UPGRADED = "initech"  # moves from its pay-as-you-go plan to globex's hybrid plan mid-month
 WELCOMED = "globex"  # gets a sign-up bonus of free credits and a launch coupon
 BONUS = FreeCredits("sign-up", "sign-up bonus", 200)  # credits
@@ -149,10 +153,16 @@ def send(
 
 
 def run(
-    console: Console | None = None, *, scale: float = 1.0, threads: int = 4, dynamodb_url: str | None = None
+    console: Console | None = None,
+    *,
+    scale: float = 1.0,
+    threads: int = 4,
+    dynamodb_url: str | None = None,
+    screenshot_dir: Path = SCREENSHOT_DIR,
 ) -> list[DemoInvoice]:
     """Tell the story; return each customer's invoice with the total the requests should have cost.
-    ``dynamodb_url``: a DynamoDB Local already running (the tests'), else one is started and stopped here."""
+    ``dynamodb_url``: a DynamoDB Local already running (the tests'), else one is started and stopped here.
+    ``screenshot_dir``: where the usage page's screenshot goes."""
     from tollgate_local.services import local_stack
 
     console = console or Console()
@@ -281,6 +291,9 @@ def run(
         console.rule(f"11. Reconciliation of {period}: counters = request ledger = invoices")
         if not reconcile_story(store, stack, period, console=console):
             console.print("[bold red]The reconciliation flagged a difference: see the table.[/bold red]")
+
+        console.rule(f"12. {WELCOMED}'s usage page: a signed link, no API key")
+        usage_page_story(stack, period, screenshot_dir, console=console)
     console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
     return invoices
 
@@ -403,6 +416,23 @@ def threshold_story(
         )
         console.print(f"    {part.statement.lines[0].description}", markup=False)
         console.print(f"    pay at {invoice.hosted_invoice_url}", markup=False)
+
+
+def usage_page_story(stack: Any, period: str, screenshot_dir: Path, *, console: Console) -> None:
+    """What ``tollgate portal link globex`` prints (a URL signed for 15 minutes), opened in headless
+    Chromium on the closed period: the page the customer would see, saved as a screenshot."""
+    from tollgate.portal.links import link_url, sign_link
+    from tollgate_local.browser import BrowserMissingError, screenshot
+
+    token = sign_link(stack.portal_link_secret, WELCOMED, now=datetime.now(UTC))
+    url = link_url(stack.portal_url, token, period)
+    console.print(f"  portal link (15 minutes): {url}", markup=False, soft_wrap=True)
+    try:
+        path = screenshot(url, screenshot_dir / f"usage-page-{WELCOMED}.png")
+    except BrowserMissingError as error:
+        console.print(f"  no screenshot: {error}", markup=False)
+        return
+    console.print(f"  screenshot of the page: {path}", markup=False, soft_wrap=True)
 
 
 def reconcile_story(store: TollgateStore, stack: Any, period: str, *, console: Console) -> bool:

@@ -39,6 +39,7 @@ class Route:
     method: str
     template: str  # "/v1/items/{id}"
     backend: Handler
+    authorized: bool = True  # False: no authorizer, like a method with authorization NONE (GET /portal)
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if method != self.method:
@@ -162,6 +163,10 @@ class LocalGateway:
             query=dict(parse_qsl(url.query)),
             request_id=request_id,
         )
+        if not route.authorized:
+            proxy_event = rest_proxy_event(event, "", {}, body)
+            del proxy_event["requestContext"]["authorizer"]
+            return self._call(route, proxy_event, record)
         try:
             verdict = self.authorizer(event, LocalLambdaContext(function_name="authorizer"))
             allowed = verdict["policyDocument"]["Statement"][0]["Effect"] == "Allow"
@@ -172,6 +177,9 @@ class LocalGateway:
         if not allowed:
             return gateway_answer("ACCESS_DENIED", context, request_id)
         proxy_event = rest_proxy_event(event, verdict["principalId"], context, body)
+        return self._call(route, proxy_event, record)
+
+    def _call(self, route: Route, proxy_event: dict[str, Any], record: dict[str, object]) -> GatewayAnswer:
         called = time.monotonic()
         try:
             answer = route.backend(proxy_event, LocalLambdaContext(function_name="backend"))
@@ -182,11 +190,11 @@ class LocalGateway:
             )
         status = int(answer.get("statusCode", 200))
         record.update(integrationStatus=status, integrationLatency=_ms_since(called))
-        return GatewayAnswer(
-            status,
-            str(answer.get("body") or ""),
-            {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()},
-        )
+        headers = {
+            str(k).lower(): ", ".join(map(str, v)) for k, v in (answer.get("multiValueHeaders") or {}).items()
+        }
+        headers.update({str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()})
+        return GatewayAnswer(status, str(answer.get("body") or ""), headers)
 
     def serve(self, port: int = 0) -> RunningGateway:
         return RunningGateway(self, port)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -45,22 +46,44 @@ class LocalStack:
     stream: Any = None  # the StreamConsumer running the alert function on the table's stream
     # the usage ledger: {ledger_dir}/period=YYYY-MM/day=YYYY-MM-DD/*.jsonl (tollgate.domain.ledger)
     ledger_dir: Path | None = None
+    # what the usage page's signed links (GET /portal?token=...) are signed with: made anew for each stack
+    portal_link_secret: str = ""
+
+    @property
+    def portal_url(self) -> str:
+        return f"{self.gateway_url}/portal"
 
 
-def sample_routes(table: str) -> list[Any]:
+def sample_routes(
+    table: str,
+    portal_link_secret: str | None = None,
+    clock: Callable[[], float] = time.time,
+    ledger_dir: Path | None = None,
+) -> list[Any]:
     """The example API of ``app.py``: two paid routes with different costs, an unlisted one, and /usage (the
-    real usage handler, on ``table``)."""
+    real usage handler, on ``table``), with the usage page (``GET /usage/page``) and its signed links
+    (``GET /portal``, no authorizer; signed with ``portal_link_secret``), on the gateway's ``clock``; and the
+    CSV export (``GET /usage/export``), read from the ledger in ``ledger_dir`` (DuckDB) when there is one."""
     from sample_api.handler import handler as sample
     from tollgate.dal.store import TollgateStore
+    from tollgate.ledger.duckdb_ledger import DuckDbLedger
     from tollgate.usage_api import handler as usage_api
     from tollgate_local.gateway import Route
 
-    usage = usage_api.make_handler(usage_api.Deps(TollgateStore(table)))
+    usage = usage_api.make_handler(
+        usage_api.Deps(
+            TollgateStore(table),
+            clock=lambda: datetime.fromtimestamp(clock(), UTC),
+            portal_link_secret=lambda: portal_link_secret,
+            ledger=None if ledger_dir is None else DuckDbLedger(ledger_dir),
+        )
+    )
     return [
         Route("GET", "/v1/search", sample),
         Route("POST", "/v1/generate", sample),
         Route("GET", "/v1/items/{id}", sample),
         Route("GET", "/usage", usage),
+        Route("GET", "/usage/export", usage),
         Route("GET", "/usage/budget", usage),
         Route("PUT", "/usage/budget", usage),
         Route("GET", "/usage/alerts", usage),
@@ -68,6 +91,8 @@ def sample_routes(table: str) -> list[Any]:
         Route("GET", "/usage/alerts/webhook", usage),
         Route("PUT", "/usage/alerts/webhook", usage),
         Route("DELETE", "/usage/alerts/webhook", usage),
+        Route("GET", "/usage/page", usage),
+        Route("GET", "/portal", usage, authorized=False),
     ]
 
 
@@ -160,7 +185,8 @@ def local_stack(
             authorizer_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             alerts_level = alerts_logger.log_level
             alerts_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
-            routes = sample_routes(LOCAL_TABLE)
+            portal_link_secret = secrets.token_urlsafe(32)
+            routes = sample_routes(LOCAL_TABLE, portal_link_secret, clock, ledger_root)
             gateway = LocalGateway(routes, metering, clock=clock, ledger=LocalLedger(ledger_root)).serve(
                 gateway_port
             )
@@ -191,6 +217,7 @@ def local_stack(
                     alerts=bus,
                     stream=consumer,
                     ledger_dir=ledger_root,
+                    portal_link_secret=portal_link_secret,
                 )
             finally:
                 consumer.stop()
