@@ -17,7 +17,7 @@ from typing import cast
 from tests.conftest import make_customer, make_plan
 from tollgate.billing.close import steps
 from tollgate.billing.invoicing import StripeInvoicing
-from tollgate.domain.closes import BilledRaise, CloseStatus, PeriodClose
+from tollgate.domain.closes import BilledRaise, Carry, CloseStatus, PeriodClose
 from tollgate.domain.credit_grants import CreditGrant
 from tollgate.domain.models import Customer, Plan, PlanSegment, Usage
 from tollgate.domain.rating import LineKind, StatementLine, late_usage_line, rate_period, usage_charge
@@ -337,6 +337,32 @@ def test_a_statement_without_segments_bills_late_usage_on_its_own_plan() -> None
          1, 200)
     ]  # fmt: skip
     assert raised == BilledRaise(900, 1_200, {1: 1_200}, None)
+
+
+# -- late credits too small to bill -------------------------------------------------------------------------
+CHEAP = make_plan(id="starter", name="Starter", included_credits=1_000, price_per_credit=Decimal("0.001"))
+CHEAPER = make_plan(id="pro", name="Pro", included_credits=10_000, price_per_credit=Decimal("0.001"))
+
+
+def test_late_credits_too_small_to_bill_in_each_segment_are_carried_together_from_their_period() -> None:
+    """0.1 cent a credit: November closed with 467 credits on the first segment (1 past its prorated 466
+    included, 0.1 cent: carried by that close) and 5,000 on the second (within its 5,333). 2 late credits on
+    the first and 3 past the second's included credits are worth 0.2 and 0.3 cents: no line, all of it
+    carried, from November, for a later invoice to bill. (Against Starter's whole 1,000 included credits
+    the first segment's late credits would be worth nothing.)"""
+    ledger = ledger_with(CHEAP, CHEAPER)
+    customer = make_customer(CHEAPER, plan_segments=history(CHEAPER))
+    ledger.count(PERIOD, {1: 467, 2: 5_000})
+    record = close(ledger, customer)
+    ledger.count(PERIOD, {1: 469, 2: 5_336})  # 2 and 336 late, of which 2 and 3 past the included credits
+
+    found = late(ledger, customer, record)
+
+    assert found is not None
+    lines, raised = found
+    assert lines == []  # 0.2 and 0.3 cents: lines of 0 are not billed
+    assert raised.carry == Carry(currency="usd", amount=Decimal("0.5"), credits=5, since=PERIOD)
+    assert (raised.old, raised.new, raised.segments) == (5_467, 5_805, {1: 469, 2: 5_336})
 
 
 # -- the rating functions themselves ---------------------------------------------------------------------

@@ -94,6 +94,18 @@ def test_a_prorated_base_fee_says_its_share_of_the_period() -> None:
     assert "(15.00 of 30 days, prorated by the second)" in line.description
 
 
+def test_the_share_of_days_is_the_seconds_over_a_days_86400() -> None:
+    """1 day 21 minutes 36 seconds is exactly 1.015 days, shown to two places as 1.02 (to the even digit)."""
+    plan = make_plan(base_fee=Decimal("30.00"), price_per_credit=Decimal("0.01"))
+    ends = START + timedelta(days=1, minutes=21, seconds=36)
+    parts = [PlanPart(1, plan, START, ends, 0), PlanPart(2, make_plan(id="b", name="B"), ends, END, 0)]
+
+    (line,) = rate_parts(parts, "acme", PERIOD).lines
+
+    assert line.amount == 102  # 3,000 cents x 87,696 / 2,592,000 = 101.5, half-up
+    assert "(1.02 of 30 days, prorated by the second)" in line.description
+
+
 def test_prorated_krona_amounts_are_whole_kronur() -> None:
     plan = make_plan(
         currency="isk",
@@ -158,6 +170,16 @@ def test_a_grant_covering_one_credit_shows_it() -> None:
 
     assert kinds(statement.lines) == [(LineKind.FREE_CREDITS, 1, 0), (LineKind.USAGE, 4, 4)]
     assert statement.grants_used == {"grt_1": 1}
+
+
+def test_a_grant_never_covers_credits_drawn_from_a_prepaid_balance() -> None:
+    plan = make_plan(billing="prepaid", price_per_credit=Decimal("0.01"))
+    grant = FreeCredits("grt_1", "bonus", 50)
+
+    statement = rate_parts([whole(plan, 100)], "acme", PERIOD, free_credits=[grant])
+
+    assert kinds(statement.lines) == [(LineKind.PREPAID, 100, 0)]  # paid when bought: shown, not billed
+    assert statement.grants_used == {}  # the grant is left for a period it can cover
 
 
 def test_two_grants_together_cover_their_sum() -> None:
