@@ -112,3 +112,15 @@ def test_the_usage_report_shows_every_day_so_far_and_its_days_sum_to_the_credits
     assert sum(line.credits for line in report.daily) == report.credits_used
     assert sum(line.requests for line in report.daily) == report.requests
     assert store.read_usage("acme", "2026-11", 2).days[15] == RouteUsage(credits=1, requests=1)
+
+
+def test_free_requests_are_counted_on_their_day_with_no_credits(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
+    key = customer_key(store, plan={"route_costs": {"GET /v1/search": 1, "GET /usage": 0}})
+    at = datetime(2026, 11, 9, 12, tzinfo=UTC)
+    for _ in range(3):
+        assert call(authorizer, key, at, "GET", "/usage")
+    assert call(authorizer, key, at, "GET", "/v1/search")
+
+    assert days_of(store, "2026-11") == {9: (1, 4)}
