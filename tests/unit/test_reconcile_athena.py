@@ -22,6 +22,9 @@ from tollgate.ledger.queries import (
 QUERY_ID = "5f0c7f5e-1111-4c2b-9a77-1d2e3f4a5b6c"
 
 
+DAYS = ["'2026-10-01'", "'2026-10-31'"]  # the period's first and last day, for partition projection
+
+
 @pytest.fixture
 def athena() -> Iterator[tuple[Any, Stubber]]:
     client = boto3.client("athena", region_name="us-east-1")
@@ -79,7 +82,7 @@ def _page(
 
 def test_the_same_sql_is_sent_polled_and_read_page_by_page(athena: tuple[Any, Stubber]) -> None:
     client, stubber = athena
-    _start(stubber, ["'2026-10'", "''", "''"])
+    _start(stubber, ["'2026-10'", *DAYS, "''", "''"])
     _state(stubber, "QUEUED")
     _state(stubber, "RUNNING")
     _state(stubber, "SUCCEEDED")
@@ -105,7 +108,7 @@ def test_the_same_sql_is_sent_polled_and_read_page_by_page(athena: tuple[Any, St
 
 def test_one_customer_and_quotes_in_parameters(athena: tuple[Any, Stubber]) -> None:
     client, stubber = athena
-    _start(stubber, ["'2026-10'", "'o''brien'", "'o''brien'"])
+    _start(stubber, ["'2026-10'", *DAYS, "'o''brien'", "'o''brien'"])
     _state(stubber, "SUCCEEDED")
     stubber.add_response("get_query_results", *_page([_row(*CUSTOMER_TOTALS_COLUMNS)], None, None))
 
@@ -114,7 +117,7 @@ def test_one_customer_and_quotes_in_parameters(athena: tuple[Any, Stubber]) -> N
 
 def test_a_failed_query_is_an_error(athena: tuple[Any, Stubber]) -> None:
     client, stubber = athena
-    _start(stubber, ["'2026-10'", "''", "''"])
+    _start(stubber, ["'2026-10'", *DAYS, "''", "''"])
     _state(
         stubber,
         "FAILED",
@@ -127,7 +130,7 @@ def test_a_failed_query_is_an_error(athena: tuple[Any, Stubber]) -> None:
 
 def test_a_query_running_too_long_is_stopped(athena: tuple[Any, Stubber]) -> None:
     client, stubber = athena
-    _start(stubber, ["'2026-10'", "''", "''"])
+    _start(stubber, ["'2026-10'", *DAYS, "''", "''"])
     _state(stubber, "RUNNING")
     _state(stubber, "RUNNING")
     stubber.add_response("stop_query_execution", {}, {"QueryExecutionId": QUERY_ID})
@@ -150,7 +153,7 @@ def test_a_table_of_another_name(athena: tuple[Any, Stubber]) -> None:
     renamed = for_table(CUSTOMER_TOTALS_SQL, "access_log")
     assert renamed == CUSTOMER_TOTALS_SQL.replace("FROM ledger\n", "FROM access_log\n")
     assert for_table(CUSTOMER_TOTALS_SQL, "ledger") is CUSTOMER_TOTALS_SQL
-    _start(stubber, ["'2026-10'", "''", "''"], sql=renamed)
+    _start(stubber, ["'2026-10'", *DAYS, "''", "''"], sql=renamed)
     _state(stubber, "SUCCEEDED")
     stubber.add_response("get_query_results", *_page([_row(*CUSTOMER_TOTALS_COLUMNS)], None, None))
 

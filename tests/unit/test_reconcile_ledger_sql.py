@@ -177,8 +177,9 @@ def test_the_sql_is_the_one_text_and_its_parameters(tmp_path: Path) -> None:
     ledger.execute = spy  # type: ignore[method-assign]
     ledger.customer_totals(PERIOD, "acme")
 
-    assert seen == [(CUSTOMER_TOTALS_SQL, [PERIOD, "acme", "acme"])]
-    assert customer_totals_parameters(PERIOD) == [PERIOD, "", ""]
+    days = [f"{PERIOD}-01", f"{PERIOD}-31"]  # partition projection lists only the period's days
+    assert seen == [(CUSTOMER_TOTALS_SQL, [PERIOD, *days, "acme", "acme"])]
+    assert customer_totals_parameters(PERIOD) == [PERIOD, *days, "", ""]
     with pytest.raises(ValueError, match="YYYY-MM"):
         customer_totals_parameters("2026-13")
 

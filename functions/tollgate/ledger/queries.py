@@ -71,6 +71,7 @@ WITH requests AS (
         END AS conflicting
     FROM ledger
     WHERE period = ?
+        AND day BETWEEN ? AND ?
         AND (? = '' OR customerId = ?)
     GROUP BY requestId
 )
@@ -193,10 +194,11 @@ class CustomerLedger:
 
 
 def customer_totals_parameters(period: str, customer_id: str | None = None) -> list[str]:
-    """The parameters of ``CUSTOMER_TOTALS_SQL``, in order."""
-    parse_period(period)
+    """The parameters of ``CUSTOMER_TOTALS_SQL``, in order: the period, its first and last day (partition
+    projection lists only the days asked for), the customer (twice; empty: every customer)."""
+    first, last = period_days(period)
     customer = customer_id or ""
-    return [period, customer, customer]
+    return [period, first, last, customer, customer]
 
 
 @dataclass(frozen=True)
