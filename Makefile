@@ -19,6 +19,7 @@ help:
 	@echo "make bench  run the benchmarks under benchmarks/"
 	@echo "make dist   build the tollgate wheel and sdist into dist/"
 	@echo "make mutate mutation score of the money and hot paths (mutmut; not part of make test)"
+	@echo "make browser install Debian's chromium and chromium-driver if missing (test and demo do it)"
 
 $(UV):
 	$(PYTHON) -m venv .tools

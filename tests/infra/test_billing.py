@@ -33,6 +33,8 @@ SCHEDULED_HANDLERS = (
     constants.HANDLER_DUNNING_SWEEPER,
     constants.HANDLER_CLOSE_WATCHDOG,
 )
+# invoked asynchronously too, by the watchdog (the app's stack has a ledger): the same retries, its own queue
+ASYNC_HANDLERS = (*SCHEDULED_HANDLERS, constants.HANDLER_LEDGER_RECONCILER)
 
 
 def schedule_targeting(template: dict[str, Any], handler: str) -> dict[str, Any]:
@@ -161,10 +163,10 @@ def test_a_scheduled_function_that_fails_is_retried_then_kept_in_its_own_failure
 def test_each_scheduled_function_has_a_failure_queue_of_its_own(template: dict[str, Any]) -> None:
     destinations = [
         referenced_ids(async_invoke_config(template, handler)["DestinationConfig"])
-        for handler in SCHEDULED_HANDLERS
+        for handler in ASYNC_HANDLERS
     ]
-    assert len(set().union(*destinations)) == len(SCHEDULED_HANDLERS)
-    assert len(resources(template, "AWS::Lambda::EventInvokeConfig")) == len(SCHEDULED_HANDLERS)
+    assert len(set().union(*destinations)) == len(ASYNC_HANDLERS)
+    assert len(resources(template, "AWS::Lambda::EventInvokeConfig")) == len(ASYNC_HANDLERS)
 
 
 @pytest.mark.parametrize(("hours", "expected"), [(0, "cron(0 0 1 * ? *)"), (23, "cron(0 23 1 * ? *)")])
@@ -252,8 +254,8 @@ def test_the_time_budget_uses_the_stripe_client_as_configured() -> None:
 
 def test_every_queue_is_encrypted_and_refuses_plain_http(template: dict[str, Any]) -> None:
     # the close queue, its DLQ, the schedule DLQ and the three scheduled functions' failure queues; the
-    # alert stream's failure queue, the alert webhook queue and its DLQ
-    assert len(queues(template)) == 9
+    # alert stream's failure queue, the alert webhook queue and its DLQ; the ledger reconciler's failure queue
+    assert len(queues(template)) == 10
     policies = resources(template, "AWS::SQS::QueuePolicy").values()
     for queue_id, queue in queues(template).items():
         assert props(queue)["SqsManagedSseEnabled"] is True, queue_id
@@ -314,7 +316,15 @@ def test_function_environments(template: dict[str, Any]) -> None:
         "DUNNING_GRACE_DAYS": dunning_days,
     }
     assert env(constants.HANDLER_DUNNING_SWEEPER) == {"TABLE_NAME": table, "DUNNING_GRACE_DAYS": dunning_days}
-    assert env(constants.HANDLER_CLOSE_WATCHDOG) == {"TABLE_NAME": table}
+    (reconciler,) = [  # the app's stack has a ledger: the watchdog starts its reconciler
+        lid
+        for lid, f in resources(template, "AWS::Lambda::Function").items()
+        if props(f)["Handler"] == constants.HANDLER_LEDGER_RECONCILER
+    ]
+    assert env(constants.HANDLER_CLOSE_WATCHDOG) == {
+        "TABLE_NAME": table,
+        "LEDGER_RECONCILER_FUNCTION": ref(reconciler),
+    }
     usage = env(constants.HANDLER_USAGE_API)  # the ledger's names: tests/infra/test_usage_export.py
     assert {k: v for k, v in usage.items() if not k.startswith("LEDGER_")} == {
         "TABLE_NAME": table,
@@ -344,6 +354,7 @@ def test_every_function_is_python312_on_arm64_without_tracing(template: dict[str
         constants.HANDLER_ALERTS,
         constants.HANDLER_ALERT_WEBHOOKS,
         constants.HANDLER_CREDIT_EXPIRY,
+        constants.HANDLER_LEDGER_RECONCILER,  # the app's stack has a ledger
         sample_api.SAMPLE_HANDLER,
     }
     for logical_id, function in functions.items():

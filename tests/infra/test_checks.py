@@ -134,4 +134,5 @@ def test_only_dead_letter_queues_are_acknowledged_as_such(tollgate: Synthesized)
         "DunningSweeperFailureQueue",
         "CloseWatchdogFailureQueue",
         "AlertStreamFailureQueue",  # the alert stream mapping's on-failure destination
+        "LedgerReconcilerFailureQueue",  # the ledger reconciler's (the app's stack has a ledger)
     }

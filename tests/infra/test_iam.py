@@ -220,6 +220,11 @@ def test_the_close_watchdog_only_reads(template: dict[str, Any]) -> None:
         ("dynamodb:Query", str(gsi1_arn(template))),  # the customers
         ("dynamodb:BatchGetItem", str(get_att(table_id(template)))),  # their close records
         ("sqs:SendMessage", str(get_att(failure_queue_of(template, constants.HANDLER_CLOSE_WATCHDOG)))),
+        # with a ledger (the app's stack has one): start the ledger reconciler, that function only
+        (
+            "lambda:InvokeFunction",
+            str(get_att(function_by_handler(template, constants.HANDLER_LEDGER_RECONCILER)[0])),
+        ),
     }
     assert not {a for a, _ in granted} & WRITE_ACTIONS
 

@@ -15,7 +15,10 @@ from tollgate.metering import observability as metering_observability
 from tollgate.metering.decisions import Reason
 
 # Alarms on events that are over once seen go back to OK without data; the watchdog's stays as it was.
-KEEPS_ITS_STATE = {constants.ALARM_CLOSE_PROBLEMS}
+KEEPS_ITS_STATE = {constants.ALARM_CLOSE_PROBLEMS, constants.ALARM_UNEXPLAINED_CREDITS}
+# The app's stack has a ledger (its sample API's): one delivery alarm per stream (a REST stage: one stream).
+LEDGER_STREAM_ALARMS = (constants.ledger_delivery_alarm_id("Stream"),)
+LEDGER_ALARMS = (*constants.LEDGER_ALARM_IDS, *LEDGER_STREAM_ALARMS)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,9 @@ def metric_names(alarm_props: dict[str, Any]) -> set[str]:
 
 def test_every_alarm_notifies_the_topic(template: dict[str, Any], alarms: dict[str, dict[str, Any]]) -> None:
     topic_id, _ = only(resources(template, "AWS::SNS::Topic"))
-    assert len(alarms) == len(set(constants.ALARM_IDS)) == 24
-    for construct_id in constants.ALARM_IDS:
+    assert len(set(constants.ALARM_IDS)) == 24
+    assert len(alarms) == len(constants.ALARM_IDS) + len(LEDGER_ALARMS)
+    for construct_id in (*constants.ALARM_IDS, *LEDGER_ALARMS):
         alarm_props = alarm(alarms, construct_id)
         assert alarm_props["AlarmActions"] == [ref(topic_id)], construct_id
         assert alarm_props["OKActions"] == [ref(topic_id)], construct_id
@@ -60,6 +64,7 @@ def test_every_alarm_notifies_the_topic(template: dict[str, Any], alarms: dict[s
         (constants.ALARM_DUNNING_SWEEPER_ERRORS, constants.HANDLER_DUNNING_SWEEPER),
         (constants.ALARM_USAGE_ERRORS, constants.HANDLER_USAGE_API),
         (constants.ALARM_CREDIT_EXPIRY_ERRORS, constants.HANDLER_CREDIT_EXPIRY),
+        (constants.ALARM_LEDGER_RECONCILER_ERRORS, constants.HANDLER_LEDGER_RECONCILER),
     ],
 )
 def test_every_tollgate_function_has_an_errors_alarm(
@@ -137,6 +142,9 @@ def test_every_queue_of_failures_is_alarmed_on_its_depth(
         constants.ALARM_CLOSE_WATCHDOG_FAILURES: failure_queue_of(template, constants.HANDLER_CLOSE_WATCHDOG),
         constants.ALARM_ALERT_WEBHOOK_DLQ_DEPTH: webhook_dlq,
         constants.ALARM_ALERT_STREAM_FAILURES: stream_failures,
+        constants.ALARM_LEDGER_RECONCILER_FAILURES: failure_queue_of(
+            template, constants.HANDLER_LEDGER_RECONCILER
+        ),
     }
     for construct_id, queue_id in watched.items():
         found = alarm(alarms, construct_id)
@@ -228,10 +236,10 @@ def test_the_dashboard_shows_metering_the_close_stripe_and_every_queue_of_failur
     (errors,) = [g for title, g in graphs.items() if title == "Function errors"]
     functions = resources(template, "AWS::Lambda::Function")
     ours = {lid for lid, f in functions.items() if props(f)["Handler"].startswith("tollgate.")}
-    assert len(ours) == 10
+    assert len(ours) == 11  # with the ledger reconciler (the app's stack has a ledger)
     assert {row[3] for row in errors["metrics"]} == ours
     (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
-    assert len(alarm_widget["properties"]["alarms"]) == len(constants.ALARM_IDS)
+    assert len(alarm_widget["properties"]["alarms"]) == len(constants.ALARM_IDS) + len(LEDGER_ALARMS)
 
 
 def test_alarm_topic_requires_tls(template: dict[str, Any]) -> None:

@@ -44,6 +44,7 @@ from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import AlertRule
 from tollgate.errors import ConflictError, InvalidInputError, NotFoundError, http_status
 from tollgate.ledger.queries import LEDGER_RELATION, LedgerQueries
+from tollgate.ledger.settings import AthenaLedgerNames, athena_ledger
 from tollgate.usage_api.alert_reports import (
     RULES_EXAMPLE,
     AlertRulesReport,
@@ -115,14 +116,10 @@ def ledger_of(settings: UsageApiSettings) -> LedgerQueries | None:
     """Athena when the ledger's workgroup and database are set (AWS), DuckDB over a directory (local mode),
     else None."""
     if settings.ledger_workgroup and settings.ledger_database:
-        import boto3
-
-        from tollgate.ledger.athena import AthenaLedger
-
-        table = settings.ledger_table or LEDGER_RELATION
-        return AthenaLedger(
-            boto3.client("athena"), settings.ledger_workgroup, settings.ledger_database, table
+        names = AthenaLedgerNames(
+            settings.ledger_workgroup, settings.ledger_database, settings.ledger_table or LEDGER_RELATION
         )
+        return athena_ledger(names)
     if settings.ledger_dir:
         from tollgate.ledger.duckdb_ledger import DuckDbLedger  # DuckDB: only locally (tollgate[local])
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tollgate.ledger.settings import LEDGER_DATABASE, LEDGER_TABLE, LEDGER_WORKGROUP
 from tollgate.settings import TABLE_NAME, optional, required
 
 # The secret the usage page's signed links (GET /portal?token=...) are signed with: its value locally, else
@@ -14,11 +15,9 @@ PORTAL_LINK_SECRET = "PORTAL_LINK_SECRET"  # noqa: S105 - a variable's name, not
 PORTAL_LINK_SECRET_ARN = "PORTAL_LINK_SECRET_ARN"  # noqa: S105 - a variable's name, not a secret
 # The request ledger GET /usage/export reads (tollgate.ledger): in AWS its Athena workgroup, Glue database and
 # table (set by the Tollgate construct with ledger=True); locally the directory the local gateway writes.
-# None set: the export answers from the counters' daily series.
-LEDGER_WORKGROUP = "LEDGER_WORKGROUP"
-LEDGER_DATABASE = "LEDGER_DATABASE"
-LEDGER_TABLE = "LEDGER_TABLE"
+# None set: the export answers from the counters' daily series. (The Athena names: tollgate.ledger.settings.)
 LEDGER_DIR = "LEDGER_DIR"
+__all__ = ["LEDGER_DATABASE", "LEDGER_DIR", "LEDGER_TABLE", "LEDGER_WORKGROUP", "UsageApiSettings"]
 
 
 @dataclass(frozen=True)

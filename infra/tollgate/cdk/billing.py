@@ -141,7 +141,7 @@ def _queue(scope: Construct, id: str, **props: object) -> sqs.Queue:
     )
 
 
-def _failure_queue(scope: Construct, id: str, what: str) -> sqs.Queue:
+def failure_queue(scope: Construct, id: str, what: str) -> sqs.Queue:
     """The queue a function's failed asynchronous invocations go to (its on-failure destination)."""
     queue = _queue(scope, id, retention_period=cdk.Duration.days(DEAD_LETTER_RETENTION_DAYS))
     acknowledge(
@@ -312,13 +312,11 @@ class Billing(Construct):
             "This queue IS a dead-letter queue: EventBridge Scheduler sends the schedule invocations that "
             "failed every retry here (cdk-nag only recognises SQS redrive and Lambda DLQ configurations).",
         )
-        self.close_starter_failure_queue = _failure_queue(
-            self, ID_CLOSE_STARTER_FAILURES, "the close starter"
-        )
-        self.dunning_sweeper_failure_queue = _failure_queue(
+        self.close_starter_failure_queue = failure_queue(self, ID_CLOSE_STARTER_FAILURES, "the close starter")
+        self.dunning_sweeper_failure_queue = failure_queue(
             self, ID_DUNNING_SWEEPER_FAILURES, "the dunning sweeper"
         )
-        self.close_watchdog_failure_queue = _failure_queue(
+        self.close_watchdog_failure_queue = failure_queue(
             self, ID_CLOSE_WATCHDOG_FAILURES, "the close watchdog"
         )
 

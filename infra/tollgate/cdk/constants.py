@@ -68,6 +68,7 @@ HANDLER_ALERTS = "tollgate.alerts.handler.handler"
 HANDLER_ALERT_WEBHOOKS = "tollgate.alerts.webhooks.handler"
 HANDLER_CLOSE_WATCHDOG = "tollgate.billing.close.watchdog.handler"
 HANDLER_CREDIT_EXPIRY = "tollgate.expiry.handler.handler"
+HANDLER_LEDGER_RECONCILER = "tollgate.billing.close.reconciler.handler"
 
 # --- environment variables read by the handlers (names and defaults: each function's settings module) ----
 ENV_TABLE_NAME = _settings.TABLE_NAME
@@ -100,6 +101,12 @@ CLOSES_CHECKED_METRIC = _close_observability.CLOSES_CHECKED
 CLOSES_UNFINISHED_METRIC = _close_observability.CLOSES_UNFINISHED
 CLOSES_MISMATCHED_METRIC = _close_observability.CLOSES_MISMATCHED
 CLOSE_PROBLEMS_METRIC = _close_observability.CLOSE_PROBLEMS
+CUSTOMERS_RECONCILED_METRIC = _close_observability.CUSTOMERS_RECONCILED
+UNEXPLAINED_CREDITS_METRIC = _close_observability.UNEXPLAINED_CREDITS
+FLAGGED_CUSTOMERS_METRIC = _close_observability.FLAGGED_CUSTOMERS
+RECONCILIATION_FAILURES_METRIC = _close_observability.RECONCILIATION_FAILURES
+# One per line Firehose writes to the ledger's delivery error log (a metric filter, tollgate.cdk.monitoring).
+LEDGER_DELIVERY_ERRORS_METRIC = "LedgerDeliveryErrors"
 METERING_FAILURES_METRIC = _metering_observability.METERING_FAILURES
 UNMETERED_REQUESTS_METRIC = _metering_observability.UNMETERED_REQUESTS
 # One metric per refusal reason: Denied_missing_api_key, Denied_credit_limit_reached, ...
@@ -156,6 +163,10 @@ ID_ALERTS = "Alerts"
 ID_CREDIT_EXPIRY = "CreditExpiry"
 ID_CREDIT_EXPIRY_FUNCTION = "CreditExpiryFunction"
 ID_CREDIT_EXPIRY_SCHEDULE = "CreditExpirySchedule"
+ID_LEDGER_RECONCILER = "LedgerReconciler"
+ID_LEDGER_RECONCILER_FUNCTION = "Function"
+ID_LEDGER_RECONCILER_FAILURES = "LedgerReconcilerFailureQueue"
+ID_LEDGER_DELIVERY_ERRORS_FILTER = "LedgerDeliveryErrorsFilter"
 
 # Alarm construct ids (also their logical-id prefixes) and what each watches.
 ALARM_AUTHORIZER_ERRORS = "AuthorizerErrorsAlarm"
@@ -211,6 +222,27 @@ ALARM_IDS: tuple[str, ...] = (
     ALARM_ALERT_WEBHOOK_DLQ_DEPTH,
     ALARM_CREDIT_EXPIRY_ERRORS,
 )
+
+# Alarms made only with a ledger (Tollgate(ledger=True)): its delivery, and the reconciliation of each close.
+ALARM_LEDGER_DELIVERY_ERRORS = "LedgerDeliveryErrorsAlarm"
+ALARM_LEDGER_DELIVERY_PREFIX = "LedgerDelivery"  # + the stream's construct id + "Alarm": one per stream
+ALARM_UNEXPLAINED_CREDITS = "UnexplainedCreditsAlarm"
+ALARM_RECONCILIATION_FAILURES = "ReconciliationFailuresAlarm"
+ALARM_LEDGER_RECONCILER_ERRORS = "LedgerReconcilerErrorsAlarm"
+ALARM_LEDGER_RECONCILER_FAILURES = "LedgerReconcilerFailureQueueAlarm"
+LEDGER_ALARM_IDS: tuple[str, ...] = (
+    ALARM_LEDGER_DELIVERY_ERRORS,
+    ALARM_UNEXPLAINED_CREDITS,
+    ALARM_RECONCILIATION_FAILURES,
+    ALARM_LEDGER_RECONCILER_ERRORS,
+    ALARM_LEDGER_RECONCILER_FAILURES,
+)
+
+
+def ledger_delivery_alarm_id(stream_id: str) -> str:
+    """The alarm on one ledger stream's delivery (``Stream``, ``HttpStream``)."""
+    return f"{ALARM_LEDGER_DELIVERY_PREFIX}{stream_id}Alarm"
+
 
 # --- period close -------------------------------------------------------------------------------------------
 # Throughput. Stripe allows 25 requests/s per endpoint and 100 operations/s per account (live; a sandbox 25/s

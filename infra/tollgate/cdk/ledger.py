@@ -24,7 +24,7 @@ also take) that decompresses, extracts each message and writes into the same lay
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import aws_cdk as cdk
@@ -38,6 +38,7 @@ from constructs import Construct
 
 from tollgate.cdk.nag import acknowledge
 from tollgate.domain.ledger import RECORD_KEYS
+from tollgate.ledger.settings import LEDGER_DATABASE, LEDGER_TABLE, LEDGER_WORKGROUP
 
 APIGATEWAY_STREAM_PREFIX = "amazon-apigateway-"  # API Gateway delivers access logs only to such streams
 MAX_STREAM_NAME = 64
@@ -50,6 +51,8 @@ PARTITION_KEYS = ("period", "day")
 # Dynamic partitioning needs a buffer of at least 64 MiB; the interval bounds how late a record lands.
 BUFFER_SIZE_MIB = 64
 DEFAULT_BUFFER_INTERVAL = cdk.Duration.seconds(300)
+# How long Firehose retries a failed delivery of a partition to S3 before the records go under ERROR_PREFIX.
+DELIVERY_RETRY_SECONDS = 300
 DEFAULT_FIRST_PERIOD = "2025-01"
 DEFAULT_ATHENA_RESULTS_EXPIRY = cdk.Duration.days(30)
 # The partition keys, from the record itself: the authorizer's period, or (a refusal has none) the request
@@ -64,6 +67,19 @@ S3_ERROR_PREFIX = ERROR_PREFIX + "!{firehose:error-output-type}/!{timestamp:yyyy
 # What the S3 destination needs (Firehose's documented set), on the ledger's own prefixes only.
 FIREHOSE_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads")
 FIREHOSE_OBJECT_ACTIONS = ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject")
+# What a function asking the ledger through Athena needs (tollgate.ledger.athena; UsageLedger.grant_queries):
+# run and read a query in the ledger's workgroup; read the Glue table it names; read the ledger's objects and
+# write the query's results.
+LEDGER_ATHENA_ACTIONS = (
+    "athena:StartQueryExecution",
+    "athena:GetQueryExecution",
+    "athena:GetQueryResults",
+    "athena:StopQueryExecution",
+)
+LEDGER_GLUE_ACTIONS = ("glue:GetDatabase", "glue:GetTable")
+LEDGER_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket")
+LEDGER_READ_ACTIONS = ("s3:GetObject",)
+LEDGER_RESULTS_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
 DEFAULT_TRANSITIONS = (
     # Athena reads both classes directly (not Glacier Flexible Retrieval or Deep Archive).
     s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=cdk.Duration.days(30)),
@@ -106,6 +122,8 @@ class UsageLedger(Construct):
         if not 60 <= seconds <= 900:
             raise ValueError(f"buffer_interval must be 60..900 seconds (Firehose's bounds), got {seconds}")
         self.buffer_interval_seconds = int(seconds)
+        self.streams: list[firehose.CfnDeliveryStream] = []  # every stream of the ledger, as it is made
+        self._stream_observers: list[Callable[[firehose.CfnDeliveryStream], None]] = []
         stack = cdk.Stack.of(self)
         self.server_access_logs = s3.Bucket(
             self,
@@ -254,6 +272,80 @@ class UsageLedger(Construct):
         return self.stream.attr_arn
 
     @property
+    def delivery_limit_seconds(self) -> int:
+        """The longest a record should wait in a stream: a partition is written after ``buffer_interval``, and
+        a failed write is retried for ``DELIVERY_RETRY_SECONDS`` before the records go under the error prefix.
+        """
+        return self.buffer_interval_seconds + DELIVERY_RETRY_SECONDS
+
+    def query_environment(self) -> dict[str, str]:
+        """The environment a function finds the ledger by (``tollgate.ledger.settings``)."""
+        return {
+            LEDGER_WORKGROUP: self.work_group_name,
+            LEDGER_DATABASE: self.database_name,
+            LEDGER_TABLE: self.table_name,
+        }
+
+    def grant_queries(self, role: iam.IRole) -> None:
+        """Let ``role`` ask the ledger through Athena, and nothing more: queries in the ledger's workgroup,
+        the Glue database and table, ``ledger/*`` read and ``athena-results/*`` written in its bucket."""
+        stack = cdk.Stack.of(self)
+        bucket = self.bucket
+        for statement in (
+            iam.PolicyStatement(
+                sid="QueryLedger",
+                actions=list(LEDGER_ATHENA_ACTIONS),
+                resources=[
+                    stack.format_arn(
+                        service="athena", resource="workgroup", resource_name=self.work_group_name
+                    )
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ReadLedgerTable",
+                actions=list(LEDGER_GLUE_ACTIONS),
+                resources=[
+                    stack.format_arn(service="glue", resource="catalog"),
+                    stack.format_arn(service="glue", resource="database", resource_name=self.database_name),
+                    stack.format_arn(
+                        service="glue",
+                        resource="table",
+                        resource_name=f"{self.database_name}/{self.table_name}",
+                    ),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ListLedger", actions=list(LEDGER_BUCKET_ACTIONS), resources=[bucket.bucket_arn]
+            ),
+            iam.PolicyStatement(
+                sid="ReadLedger",
+                actions=list(LEDGER_READ_ACTIONS),
+                resources=[bucket.arn_for_objects(LEDGER_PREFIX + "*")],
+            ),
+            iam.PolicyStatement(
+                sid="LedgerQueryResults",
+                actions=list(LEDGER_RESULTS_ACTIONS),
+                resources=[bucket.arn_for_objects(ATHENA_RESULTS_PREFIX + "*")],
+            ),
+        ):
+            role.add_to_principal_policy(statement)
+        bucket_logical_id = stack.get_logical_id(cast(cdk.CfnElement, bucket.node.default_child))
+        for prefix in (LEDGER_PREFIX, ATHENA_RESULTS_PREFIX):
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{bucket_logical_id}.Arn>/{prefix}*]",
+                "Firehose and Athena name each object themselves (partitions, times, query ids), so object "
+                "ARNs can only be granted by prefix; the grant is limited to the ledger's own prefixes.",
+            )
+
+    def on_stream(self, observer: Callable[[firehose.CfnDeliveryStream], None]) -> None:
+        """Call ``observer`` with every stream of the ledger: those made already, and each one made later (the
+        HTTP API stream is made when the first HTTP API subscribes). Monitoring alarms on each this way."""
+        self._stream_observers.append(observer)
+        for stream in self.streams:
+            observer(stream)
+
+    @property
     def http_stream(self) -> firehose.CfnDeliveryStream:
         """The stream for HTTP APIs' access logs through CloudWatch Logs, made on first use."""
         if self._http_stream is None:
@@ -389,7 +481,9 @@ class UsageLedger(Construct):
                 ),
                 dynamic_partitioning_configuration=firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
                     enabled=True,
-                    retry_options=firehose.CfnDeliveryStream.RetryOptionsProperty(duration_in_seconds=300),
+                    retry_options=firehose.CfnDeliveryStream.RetryOptionsProperty(
+                        duration_in_seconds=DELIVERY_RETRY_SECONDS
+                    ),
                 ),
                 processing_configuration=firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
                     enabled=True, processors=processors
@@ -402,6 +496,9 @@ class UsageLedger(Construct):
             ),
         )
         stream.node.add_dependency(role)
+        self.streams.append(stream)
+        for observer in self._stream_observers:
+            observer(stream)
         return stream
 
 

@@ -19,6 +19,16 @@ Alarms (``tollgate.cdk.constants.ALARM_IDS``), each at 1 or more in a period, ea
   hours after the close started (``CloseProblems``). This alarm keeps its state until the watchdog runs again
   (next month, or by hand with ``{"period": "YYYY-MM"}`` once fixed): it does not clear itself.
 
+With a request ledger (``MonitoredLedger``, ``Tollgate(ledger=True)``):
+
+- Firehose logs a delivery error (``LedgerDeliveryErrors``, a metric filter on the ledger's delivery error
+  log: records that could not be partitioned or written, which end under ``ledger-errors/``), or one of the
+  ledger's streams holds records longer than it should or throttles API Gateway's puts (one alarm per
+  stream);
+- the reconciliation of a closed period finds credits no rule explains (``UnexplainedCredits``; it keeps its
+  state until the next reconciliation, like ``CloseProblems``), or could not run (``ReconciliationFailures``),
+  or its function fails (errors, failure queue).
+
 Custom metrics are alarmed through Metrics Insights (``SELECT SUM(m) FROM Tollgate``), so an alarm does not
 depend on the ``service`` dimension Powertools adds. Subscribe to the topic (``AlarmTopicArn`` output).
 """
@@ -26,13 +36,15 @@ depend on the ``service`` dimension Powertools adds. Subscribe to the topic (``A
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -54,11 +66,16 @@ from tollgate.cdk.constants import (
     ALARM_CREDIT_EXPIRY_ERRORS,
     ALARM_DUNNING_SWEEPER_ERRORS,
     ALARM_DUNNING_SWEEPER_FAILURES,
+    ALARM_LEDGER_DELIVERY_ERRORS,
+    ALARM_LEDGER_RECONCILER_ERRORS,
+    ALARM_LEDGER_RECONCILER_FAILURES,
     ALARM_METERING_FAILURES,
+    ALARM_RECONCILIATION_FAILURES,
     ALARM_SCHEDULE_DLQ_DEPTH,
     ALARM_STRIPE_FAILURES,
     ALARM_TABLE_THROTTLES,
     ALARM_TOTAL_MISMATCH,
+    ALARM_UNEXPLAINED_CREDITS,
     ALARM_UNMETERED_REQUESTS,
     ALARM_USAGE_ERRORS,
     ALARM_WEBHOOK_ERRORS,
@@ -68,20 +85,28 @@ from tollgate.cdk.constants import (
     CLOSES_MISMATCHED_METRIC,
     CLOSES_NO_CHARGE_METRIC,
     CLOSES_UNFINISHED_METRIC,
+    CUSTOMERS_RECONCILED_METRIC,
     DENIED_METRIC_PREFIX,
     DENIED_METRICS,
+    FLAGGED_CUSTOMERS_METRIC,
     ID_ALARM_TOPIC,
     ID_DASHBOARD,
+    ID_LEDGER_DELIVERY_ERRORS_FILTER,
     INVOICES_FINALIZED_METRIC,
+    LEDGER_DELIVERY_ERRORS_METRIC,
     METERING_FAILURES_METRIC,
     METRICS_NAMESPACE,
+    RECONCILIATION_FAILURES_METRIC,
     SERVICE_AUTHORIZER,
     SERVICE_PERIOD_CLOSE,
     STRIPE_FAILURES_METRIC,
     STRIPE_RATE_LIMITED_METRIC,
     TOTAL_MISMATCH_METRIC,
+    UNEXPLAINED_CREDITS_METRIC,
     UNMETERED_REQUESTS_METRIC,
+    ledger_delivery_alarm_id,
 )
+from tollgate.cdk.ledger import UsageLedger
 
 ONE_MINUTE = cdk.Duration.minutes(1)
 FIVE_MINUTES = cdk.Duration.minutes(5)
@@ -99,13 +124,16 @@ SERVICE_DIMENSION = "service"  # the dimension Powertools Metrics adds: the emit
 WIDE, HALF, THIRD, HEIGHT = 24, 12, 8, 6
 
 
-def insights_metric(metric_name: str, period: cdk.Duration = FIVE_MINUTES) -> cloudwatch.IMetric:
-    """``metric_name`` summed over every dimension set (Powertools adds a ``service`` dimension).
+def insights_metric(
+    metric_name: str, period: cdk.Duration = FIVE_MINUTES, function: str = "SUM"
+) -> cloudwatch.IMetric:
+    """``metric_name`` summed (or ``function``: ``MAX``) over every dimension set (Powertools adds a
+    ``service`` dimension).
 
     A Metrics Insights query, so an alarm does not depend on which service name the emitting code uses.
     """
     return cloudwatch.MathExpression(
-        expression=f"SELECT SUM({metric_name}) FROM {METRICS_NAMESPACE}",  # noqa: S608 - constants
+        expression=f"SELECT {function}({metric_name}) FROM {METRICS_NAMESPACE}",  # noqa: S608 - constants
         label=metric_name,
         period=period,
     )
@@ -144,6 +172,46 @@ class MonitoredQueues:
     alert_webhook_dead_letter_queue: sqs.IQueue
 
 
+@dataclass(frozen=True)
+class MonitoredLedger:
+    """The request ledger, and the function that reconciles each closed period against it."""
+
+    ledger: UsageLedger
+    reconciler: lambda_.IFunction | None = None
+    reconciler_failures: sqs.IQueue | None = None
+    stream_alarms: dict[str, cloudwatch.Alarm] = field(default_factory=dict)  # stream id -> its alarm
+
+
+# Firehose's own signals for an S3 destination (its "best practices with CloudWatch alarms" page): alarm when
+# DeliveryToS3.DataFreshness (the age of the oldest record not yet in S3) passes the buffering limit, and on
+# ThrottledRecords (a DirectPut stream over its quota refuses API Gateway's puts: those records are lost).
+# DeliveryToS3.Success is not used: it is a ratio of S3 puts that a retry brings back to 1, and with dynamic
+# partitioning a record that cannot be partitioned is put under the error prefix successfully. What reaches
+# the error prefix is what the delivery error log reports (Firehose logs every such failure there, with its
+# error code: DynamicPartitioning.*, S3.*, Processor.*), so a metric filter on that log counts it; the log is
+# shared by every stream of the ledger, including the HTTP API stream made later.
+FIREHOSE_NAMESPACE = "AWS/Firehose"
+DATA_FRESHNESS_METRIC = "DeliveryToS3.DataFreshness"
+THROTTLED_RECORDS_METRIC = "ThrottledRecords"
+
+
+def stream_metric(stream: firehose.CfnDeliveryStream, name: str, statistic: str) -> cloudwatch.Metric:
+    """A Firehose metric of one stream, per 5 minutes."""
+    return cloudwatch.Metric(
+        namespace=FIREHOSE_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"DeliveryStreamName": stream.ref},
+        statistic=statistic,
+        period=FIVE_MINUTES,
+    )
+
+
+def freshness_of(stream: firehose.CfnDeliveryStream) -> cloudwatch.Metric:
+    return stream_metric(stream, DATA_FRESHNESS_METRIC, "Maximum").with_(
+        label=f"{stream.node.id}: oldest record (s)"
+    )
+
+
 class Monitoring(Construct):
     """The alarm topic, the alarms and the dashboard. ``alarms`` maps each alarm id
     (``tollgate.cdk.constants.ALARM_*``) to it."""
@@ -157,10 +225,13 @@ class Monitoring(Construct):
         table: dynamodb.ITable,
         functions: MonitoredFunctions,
         queues: MonitoredQueues,
+        ledger: MonitoredLedger | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.topic = sns.Topic(self, ID_ALARM_TOPIC, display_name="Tollgate alarms", enforce_ssl=True)
         self.alarms: dict[str, cloudwatch.Alarm] = {}
+        self._ledger = ledger
+        self._ledger_graph: cloudwatch.GraphWidget | None = None  # made with the dashboard
 
         # --- metering: the hot path ---
         self._alarm(
@@ -316,7 +387,118 @@ class Monitoring(Construct):
             "webhook DLQ (the event is the message).",
         )
 
+        if ledger is not None:
+            self._monitor_ledger(ledger)
+
         self.dashboard = self._dashboard(authorizer_function, functions, queues)
+
+    # --- the request ledger ---------------------------------------------------------------------------------
+    def _monitor_ledger(self, monitored: MonitoredLedger) -> None:
+        ledger = monitored.ledger
+        logs.MetricFilter(
+            self,
+            ID_LEDGER_DELIVERY_ERRORS_FILTER,
+            log_group=ledger.delivery_logs,
+            filter_pattern=logs.FilterPattern.all_events(),  # Firehose writes only errors there
+            metric_namespace=METRICS_NAMESPACE,
+            metric_name=LEDGER_DELIVERY_ERRORS_METRIC,
+            metric_value="1",
+        )
+        self._alarm(
+            ALARM_LEDGER_DELIVERY_ERRORS,
+            cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=LEDGER_DELIVERY_ERRORS_METRIC,
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            ),
+            "Firehose could not deliver request ledger records (LedgerDeliveryErrors): they are under "
+            "ledger-errors/ in the ledger bucket, not in the ledger; the delivery error log group says why.",
+        )
+        ledger.on_stream(lambda stream: self._monitor_stream(monitored, stream))
+        if monitored.reconciler is not None and monitored.reconciler_failures is not None:
+            self._monitor_reconciler(monitored.reconciler, monitored.reconciler_failures)
+
+    def _monitor_reconciler(self, reconciler: lambda_.IFunction, failures: sqs.IQueue) -> None:
+        self._alarm(
+            ALARM_UNEXPLAINED_CREDITS,
+            insights_metric(UNEXPLAINED_CREDITS_METRIC, function="MAX"),
+            "The reconciliation of a closed period found credits no rule explains (UnexplainedCredits): the "
+            "logs name each flagged customer; `tollgate reconcile --period P --athena` shows the report. "
+            "Stays in alarm until the next reconciliation (invoke the reconciler with "
+            '{"period": "YYYY-MM"}).',
+            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+        )
+        self._alarm(
+            ALARM_RECONCILIATION_FAILURES,
+            insights_metric(RECONCILIATION_FAILURES_METRIC, function="MAX"),
+            "The reconciliation of a closed period could not run (ReconciliationFailures: Athena failed or "
+            'was unavailable): the close is not affected; invoke the reconciler with {"period": "YYYY-MM"}.',
+        )
+        self._alarm(
+            ALARM_LEDGER_RECONCILER_ERRORS,
+            reconciler.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            "The ledger reconciler failed (not Athena: that is ReconciliationFailures): the period was not "
+            "reconciled. Lambda retries it twice, then keeps the event in the function's failure queue.",
+        )
+        self._alarm(
+            ALARM_LEDGER_RECONCILER_FAILURES,
+            self._depth(failures),
+            "The ledger reconciler failed every retry and the event sits in its failure queue (the error is "
+            "in the message). Fix the cause, then invoke the function again with that event.",
+        )
+
+    def _monitor_stream(self, monitored: MonitoredLedger, stream: firehose.CfnDeliveryStream) -> None:
+        """One alarm per stream: records older than the ledger's delivery limit, or puts refused."""
+        stream_id = stream.node.id
+        limit = monitored.ledger.delivery_limit_seconds
+        metrics = {
+            "freshness": stream_metric(stream, DATA_FRESHNESS_METRIC, "Maximum"),
+            "throttled": stream_metric(stream, THROTTLED_RECORDS_METRIC, "Sum"),
+        }
+        failing = cloudwatch.MathExpression(
+            expression=f"IF(FILL(freshness, 0) > {limit} OR FILL(throttled, 0) > 0, 1, 0)",
+            using_metrics=metrics,
+            label=f"{stream_id}: records older than {limit} s, or puts throttled",
+            period=FIVE_MINUTES,
+        )
+        alarm = self._alarm(
+            ledger_delivery_alarm_id(stream_id),
+            failing,
+            f"The request ledger's stream {stream_id} is not delivering: its oldest record is older than "
+            f"{limit} s (DeliveryToS3.DataFreshness: S3 writes failing) or it throttles API Gateway's puts "
+            "(ThrottledRecords: those records are lost). See the delivery error log group.",
+        )
+        monitored.stream_alarms[stream_id] = alarm
+        if self._ledger_graph is not None:  # a stream made after the dashboard (an HTTP API's)
+            self._ledger_graph.add_left_metric(freshness_of(stream))
+            self.dashboard.add_widgets(cloudwatch.AlarmWidget(alarm=alarm, width=HALF, height=HEIGHT))
+
+    def _ledger_row(
+        self, monitored: MonitoredLedger, emitted_daily: Sequence[cloudwatch.IMetric]
+    ) -> list[cloudwatch.IWidget]:
+        self._ledger_graph = cloudwatch.GraphWidget(
+            title="Request ledger delivery: oldest record not in S3 (s), delivery errors",
+            left=[freshness_of(stream) for stream in monitored.ledger.streams],
+            right=[
+                cloudwatch.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name=LEDGER_DELIVERY_ERRORS_METRIC,
+                    statistic="Sum",
+                    period=FIVE_MINUTES,
+                    label="delivery errors",
+                )
+            ],
+            width=HALF,
+            height=HEIGHT,
+        )
+        reconciliation = cloudwatch.GraphWidget(
+            title="Ledger reconciliation (once a month, per day): customers, flagged, unexplained credits",
+            left=list(emitted_daily),
+            width=HALF,
+            height=HEIGHT,
+        )
+        return [self._ledger_graph, reconciliation]
 
     # --- the dashboard -----------------------------------------------------------------------------------
     def _dashboard(
@@ -380,6 +562,9 @@ class Monitoring(Construct):
             "alert webhooks": functions.alert_webhooks,
             "credit expiry": functions.credit_expiry,
         }
+        monitored = self._ledger
+        if monitored is not None and monitored.reconciler is not None:
+            every_function["ledger reconciler"] = monitored.reconciler
         every_queue = {
             "close DLQ": queues.close_dead_letter_queue,
             "schedule DLQ": queues.schedule_dead_letter_queue,
@@ -389,6 +574,8 @@ class Monitoring(Construct):
             "alert stream failures": queues.alert_stream_failures,
             "alert webhook DLQ": queues.alert_webhook_dead_letter_queue,
         }
+        if monitored is not None and monitored.reconciler_failures is not None:
+            every_queue["ledger reconciler failures"] = monitored.reconciler_failures
         rows: Sequence[Sequence[cloudwatch.IWidget]] = [
             [
                 cloudwatch.TextWidget(
@@ -478,6 +665,24 @@ class Monitoring(Construct):
                     height=HEIGHT,
                 ),
             ],
+            *(
+                []
+                if monitored is None
+                else [
+                    self._ledger_row(
+                        monitored,
+                        [
+                            # a second run of a period publishes the same values: its maximum, not a sum
+                            emitted(name, SERVICE_PERIOD_CLOSE, ONE_DAY).with_(statistic="Maximum")
+                            for name in (
+                                CUSTOMERS_RECONCILED_METRIC,
+                                FLAGGED_CUSTOMERS_METRIC,
+                                UNEXPLAINED_CREDITS_METRIC,
+                            )
+                        ],
+                    )
+                ]
+            ),
             [
                 cloudwatch.AlarmStatusWidget(
                     title="Alarms",

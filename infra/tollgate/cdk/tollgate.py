@@ -18,7 +18,8 @@ Parts (each a construct of its own, reachable as an attribute):
 - ``credit_expiry``: the hourly sweep that expires the unused credits of prepaid lots past their expiry;
 - ``monitoring``: the alarms and their SNS topic (``alarm_topic``), and a CloudWatch dashboard;
 - ``ledger`` (with ``ledger=True``): the per-request usage ledger (S3, Firehose, Glue, Athena), for
-  ``MeteredApi(..., ledger=tollgate.ledger)``.
+  ``MeteredApi(..., ledger=tollgate.ledger)``; and ``reconciler``, which reconciles each closed period
+  against it (started by the close watchdog).
 
 Its CloudFormation outputs (``TableName``, ``StripeApiKeySecretArn``, ...: ``tollgate.outputs``) are what the
 ``tollgate --stack NAME`` CLI reads, so a stack holds at most one ``Tollgate`` (or pass ``outputs=False``).
@@ -44,6 +45,7 @@ from tollgate.cdk.constants import (
     ID_BILLING,
     ID_CREDIT_EXPIRY,
     ID_DATA,
+    ID_LEDGER_RECONCILER,
     ID_METERING,
     ID_MONITORING,
     ID_USAGE_API,
@@ -63,7 +65,8 @@ from tollgate.cdk.data import TollgateData
 from tollgate.cdk.expiry import CreditExpiry
 from tollgate.cdk.ledger import UsageLedger
 from tollgate.cdk.metering import Metering
-from tollgate.cdk.monitoring import MonitoredFunctions, MonitoredQueues, Monitoring
+from tollgate.cdk.monitoring import MonitoredFunctions, MonitoredLedger, MonitoredQueues, Monitoring
+from tollgate.cdk.reconciler import LedgerReconciler
 from tollgate.cdk.usage import UsageApi
 
 
@@ -132,6 +135,19 @@ class Tollgate(Construct):
             stripe_api_key_secret=self.billing.stripe_api_key_secret,
         )
         billing = self.billing
+        # made before the monitoring, which alarms on its delivery
+        self.ledger = UsageLedger(self, "Ledger", outputs=outputs) if ledger else None
+        self.reconciler: LedgerReconciler | None = None
+        if self.ledger is not None:
+            self.usage_api.read_ledger(self.ledger)  # GET /usage/export reads it (else: the counters' days)
+            # the watchdog starts it once a period's close is complete
+            self.reconciler = LedgerReconciler(
+                self,
+                ID_LEDGER_RECONCILER,
+                data=self.data,
+                ledger=self.ledger,
+                watchdog=billing.close_watchdog,
+            )
         self.credit_expiry = CreditExpiry(
             self,
             ID_CREDIT_EXPIRY,
@@ -163,12 +179,19 @@ class Tollgate(Construct):
                 alert_stream_failures=self.alerts.stream_failure_queue,
                 alert_webhook_dead_letter_queue=self.alerts.webhook_dead_letter_queue,
             ),
+            ledger=self._monitored_ledger(),
         )
-        self.ledger = UsageLedger(self, "Ledger", outputs=outputs) if ledger else None
-        if self.ledger is not None:
-            self.usage_api.read_ledger(self.ledger)  # GET /usage/export reads it (else: the counters' days)
         if outputs:
             self._add_outputs()
+
+    def _monitored_ledger(self) -> MonitoredLedger | None:
+        if self.ledger is None or self.reconciler is None:
+            return None
+        return MonitoredLedger(
+            self.ledger,
+            reconciler=self.reconciler.function,
+            reconciler_failures=self.reconciler.failure_queue,
+        )
 
     @property
     def table(self) -> dynamodb.Table:

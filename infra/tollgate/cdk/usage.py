@@ -28,27 +28,14 @@ from tollgate.cdk.constants import (
     SERVICE_USAGE_API,
 )
 from tollgate.cdk.functions import TollgateFunction
-from tollgate.cdk.ledger import ATHENA_RESULTS_PREFIX, LEDGER_PREFIX, UsageLedger
+from tollgate.cdk.ledger import UsageLedger
 from tollgate.cdk.nag import acknowledge
-from tollgate.usage_api.settings import LEDGER_DATABASE, LEDGER_TABLE, LEDGER_WORKGROUP
 
 USAGE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 # PUT /usage/budget replaces the customer's item (conditionally); PUT /usage/alerts and /usage/alerts/webhook
 # set one attribute of it (conditionally): customer items only
 CUSTOMER_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 CUSTOMER_PK_PREFIX = "CUSTOMER#"
-# GET /usage/export asks the ledger through Athena (tollgate.ledger.athena): run and read a query in the
-# ledger's workgroup; read the Glue table it names; read the ledger's objects and write the query's results.
-LEDGER_ATHENA_ACTIONS = (
-    "athena:StartQueryExecution",
-    "athena:GetQueryExecution",
-    "athena:GetQueryResults",
-    "athena:StopQueryExecution",
-)
-LEDGER_GLUE_ACTIONS = ("glue:GetDatabase", "glue:GetTable")
-LEDGER_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket")
-LEDGER_READ_ACTIONS = ("s3:GetObject",)
-LEDGER_RESULTS_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
 # an export's query must answer within API Gateway's 29 s integration timeout
 LEDGER_EXPORT_TIMEOUT = cdk.Duration.seconds(28)
 PORTAL_LINK_SECRET_LENGTH = 64
@@ -118,60 +105,9 @@ class UsageApi(Construct):
         workgroup, Glue database and table in the function's environment, the least the queries need, and a
         timeout long enough for one (the Lambda's 28 s, under API Gateway's 29)."""
         function = self.usage.function
-        for name, value in (
-            (LEDGER_WORKGROUP, ledger.work_group_name),
-            (LEDGER_DATABASE, ledger.database_name),
-            (LEDGER_TABLE, ledger.table_name),
-        ):
+        for name, value in ledger.query_environment().items():
             function.add_environment(name, value)
         cast(lambda_.CfnFunction, function.node.default_child).timeout = int(
             LEDGER_EXPORT_TIMEOUT.to_seconds()
         )
-        stack = cdk.Stack.of(self)
-        bucket = ledger.bucket
-        for statement in (
-            iam.PolicyStatement(
-                sid="QueryLedger",
-                actions=list(LEDGER_ATHENA_ACTIONS),
-                resources=[
-                    stack.format_arn(
-                        service="athena", resource="workgroup", resource_name=ledger.work_group_name
-                    )
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="ReadLedgerTable",
-                actions=list(LEDGER_GLUE_ACTIONS),
-                resources=[
-                    stack.format_arn(service="glue", resource="catalog"),
-                    stack.format_arn(service="glue", resource="database", resource_name=ledger.database_name),
-                    stack.format_arn(
-                        service="glue",
-                        resource="table",
-                        resource_name=f"{ledger.database_name}/{ledger.table_name}",
-                    ),
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="ListLedger", actions=list(LEDGER_BUCKET_ACTIONS), resources=[bucket.bucket_arn]
-            ),
-            iam.PolicyStatement(
-                sid="ReadLedger",
-                actions=list(LEDGER_READ_ACTIONS),
-                resources=[bucket.arn_for_objects(LEDGER_PREFIX + "*")],
-            ),
-            iam.PolicyStatement(
-                sid="LedgerQueryResults",
-                actions=list(LEDGER_RESULTS_ACTIONS),
-                resources=[bucket.arn_for_objects(ATHENA_RESULTS_PREFIX + "*")],
-            ),
-        ):
-            self.usage.role.add_to_principal_policy(statement)
-        bucket_logical_id = stack.get_logical_id(cast(cdk.CfnElement, bucket.node.default_child))
-        for prefix in (LEDGER_PREFIX, ATHENA_RESULTS_PREFIX):
-            acknowledge(
-                self.usage.role,
-                f"AwsSolutions-IAM5[Resource::<{bucket_logical_id}.Arn>/{prefix}*]",
-                "Firehose and Athena name each object themselves (partitions, times, query ids), so object "
-                "ARNs can only be granted by prefix; the grant is limited to the ledger's own prefixes.",
-            )
+        ledger.grant_queries(self.usage.role)

@@ -23,6 +23,12 @@ CLOSES_CHECKED = "ClosesChecked"  # customers whose close of the period was chec
 CLOSES_UNFINISHED = "ClosesUnfinished"  # ... without a finalized or no_charge record
 CLOSES_MISMATCHED = "ClosesMismatched"  # ... finalized with Stripe's total differing from the statement's
 CLOSE_PROBLEMS = "CloseProblems"  # unfinished + mismatched: anything above 0 pages
+# The ledger reconciliation the watchdog starts once a close finished (tollgate.billing.close.reconciler),
+# once per run for the period; a second run publishes the same values (alarms read their maximum):
+CUSTOMERS_RECONCILED = "CustomersReconciled"  # rows of the report (customers; unknown ones the ledger names)
+UNEXPLAINED_CREDITS = "UnexplainedCredits"  # credits of the differences no rule explains: above 0 pages
+FLAGGED_CUSTOMERS = "FlaggedCustomers"  # customers with such a difference
+RECONCILIATION_FAILURES = "ReconciliationFailures"  # 1: the reconciliation could not run (Athena, ...)
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)

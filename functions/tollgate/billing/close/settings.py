@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tollgate.billing.settings import StripeSettings
-from tollgate.settings import TABLE_NAME, SettingsError, required, whole_number
+from tollgate.settings import TABLE_NAME, SettingsError, optional, required, whole_number
 
 CLOSE_QUEUE_URL = "CLOSE_QUEUE_URL"  # the starter sends one message per customer-period there
 
@@ -130,12 +130,21 @@ class WorkerSettings:
         )
 
 
+# The ledger reconciler the watchdog starts once a close finished (Tollgate(ledger=True) sets it).
+LEDGER_RECONCILER_FUNCTION = "LEDGER_RECONCILER_FUNCTION"
+
+
 @dataclass(frozen=True)
 class WatchdogSettings:
-    """The close watchdog's: it only reads the table (customers and their close records)."""
+    """The close watchdog's: it only reads the table (customers and their close records), and starts the
+    ledger reconciler when there is one."""
 
     table_name: str
+    reconciler_function: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WatchdogSettings:
-        return cls(table_name=required(env, TABLE_NAME))
+        return cls(
+            table_name=required(env, TABLE_NAME),
+            reconciler_function=optional(env, LEDGER_RECONCILER_FUNCTION),
+        )

@@ -9,6 +9,12 @@ alarm pages on any problem. Customers whose record carries late usage waiting fo
 currency are logged (a warning, not an alarm: closing again changes nothing) and listed. It only reads: a run
 changes nothing, so running it again is always safe.
 
+With a request ledger (``LEDGER_RECONCILER_FUNCTION`` set), a check that finds the close complete then starts
+the ledger reconciler for the period (``tollgate.billing.close.reconciler``; an asynchronous invocation, so
+the reconciliation runs in its own time and its failures are its own). Starting it failing is logged and
+counted in ``ReconciliationFailures``; the watchdog's check and answer stand. The answer then also says
+``"reconciliation": "started" | "close_unfinished" | "not_started"``.
+
 Returns ``{"period": ..., "counts": {state: customers}, "unfinished": [ids], "mismatched": [ids],
 "waiting": [ids]}`` (the lists cut at 100 ids).
 
@@ -19,19 +25,22 @@ with the number of customers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tollgate.billing.close.observability import (
     CLOSE_PROBLEMS,
     CLOSES_CHECKED,
     CLOSES_MISMATCHED,
     CLOSES_UNFINISHED,
+    RECONCILIATION_FAILURES,
     logger,
     metrics,
 )
@@ -54,10 +63,46 @@ def utc_now() -> datetime:
 class Deps:
     store: TollgateStore
     clock: Callable[[], datetime] = utc_now
+    start_reconciliation: Callable[[str], None] | None = None  # the period: starts the ledger reconciler
 
 
 def deps_from(settings: WatchdogSettings) -> Deps:
-    return Deps(TollgateStore(settings.table_name))
+    reconciler = settings.reconciler_function
+    return Deps(
+        TollgateStore(settings.table_name),
+        start_reconciliation=None
+        if reconciler is None
+        else lambda period: invoke_reconciler(reconciler, period),
+    )
+
+
+def invoke_reconciler(function_name: str, period: str) -> None:
+    """Start the ledger reconciler for ``period`` (an asynchronous invocation: Lambda queues it)."""
+    import boto3
+
+    boto3.client("lambda").invoke(
+        FunctionName=function_name,
+        InvocationType="Event",
+        Payload=json.dumps({"period": period}).encode(),
+    )
+
+
+def start_reconciliation(start: Callable[[str], None], progress: PeriodCheck) -> str:
+    """Start the ledger reconciliation of a complete close; never fails the watchdog (logged and counted)."""
+    if not progress.complete:
+        logger.info("close not finished: the ledger is not reconciled yet", extra={"period": progress.period})
+        return "close_unfinished"
+    try:
+        start(progress.period)
+    except (ClientError, BotoCoreError) as error:
+        logger.error(
+            "the ledger reconciler could not be started",
+            extra={"period": progress.period, "error": str(error)},
+        )
+        metrics.add_metric(name=RECONCILIATION_FAILURES, unit=MetricUnit.Count, value=1)
+        return "not_started"
+    logger.info("ledger reconciliation started", extra={"period": progress.period})
+    return "started"
 
 
 @cache
@@ -174,19 +219,39 @@ def _line(state: CustomerCloseState) -> dict[str, Any]:
     }
 
 
-def make_handler(deps: Deps | None = None) -> Handler:
-    """The watchdog over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+class HasClock(Protocol):
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+
+
+D = TypeVar("D", bound=HasClock)
+
+
+def period_handler(deps: Callable[[], D], run: Callable[[D, str], dict[str, Any]]) -> Handler:
+    """A handler about one period (``tollgate.billing.close.trigger``): ``run(deps(), period)``'s answer,
+    with the event logged and the metrics flushed. The watchdog's, and the ledger reconciler's."""
 
     @logger.inject_lambda_context(log_event=True)
     @metrics.log_metrics
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        wired = deps if deps is not None else default_deps()
-        period = period_to_close(event, wired.clock())
-        progress = check_period(wired.store, period)
-        observe(progress)
-        return answer(progress)
+        wired = deps()
+        return run(wired, period_to_close(event, wired.clock()))
 
     return handle
+
+
+def run_check(wired: Deps, period: str) -> dict[str, Any]:
+    progress = check_period(wired.store, period)
+    observe(progress)
+    found = answer(progress)
+    if wired.start_reconciliation is not None:
+        found["reconciliation"] = start_reconciliation(wired.start_reconciliation, progress)
+    return found
+
+
+def make_handler(deps: Deps | None = None) -> Handler:
+    """The watchdog over ``deps`` (default: :func:`default_deps`, built on the first invocation)."""
+    return period_handler(lambda: deps if deps is not None else default_deps(), run_check)
 
 
 handler = make_handler()
