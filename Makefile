@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := .tools/bin/uv
 UV_VERSION := 0.13.8
+# pytest-xdist workers: each runs its own DynamoDB Local and Stripe double (auto: one per CPU)
+PYTEST_WORKERS ?= auto
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
@@ -67,13 +69,13 @@ typecheck: $(VENV)/.synced
 	$(BIN)/mypy
 
 pytest: $(VENV)/.synced node_modules/.installed browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 # The Lambda runtime is python3.12: the same suite (less the CDK synth) on a 3.12 interpreter.
 PY312 ?= python3.12
 test-py312: node_modules/.installed browser | $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv312 $(UV) sync --locked --python $(PY312) --quiet
-	.venv312/bin/pytest -q -p no:cacheprovider tests --ignore=tests/infra
+	.venv312/bin/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) tests --ignore=tests/infra
 
 format: $(VENV)/.synced
 	$(BIN)/ruff format .

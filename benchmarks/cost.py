@@ -101,26 +101,15 @@ def authorizer_settings() -> AuthorizerSettings:
     )
 
 
-def warm_call_cpu_seconds(calls: int) -> float:
-    """CPU seconds of a warm allowed call: parsing, key hashing, cache, decision, policy, Powertools."""
+def stub_authorizer(grant_fields: dict[str, Any]) -> tuple[str, Any]:
+    """A fresh API key and the real authorizer handler on in-memory stubs: the key finds a grant of
+    ``grant_fields`` (an active, unsharded customer), and every counter write succeeds."""
     from tollgate.domain.keyformat import generate_key, hash_key
     from tollgate.metering.grants import Grant
     from tollgate.metering.handler import Deps, make_handler
-    from tollgate_local.apigw import rest_event
-    from tollgate_local.lambda_context import LocalLambdaContext
 
     key = generate_key()
-    grant = Grant(
-        key_id="k1",
-        customer_id="acme",
-        customer_status="active",
-        status_reason=None,
-        pay_url=None,
-        shards=1,
-        plan_id="payg",
-        plan_version=1,
-        route_costs={"GET /v1/search": 1},
-    )
+    grant = Grant(customer_status="active", status_reason=None, pay_url=None, shards=1, **grant_fields)
 
     class Keys:
         def find(self, key_hash: str) -> Grant | None:
@@ -130,7 +119,23 @@ def warm_call_cpu_seconds(calls: int) -> float:
         def add(self, *args: Any, **kwargs: Any) -> int:
             return 1
 
-    handle = make_handler(Deps(keys=Keys(), counter=Counter()))
+    return key, make_handler(Deps(keys=Keys(), counter=Counter()))
+
+
+def warm_call_cpu_seconds(calls: int) -> float:
+    """CPU seconds of a warm allowed call: parsing, key hashing, cache, decision, policy, Powertools."""
+    from tollgate_local.apigw import rest_event
+    from tollgate_local.lambda_context import LocalLambdaContext
+
+    key, handle = stub_authorizer(
+        {
+            "key_id": "k1",
+            "customer_id": "acme",
+            "plan_id": "payg",
+            "plan_version": 1,
+            "route_costs": {"GET /v1/search": 1},
+        }
+    )
     context = LocalLambdaContext("tollgate-authorizer")
     event = rest_event(headers={"x-api-key": key}, epoch_ms=int(time.time() * 1000))
     assert handle(event, context)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
@@ -225,31 +230,17 @@ def ledger_record_size(records: int = 10_000) -> LedgerRecordSize:
     import statistics
 
     from tollgate.accounts.keys import new_key_id
-    from tollgate.domain.keyformat import generate_key, hash_key
-    from tollgate.metering.grants import Grant
-    from tollgate.metering.handler import Deps, make_handler
     from tollgate_local.gateway import LocalGateway, LocalLedger, Route
 
-    key = generate_key()
-    grant = Grant(
-        key_id=new_key_id(),
-        customer_id="cus_0f8fad5b-d9cb-469f-a165-70867728950e",
-        customer_status="active",
-        status_reason=None,
-        pay_url=None,
-        shards=1,
-        plan_id="enterprise-2026",
-        plan_version=12,
-        route_costs={"POST /v1/projects/{project}/generate": 25},
+    key, authorizer = stub_authorizer(
+        {
+            "key_id": new_key_id(),
+            "customer_id": "cus_0f8fad5b-d9cb-469f-a165-70867728950e",
+            "plan_id": "enterprise-2026",
+            "plan_version": 12,
+            "route_costs": {"POST /v1/projects/{project}/generate": 25},
+        }
     )
-
-    class Keys:
-        def find(self, key_hash: str) -> Grant | None:
-            return grant if key_hash == hash_key(key) else None
-
-    class Counter:
-        def add(self, *args: Any, **kwargs: Any) -> int:
-            return 1
 
     def backend(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"statusCode": 200, "body": "{}"}
@@ -257,7 +248,7 @@ def ledger_record_size(records: int = 10_000) -> LedgerRecordSize:
     with tempfile.TemporaryDirectory() as folder:
         gateway = LocalGateway(
             [Route("POST", "/v1/projects/{project}/generate", backend)],
-            make_handler(Deps(keys=Keys(), counter=Counter())),
+            authorizer,
             ledger=LocalLedger(folder),
         )
         for _ in range(records):

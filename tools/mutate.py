@@ -76,6 +76,9 @@ TARGETS = [
     "src/tollgate/billing/close/steps.py",
     "src/tollgate/billing/close/service.py",
     "src/tollgate/billing/invoicing.py",
+    "src/tollgate/domain/refunds.py",  # bill only what succeeded: which requests, what is taken back
+    "src/tollgate/dal/refunds.py",
+    "src/tollgate/refunds/service.py",
 ]
 # The tests that may cover them; mutmut maps each function to the tests that actually execute it.
 TEST_SELECTION = ["tests/unit", "tests/property", "tests/integration"]

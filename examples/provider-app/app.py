@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """A provider's own CDK app: their REST API and HTTP API, their backend functions, metered by Tollgate.
 
-Everything Tollgate-specific is three calls: ``Tollgate(...)`` (table, authorizer, billing, monitoring),
-``MeteredApi(...)`` on each API, and ``add_usage_route`` so customers can see their own usage. The rest is
-the provider's ordinary CDK code. ``npx cdk synth`` runs this file with ``.venv/bin/python`` (cdk.json).
+Everything Tollgate-specific is four calls: ``Tollgate(..., ledger=True)`` (table, authorizer, billing,
+monitoring, and the request ledger with the refunds of failed requests), ``MeteredApi(...,
+ledger=tollgate.ledger)`` on each API (which also points the stage's access log at the ledger),
+``add_usage_route`` so customers can see their own usage, and ``add_portal_route`` on the REST API for the
+usage page a signed link opens (the ``PortalUrl`` output). Which failed requests are refunded is up to each
+plan (``refund_statuses`` in plans.yaml). The rest is the provider's ordinary CDK code. ``npx cdk synth``
+runs this file with ``.venv/bin/python`` (cdk.json).
 """
 
 from __future__ import annotations
@@ -31,35 +35,25 @@ class WeatherApiStack(cdk.Stack):
     def __init__(self, scope: Construct, id: str, **kwargs: object) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
 
-        # 1. Tollgate: the table, the metering authorizer, the monthly close to Stripe, alarms.
-        tollgate = Tollgate(self, "Tollgate", close_grace_hours=6, dunning_grace_days=7)
+        # 1. Tollgate: the table, the metering authorizer, the monthly close to Stripe, alarms; and the
+        #    request ledger (every request's record in S3, queryable with Athena), which backs the bills and
+        #    refunds the failed requests of plans with refund_statuses.
+        tollgate = Tollgate(self, "Tollgate", close_grace_hours=6, dunning_grace_days=7, ledger=True)
 
         # 2. The provider's own backend functions.
         forecast = self.backend_function("Forecast", "forecast.handler")
         history = self.backend_function("History", "history.handler")
 
-        # 3. Their REST API, every route metered (costs per route live in the plans, not here).
-        access_logs = logs.LogGroup(self, "RestAccessLogs", retention=logs.RetentionDays.THREE_MONTHS)
+        # 3. Their REST API, every route metered (costs per route live in the plans, not here). No access log
+        #    here: MeteredApi(ledger=...) sends the stage's access log (a stage has one) to the ledger.
         rest_api = apigw.RestApi(
             self,
             "WeatherRestApi",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=True,
+            cloud_watch_role=True,  # the execution logs below need the account's API Gateway CloudWatch role
             cloud_watch_role_removal_policy=cdk.RemovalPolicy.RETAIN,
             deploy_options=apigw.StageOptions(
                 stage_name="v1",
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 metrics_enabled=True,
                 throttling_rate_limit=500,
@@ -75,15 +69,23 @@ class WeatherApiStack(cdk.Stack):
             api=rest_api,
             authorizer_function=tollgate.authorizer_function,
             request_validator=validator,
+            ledger=tollgate.ledger,
         )
         metered_rest.add_function_route("GET", "/forecast/{city}", forecast)
         metered_rest.add_function_route("GET", "/history/{city}", history)
         metered_rest.add_usage_route(tollgate.usage_function)
+        # GET /portal: the usage page a signed link opens (`tollgate portal link CUSTOMER`), no API key.
+        metered_rest.add_portal_route(tollgate.usage_function)
 
-        # 4. Their HTTP API (cheaper per request), metered the same way.
+        # 4. Their HTTP API (cheaper per request), metered the same way; its default stage logs to a log group
+        #    that MeteredApi subscribes to the ledger (HTTP APIs log only to CloudWatch Logs).
         http_api = apigwv2.HttpApi(self, "WeatherHttpApi", description="Weather API (HTTP API)")
         metered_http = MeteredApi(
-            self, "MeteredHttp", api=http_api, authorizer_function=tollgate.authorizer_function
+            self,
+            "MeteredHttp",
+            api=http_api,
+            authorizer_function=tollgate.authorizer_function,
+            ledger=tollgate.ledger,
         )
         metered_http.add_function_route("GET", "/forecast/{city}", forecast)
         metered_http.add_usage_route(tollgate.usage_function)
@@ -102,12 +104,6 @@ class WeatherApiStack(cdk.Stack):
             "AwsSolutions-APIG3",
             "This example leaves the WAF web ACL to the provider; per-customer abuse is bounded by "
             "Tollgate (credit limits, suspended keys) and the stage throttling above.",
-        )
-        acknowledge(
-            http_api,
-            "AwsSolutions-APIG1",
-            "This example keeps the HTTP API's default stage without access logs; the metering record is "
-            "the Tollgate counter, and the REST API above shows how to add access logs.",
         )
 
     def backend_function(self, id: str, handler: str) -> lambda_.Function:

@@ -3,9 +3,10 @@
 Builds the wheel, installs ``tollgate[cdk]`` (versions pinned from uv.lock) into a fresh venv inside a copy of
 ``examples/provider-app`` in a temporary directory, runs the ``tollgate`` CLI from there, and synthesizes the
 example with ``npx cdk synth`` (real bundling: each Lambda asset is built from the installed package). Then:
-every method of the provider's REST and HTTP APIs is behind the Tollgate authorizer with caching off, cdk-nag
-and cfn-lint find nothing, the authorizer's asset has no stripe or pydantic and ships bytecode, and no path
-of this repository appears in what was synthesized.
+every method of the provider's REST and HTTP APIs is behind the Tollgate authorizer with caching off (but the
+signed-link usage page), both APIs' access logs go to the request ledger, cdk-nag and cfn-lint find nothing,
+the authorizer's asset has no stripe or pydantic and ships bytecode, and no path of this repository appears
+in what was synthesized.
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
     rest_authorizer = props(template["Resources"][rest_authorizer_id])
     assert rest_authorizer["AuthorizerResultTtlInSeconds"] == 0
     methods = resources(template, "AWS::ApiGateway::Method")
+    # the usage page a signed link opens: its token is the credential, no API key, not metered
+    (portal_id,) = [i for i, m in methods.items() if props(m)["AuthorizationType"] == "NONE"]
+    assert props(methods.pop(portal_id))["HttpMethod"] == "GET"
+    assert "/portal" in json.dumps(template["Outputs"]["PortalUrl"]["Value"])
     # GET /forecast/{city}, GET /history/{city}, GET /usage, GET /usage/export, GET /usage/page,
     # GET|PUT /usage/budget, GET|PUT /usage/alerts, GET|PUT|DELETE /usage/alerts/webhook
     assert len(methods) == 12
@@ -168,6 +173,26 @@ def test_every_provider_method_is_metered_without_caching(adopted: Adopted) -> N
     for logical_id, route in routes.items():
         assert props(route)["AuthorizationType"] == "CUSTOM", logical_id
         assert props(route)["AuthorizerId"] == {"Ref": http_authorizer_id}, logical_id
+
+
+def test_both_apis_log_every_request_to_the_ledger(adopted: Adopted) -> None:
+    template = adopted.template
+    streams = resources(template, "AWS::KinesisFirehose::DeliveryStream")
+    (rest_stream_id,) = [
+        i for i, s in streams.items() if props(s)["DeliveryStreamName"].startswith("amazon-apigateway-")
+    ]
+    (rest_stage,) = resources(template, "AWS::ApiGateway::Stage").values()
+    assert props(rest_stage)["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": [rest_stream_id, "Arn"]}
+    # the provider's own stage settings are kept next to the ledger's access log
+    (settings,) = props(rest_stage)["MethodSettings"]
+    assert (settings["LoggingLevel"], settings["ThrottlingRateLimit"]) == ("ERROR", 500)
+
+    (http_stage,) = resources(template, "AWS::ApiGatewayV2::Stage").values()
+    log_group = props(http_stage)["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0]
+    (subscription,) = resources(template, "AWS::Logs::SubscriptionFilter").values()
+    assert props(subscription)["LogGroupName"] == {"Ref": log_group}
+    (http_stream_id,) = set(streams) - {rest_stream_id}
+    assert props(subscription)["DestinationArn"] == {"Fn::GetAtt": [http_stream_id, "Arn"]}
 
 
 def test_cdk_nag_and_cfn_lint_find_nothing(adopted: Adopted) -> None:

@@ -254,8 +254,9 @@ def test_the_time_budget_uses_the_stripe_client_as_configured() -> None:
 
 def test_every_queue_is_encrypted_and_refuses_plain_http(template: dict[str, Any]) -> None:
     # the close queue, its DLQ, the schedule DLQ and the three scheduled functions' failure queues; the
-    # alert stream's failure queue, the alert webhook queue and its DLQ; the ledger reconciler's failure queue
-    assert len(queues(template)) == 10
+    # alert stream's failure queue, the alert webhook queue and its DLQ; with the app's ledger, the ledger
+    # reconciler's failure queue, the refund queue and its DLQ
+    assert len(queues(template)) == 12
     policies = resources(template, "AWS::SQS::QueuePolicy").values()
     for queue_id, queue in queues(template).items():
         assert props(queue)["SqsManagedSseEnabled"] is True, queue_id
@@ -355,6 +356,7 @@ def test_every_function_is_python312_on_arm64_without_tracing(template: dict[str
         constants.HANDLER_ALERT_WEBHOOKS,
         constants.HANDLER_CREDIT_EXPIRY,
         constants.HANDLER_LEDGER_RECONCILER,  # the app's stack has a ledger
+        constants.HANDLER_REFUNDS,  # and so refunds failed requests from it
         sample_api.SAMPLE_HANDLER,
     }
     for logical_id, function in functions.items():

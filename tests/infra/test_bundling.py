@@ -164,6 +164,19 @@ def test_every_function_needs_only_locked_lambda_code(name: str, handler: str) -
     assert "aws-lambda-powertools" in needs.distributions, name
 
 
+def test_the_deployed_handlers_are_every_function_the_stack_deploys(template: dict[str, Any]) -> None:
+    """``DEPLOYED_HANDLERS`` (what ``test_bundling_assets`` builds, ``python -m tollgate.cdk.bundling sizes``
+    measures) names exactly the Tollgate functions of the app's stack (which has a ledger)."""
+    deployed = {
+        function["Properties"]["Handler"]
+        for function in template["Resources"].values()
+        if function["Type"] == "AWS::Lambda::Function"
+        and function["Properties"]["Handler"].startswith("tollgate.")
+    }
+    assert set(bundling.DEPLOYED_HANDLERS.values()) == deployed
+    assert len(bundling.DEPLOYED_HANDLERS) == len(deployed)  # one name per function
+
+
 def test_the_close_worker_gets_stripe_and_pydantic() -> None:
     needs = function_needs(imports.handler_module(HANDLER_CLOSE_WORKER))
     assert {"stripe", "pydantic", "pydantic-core", "requests", "urllib3"} <= set(needs.distributions)

@@ -49,9 +49,9 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
         print(
             f"\nLambda asset {name} ({recipe.needs.handler_module}): {built[name].size / MB:.2f} MB unzipped"
         )
-    print(f"\n{'function':<16} {'dists':>5} {'files':>6} {'unzipped':>10}")
+    print(f"\n{'function':<18} {'dists':>5} {'files':>6} {'unzipped':>10}")
     for b in built.values():
-        print(f"{b.name:<16} {len(b.recipe.distributions):>5} {b.files:>6} {b.size / MB:>7.2f} MB")
+        print(f"{b.name:<18} {len(b.recipe.distributions):>5} {b.files:>6} {b.size / MB:>7.2f} MB")
     return built
 
 

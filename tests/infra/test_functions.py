@@ -41,8 +41,15 @@ def test_background_functions_are_capped_so_they_cannot_starve_the_authorizer(
         assert reserved(handler) == 1, handler
     # The authorizer is left unreserved: a reservation would also cap paid traffic.
     assert reserved(constants.HANDLER_AUTHORIZER) is None
+    # The refund function (an SQS consumer, like the alert webhooks) is capped by its event source instead:
+    # a reservation would throttle its messages towards the dead-letter queue.
+    assert reserved(constants.HANDLER_REFUNDS) is None
     mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
-    worker_mapping = [m for m in mappings if "ScalingConfig" in props(m)]
-    assert [props(m)["ScalingConfig"]["MaximumConcurrency"] for m in worker_mapping] == [
-        constants.CLOSE_WORKER_MAX_CONCURRENCY
-    ]
+    capped = {
+        props(m)["FunctionName"]["Ref"]: props(m)["ScalingConfig"]["MaximumConcurrency"]
+        for m in mappings
+        if "ScalingConfig" in props(m)
+    }
+    worker_id, _ = function_by_handler(template, constants.HANDLER_CLOSE_WORKER)
+    refunds_id, _ = function_by_handler(template, constants.HANDLER_REFUNDS)
+    assert capped == {worker_id: constants.CLOSE_WORKER_MAX_CONCURRENCY, refunds_id: 2}

@@ -264,6 +264,8 @@ def test_the_glue_table_reads_the_record_as_strings_with_projected_partitions(te
     partitions = [(c["Name"], c["Type"]) for c in table_input["PartitionKeys"]]
     assert partitions == [("period", "string"), ("day", "string")]
     assert columns == [(key.lower(), "string") for key in RECORD_KEYS if key != "period"]
+    # where the authorizer counted each request's credits (what a refund takes them back from), queryable
+    assert {("segment", "string"), ("routecode", "string"), ("shard", "string")} <= set(columns)
     parameters = table_input["Parameters"]
     assert parameters["projection.enabled"] == "true"
     assert parameters["projection.period.type"] == "date"

@@ -13,6 +13,7 @@ from tollgate.billing.close import observability as close_observability
 from tollgate.cdk import constants
 from tollgate.metering import observability as metering_observability
 from tollgate.metering.decisions import Reason
+from tollgate.refunds import observability as refunds_observability
 
 # Alarms on events that are over once seen go back to OK without data; the watchdog's stays as it was.
 KEEPS_ITS_STATE = {constants.ALARM_CLOSE_PROBLEMS, constants.ALARM_UNEXPLAINED_CREDITS}
@@ -65,6 +66,7 @@ def test_every_alarm_notifies_the_topic(template: dict[str, Any], alarms: dict[s
         (constants.ALARM_USAGE_ERRORS, constants.HANDLER_USAGE_API),
         (constants.ALARM_CREDIT_EXPIRY_ERRORS, constants.HANDLER_CREDIT_EXPIRY),
         (constants.ALARM_LEDGER_RECONCILER_ERRORS, constants.HANDLER_LEDGER_RECONCILER),
+        (constants.ALARM_REFUND_ERRORS, constants.HANDLER_REFUNDS),
     ],
 )
 def test_every_tollgate_function_has_an_errors_alarm(
@@ -125,8 +127,10 @@ def test_every_queue_of_failures_is_alarmed_on_its_depth(
     redriven = {lid: q for lid, q in queues.items() if "RedrivePolicy" in props(q)}
     close_queue_id, close_queue = only({lid: q for lid, q in redriven.items() if "CloseQueue" in lid})
     webhook_queue_id, webhook_queue = only({lid: q for lid, q in redriven.items() if "WebhookQueue" in lid})
+    refund_queue_id, refund_queue = only({lid: q for lid, q in redriven.items() if "RefundQueue" in lid})
     (close_dlq,) = referenced_ids(props(close_queue)["RedrivePolicy"]["deadLetterTargetArn"])
     (webhook_dlq,) = referenced_ids(props(webhook_queue)["RedrivePolicy"]["deadLetterTargetArn"])
+    (refund_dlq,) = referenced_ids(props(refund_queue)["RedrivePolicy"]["deadLetterTargetArn"])
     (stream_failures,) = [lid for lid in queues if "AlertStreamFailureQueue" in lid]
     schedules = resources(template, "AWS::Scheduler::Schedule").values()
     (schedule_dlq,) = {
@@ -145,14 +149,16 @@ def test_every_queue_of_failures_is_alarmed_on_its_depth(
         constants.ALARM_LEDGER_RECONCILER_FAILURES: failure_queue_of(
             template, constants.HANDLER_LEDGER_RECONCILER
         ),
+        constants.ALARM_REFUND_DLQ_DEPTH: refund_dlq,
     }
     for construct_id, queue_id in watched.items():
         found = alarm(alarms, construct_id)
         assert (found["Namespace"], found["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
         assert found["Statistic"] == "Maximum"
         assert found["Dimensions"] == [{"Name": "QueueName", "Value": get_att(queue_id, "QueueName")}]
-    # every queue but the close queue and the webhook queue themselves holds failures, and each one is watched
-    assert set(watched.values()) == set(queues) - {close_queue_id, webhook_queue_id}
+    # every queue but the work queues themselves (close, alert webhooks, refunds) holds failures, and each
+    # one is watched
+    assert set(watched.values()) == set(queues) - {close_queue_id, webhook_queue_id, refund_queue_id}
 
 
 @pytest.mark.parametrize(
@@ -163,6 +169,7 @@ def test_every_queue_of_failures_is_alarmed_on_its_depth(
         (constants.ALARM_CLOSE_PROBLEMS, close_observability.CLOSE_PROBLEMS, 300),
         (constants.ALARM_METERING_FAILURES, metering_observability.METERING_FAILURES, 60),
         (constants.ALARM_UNMETERED_REQUESTS, metering_observability.UNMETERED_REQUESTS, 60),
+        (constants.ALARM_REFUNDS_SKIPPED, refunds_observability.REFUNDS_SKIPPED, 300),
     ],
 )
 def test_custom_metrics_are_alarmed_whatever_their_dimensions(
@@ -229,14 +236,15 @@ def test_the_dashboard_shows_metering_the_close_stripe_and_every_queue_of_failur
         (graph,) = [g for title, g in graphs.items() if title.startswith(title_start)]
         assert {tuple(row[2:4]) for row in graph["metrics"]} == {("service", service)}
     queues = resources(template, "AWS::SQS::Queue")
-    work_queues = {lid for lid, q in queues.items() if "RedrivePolicy" in props(q)}  # close, alert webhooks
-    assert len(work_queues) == 2
+    # close, alert webhooks, refunds (the app's stack has a ledger)
+    work_queues = {lid for lid, q in queues.items() if "RedrivePolicy" in props(q)}
+    assert len(work_queues) == 3
     (dead_letters,) = [g for title, g in graphs.items() if title.startswith("Dead-letter")]
     assert {row[3] for row in dead_letters["metrics"]} == set(queues) - work_queues
     (errors,) = [g for title, g in graphs.items() if title == "Function errors"]
     functions = resources(template, "AWS::Lambda::Function")
     ours = {lid for lid, f in functions.items() if props(f)["Handler"].startswith("tollgate.")}
-    assert len(ours) == 11  # with the ledger reconciler (the app's stack has a ledger)
+    assert len(ours) == 12  # with the ledger reconciler and the refund function (the app has a ledger)
     assert {row[3] for row in errors["metrics"]} == ours
     (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
     assert len(alarm_widget["properties"]["alarms"]) == len(constants.ALARM_IDS) + len(LEDGER_ALARMS)

@@ -16,6 +16,7 @@ from tests.conftest import NOW, TABLE, Authorizer, make_authorizer, make_custome
 from tests.events import http_event, rest_event
 from tollgate.accounts.keys import issue_key, revoke_key, rotate_key
 from tollgate.dal import tablekeys as tk
+from tollgate.dal.counter_item import route_code
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.models import CustomerStatus
 
@@ -70,6 +71,9 @@ def test_allowed_rest_request_is_counted_and_passes_context(
         "credits": 1,
         "creditsUsed": 1,
         "metered": True,
+        "segment": 1,  # where the credit was counted, for a refund (tollgate.domain.refunds)
+        "routeCode": route_code("GET /v1/search"),
+        "shard": 0,
     }
     assert all(isinstance(v, str | int | bool) for v in answer["context"].values())
     assert usage(world["store"]) == (1, 1)

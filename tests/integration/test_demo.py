@@ -49,7 +49,7 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal, tmp_pa
     )
     text = out.getvalue()
 
-    assert [i.customer_id for i in invoices] == ["acme", "globex", "initech"]
+    assert [i.customer_id for i in invoices] == ["acme", "globex", "initech", "vandelay"]
     for invoice in invoices:
         assert invoice.invoiced_total == invoice.expected_total > 0
         assert (invoice.hosted_invoice_url or "").startswith("http://127.0.0.1:")
@@ -79,6 +79,16 @@ def test_demo_story_bills_what_the_requests_cost(dynamodb: DynamoDBLocal, tmp_pa
     assert found is not None, text
     assert found.group(1) in ("250", "275", "300")  # wherever the stream's check was when it reached 5.00 USD
     assert found.group(2) == f"{int(found.group(1).replace(',', '')) * 2 / 100:.2f}"
+    # bill only what succeeded: vandelay's 5xx refunded off the delivered ledger (scale 0.05: 2 x 503 of 1
+    # credit, 1 x 500 of 25), its 429 billed, once per request however often delivered; its invoice bills the
+    # rest (checked above against what succeeded and the 429)
+    assert "1 x HTTP 429, 1 x HTTP 500, 2 x HTTP 503" in text
+    assert "ledger delivered: 3 failed requests refunded, 27 credits" in text
+    assert "the ledger delivered again: 0 more refunded, 3 already refunded" in text
+    assert "vandelay's counters now hold 59 credits for its 15 requests" in text  # 8 x 1 + 2 x 25, the 429
+    assert "API usage: 59 credits" in text  # on its invoice: 0.15 USD at 0.0025 USD a credit
+    (vandelay,) = [i for i in invoices if i.customer_id == "vandelay"]
+    assert vandelay.invoiced_total == vandelay.expected_total == 15
     # the reconciliation: the counters, the request ledger the local gateway wrote and the invoices agree
     assert "request ledger: " in text
     assert "0 flagged, 0 credits unexplained" in text

@@ -39,6 +39,7 @@ from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import CloseStatus, PeriodClose
 from tollgate.domain.models import Plan, Tier
 from tollgate.domain.rating import LineKind
+from tollgate.errors import ConflictError, StripeCallError
 from tollgate.usage_api.report import build_usage_report
 from tollgate_local.stripe_double import StripeDouble
 
@@ -159,6 +160,21 @@ def test_what_stripe_is_sent_for_a_threshold_invoice(world: World) -> None:
     assert line["description"].startswith("API usage for 2026-10 up to Oct 20 09:30 UTC: 7,000 credits")
 
 
+def test_the_run_that_stores_a_threshold_invoice_creates_it_without_searching_stripe_first(
+    world: World,
+) -> None:
+    """No invoice can predate the record this run has just stored: the search (Stripe's slowest call, and
+    rate-limited) is skipped; a run that finds the record stored before searches first (the crash tests
+    below)."""
+    world.customer(plan=HYBRID, credits=7_000)
+
+    assert threshold(world) == [6_000]
+
+    operations = [call.operation for call in world.double.calls if call.operation.startswith("invoices.")]
+    assert operations[0] == "invoices.create"
+    assert "invoices.search" not in operations
+
+
 def test_the_close_takes_the_threshold_invoices_off_in_a_negative_line_stripe_does_not_discount(
     world: World,
 ) -> None:
@@ -277,6 +293,66 @@ def test_a_threshold_invoice_a_crash_left_unfinished_is_finished_by_the_close_be
     assert invoices["1"]["total"] == 6_000
     assert record.total == invoices["0"]["total"] == 1_000 + 7_000 - 6_000
     assert sum(invoice["total"] for invoice in invoices.values()) == 8_000
+
+
+def test_a_threshold_invoice_that_fails_at_stripe_records_the_failure_on_its_own_record(world: World) -> None:
+    world.customer(plan=HYBRID, credits=7_000)
+    world.double.faults.fail_before_write("invoices.create", status=500)
+
+    with pytest.raises(StripeCallError):
+        threshold(world)
+
+    (part,) = parts(world)
+    assert (part.part, part.status, part.attempts) == (1, CloseStatus.RATED, 1)
+    assert part.last_error is not None
+    assert part.last_error.startswith("StripeCallError"), part.last_error
+    assert get_close(world.store.table, "acme", PERIOD) is None  # the period's close record: none yet
+    assert threshold(world, now=DURING + timedelta(minutes=1)) == [6_000]  # the next check invoices it
+
+
+class MovedUnderneath:
+    """The ledger, but its first ``mark_invoice_created`` answers as if another run had moved the record
+    first (the move applied, the answer a conflict): the run must read its record again and carry on."""
+
+    def __init__(self, ledger: DynamoLedger) -> None:
+        self._ledger, self.conflicts = ledger, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+    def mark_invoice_created(self, record: PeriodClose, invoice_id: str, now: datetime) -> PeriodClose:
+        moved = self._ledger.mark_invoice_created(record, invoice_id, now)
+        if self.conflicts == 0:
+            self.conflicts += 1
+            raise ConflictError("another run moved it")
+        return moved
+
+
+def test_a_threshold_invoice_that_loses_a_race_reads_its_own_record_again(world: World) -> None:
+    world.customer(plan=HYBRID, credits=7_000)
+    ledger = MovedUnderneath(world.ledger)
+
+    assert threshold(world, ledger=ledger) == [6_000]
+
+    assert ledger.conflicts == 1
+    (part,) = parts(world)
+    assert (part.status, part.total) == (CloseStatus.FINALIZED, 6_000)
+    assert sorted(stripe_invoices(world)) == ["1"]
+
+
+def test_the_outcomes_say_which_threshold_invoice_this_run_stored(world: World) -> None:
+    world.customer(plan=HYBRID, credits=7_000)
+    ledger, gateway = crashing(world, "after-add-lines")
+    with pytest.raises(ProcessDied):
+        threshold(world, ledger=ledger, gateway=gateway)  # stored, then died: left unfinished
+    world.count("acme", 5_000)  # a second one is due too
+
+    outcomes = run_threshold(world.ledger, world.gateway, "acme", PERIOD, now=DURING + timedelta(minutes=1))
+
+    assert [(o.record.part, o.rated_now, o.finalized_now) for o in outcomes] == [
+        (1, False, True),
+        (2, True, True),
+    ]
 
 
 def test_concurrent_checks_store_one_threshold_invoice(world: World) -> None:

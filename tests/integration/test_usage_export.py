@@ -112,12 +112,12 @@ def test_the_export_is_a_csv_attachment_of_the_customers_period(exported: Export
 
 def test_the_export_has_each_day_and_route_of_the_ledger_sorted(exported: Exported) -> None:
     assert rows_of(exported.export.body) == [
-        ["date", "route", "requests", "credits"],
-        ["2026-11-16", "GET /v1/search", "3", "3"],
-        ["2026-11-16", "POST /v1/generate", "1", "25"],
-        ["2026-11-17", "GET /usage", "1", "0"],  # metered at 0 credits, like every /usage route
-        ["2026-11-17", "GET /v1/search", "1", "1"],
-        ["2026-11-17", "POST /v1/generate", "2", "50"],
+        ["date", "route", "requests", "credits", "refunded"],
+        ["2026-11-16", "GET /v1/search", "3", "3", "0"],
+        ["2026-11-16", "POST /v1/generate", "1", "25", "0"],
+        ["2026-11-17", "GET /usage", "1", "0", "0"],  # metered at 0 credits, like every /usage route
+        ["2026-11-17", "GET /v1/search", "1", "1", "0"],
+        ["2026-11-17", "POST /v1/generate", "2", "50", "0"],
     ]
 
 
@@ -164,9 +164,9 @@ def test_without_a_ledger_the_export_answers_each_day_for_all_routes_from_the_co
     days = TollgateStore(LOCAL_TABLE).read_usage("acme", "2026-11").days
     assert answer["statusCode"] == 200
     assert rows_of(answer["body"]) == [
-        ["date", "route", "requests", "credits"],
-        ["2026-11-16", "*", "4", "28"],
-        ["2026-11-17", "*", str(days[17].requests), "51"],  # the /usage requests too, at 0 credits
+        ["date", "route", "requests", "credits", "refunded"],
+        ["2026-11-16", "*", "4", "28", "0"],
+        ["2026-11-17", "*", str(days[17].requests), "51", "0"],  # the /usage requests too, at 0 credits
     ]
     assert days[17].requests >= 5
 

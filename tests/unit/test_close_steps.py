@@ -402,3 +402,30 @@ def test_a_run_that_loses_the_race_to_rate_adopts_the_record_the_other_run_store
 
     assert rated == steps.Rated(rival, stored_now=False)
     assert ledger.records[("acme", PERIOD)] is rival
+
+
+def test_threshold_invoicing_that_loses_every_race_to_store_gives_up_naming_it() -> None:
+    """Each attempt to store the next threshold invoice finds one stored first (and reads them again): after
+    MAX_RATING_ATTEMPTS the check stops with an error that says so, rather than looping."""
+    plan = PLAN.model_copy(update={"invoice_threshold": Decimal("0.01")})
+    ledger, _, ctx = world()
+    ledger.add(ACME, plan=plan, credits=1_234_567)
+    stores, reads = [], []
+
+    def always_taken(record: PeriodClose) -> None:
+        stores.append(record.part)
+        raise AlreadyExistsError("threshold invoice", f"acme {PERIOD} #{record.part}")
+
+    def threshold_invoices(customer_id: str, period: str) -> list[PeriodClose]:
+        reads.append(period)
+        return []
+
+    ledger.save_threshold_invoice = always_taken  # type: ignore[attr-defined]
+    ledger.threshold_invoices = threshold_invoices  # type: ignore[method-assign]
+
+    with pytest.raises(CloseError) as raised:
+        steps.next_threshold_invoice(ctx, [])
+
+    assert str(raised.value) == "threshold invoicing of acme 2026-10 kept losing races; try again"
+    assert stores == [1] * steps.MAX_RATING_ATTEMPTS
+    assert reads == [PERIOD] * steps.MAX_RATING_ATTEMPTS

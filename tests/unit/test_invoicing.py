@@ -17,7 +17,14 @@ import pytest
 import stripe
 
 from tests.conftest import make_plan
-from tollgate.billing.invoicing import InvoiceDraft, InvoiceLine, StripeClientInvoicing, invoice_lines
+from tollgate.billing.invoicing import (
+    METADATA_THRESHOLD,
+    InvoiceDraft,
+    InvoiceLine,
+    StripeClientInvoicing,
+    invoice_lines,
+    threshold_part,
+)
 from tollgate.domain.models import CollectionMethod
 from tollgate.domain.periods import period_start
 from tollgate.domain.rating import late_usage_line, rate_period
@@ -351,3 +358,23 @@ def test_every_kind_of_statement_line_has_a_stripe_product_name() -> None:
     from tollgate.domain.rating import LineKind
 
     assert set(PRODUCT_NAMES) == set(LineKind)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "part"),
+    [
+        pytest.param({}, 0, id="no-mark-is-the-close-s-own"),
+        pytest.param({METADATA_THRESHOLD: "0"}, 0, id="zero"),
+        pytest.param({METADATA_THRESHOLD: "3"}, 3, id="the-third-threshold-invoice"),
+        pytest.param({METADATA_THRESHOLD: "12"}, 12, id="two-digits"),
+        pytest.param({METADATA_THRESHOLD: "\u0663"}, None, id="an-arabic-indic-three-is-not-tollgate-s"),
+        pytest.param({METADATA_THRESHOLD: "\u00b2"}, None, id="a-superscript-two-is-not-tollgate-s"),
+        pytest.param({METADATA_THRESHOLD: "-1"}, None, id="negative"),
+        pytest.param({METADATA_THRESHOLD: ""}, None, id="empty"),
+        pytest.param({METADATA_THRESHOLD: "t1"}, None, id="not-a-number"),
+    ],
+)
+def test_which_of_a_periods_invoices_the_metadata_names(metadata: dict[str, str], part: int | None) -> None:
+    """The close's invoice (0) or its n-th threshold invoice; anything Tollgate would not have written is
+    neither (None): such an invoice is never taken for one of the period's own."""
+    assert threshold_part(metadata) == part

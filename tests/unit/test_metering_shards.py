@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from tollgate.dal.counter_item import route_code
 from tollgate.domain.keyformat import generate_key, hash_key
 from tollgate.errors import CreditLimitReachedError
 from tollgate.metering.decide import authorize
@@ -142,6 +143,7 @@ def test_what_the_backend_is_passed_for_a_sharded_counter() -> None:
     counter = FakeCounter()
 
     decision = authorize(request(), Keys(grant(shards=2)), counter, pick_shard=RecordingPick(seed=3))
+    shard = counter.writes[0][2]
 
     assert decision.allowed
     assert decision.principal == "acme"
@@ -153,6 +155,9 @@ def test_what_the_backend_is_passed_for_a_sharded_counter() -> None:
         "period": "2026-11",
         "credits": 25,
         "metered": True,
+        "segment": 1,
+        "routeCode": route_code(request().route),
+        "shard": shard,  # where the credits were counted: a refund takes them back from there
     }  # no creditsUsed: one shard's count is not the period's total
 
 

@@ -153,6 +153,14 @@ def test_the_page_shows_usage_by_route_the_estimate_caps_and_invoices() -> None:
     assert links == ["https://invoice.stripe.com/i/acct_1/test_2"]  # the period without one has no link
     assert "Prepaid balance" not in words
     assert "Budget" not in words
+    assert "Refunded" not in words  # nothing refunded, no card
+
+
+def test_refunds_of_failed_requests_are_shown_apart_from_the_credits_used() -> None:
+    words = Page(render_usage_page(report(refunded_credits=250, refunded_requests=10))).words
+
+    assert "Refunded 250 credits of 10 failed requests, not billed" in words
+    assert "Credits used 1,530" in words  # what is billed: the refunded credits are not in it
 
 
 def test_balance_and_budget_are_shown_where_they_exist() -> None:

@@ -98,6 +98,17 @@ def test_a_threshold_invoice_is_due_once_the_unbilled_usage_reaches_the_threshol
         assert early.lines[0].description.endswith(", less 50.00 USD invoiced before")
 
 
+def test_a_threshold_of_one_minor_unit_invoices_a_single_cent() -> None:
+    """The smallest threshold a plan can set (0.01 USD): one cent of unbilled usage is due, none is not."""
+    one_cent = rated(1_001)  # one credit past the included ones, at 0.01 USD
+
+    early = threshold_statement(one_cent, [], 1, AT)
+
+    assert early is not None
+    assert early.total == 1
+    assert threshold_statement(rated(1_000), [], 1, AT) is None  # nothing billable yet
+
+
 def test_a_threshold_invoice_records_no_use_of_free_credits() -> None:
     statement = rated(7_000).model_copy(update={"grants_used": {"grant-1": 500}})
 
@@ -109,6 +120,11 @@ def test_a_threshold_invoice_records_no_use_of_free_credits() -> None:
 
 def test_nothing_is_due_when_earlier_invoices_billed_more_than_the_usage_now_comes_to() -> None:
     assert threshold_statement(rated(2_000), [part(1, 5_000)], 0, AT) is None
+
+
+def test_nothing_is_due_when_earlier_invoices_billed_exactly_the_usage_whatever_the_threshold() -> None:
+    """No invoice of nothing: usage already invoiced in full is not due again, even at a threshold of 0."""
+    assert threshold_statement(rated(6_000), [part(1, 5_000)], 0, AT) is None
 
 
 def test_the_close_takes_off_what_every_threshold_invoice_billed() -> None:

@@ -174,8 +174,33 @@ def test_late_usage_costs_what_it_adds_to_its_period() -> None:
     assert across.period == PERIOD
     assert "20,000 credits" in across.description
     assert late_usage_line(plan, PERIOD, 90_000, 0) is None
-    with pytest.raises(ValueError, match=r"^late credits cannot be negative$"):
-        late_usage_line(plan, PERIOD, 90_000, -1)
+
+
+def test_a_refund_after_the_close_credits_what_its_credits_added_to_the_period() -> None:
+    """Credits of failed requests refunded after the close (tollgate.domain.refunds): the line takes off
+    what they cost, no more (included credits and tiers respected), so the period is billed as if they had
+    been refunded before it closed."""
+    plan = hybrid()  # 100,000 included, then 0.05 cents a credit
+
+    above = late_usage_line(plan, PERIOD, 110_000, -4_000)
+    across = late_usage_line(plan, PERIOD, 110_000, -30_000)
+    inside = late_usage_line(plan, PERIOD, 90_000, -5_000)
+
+    assert above is not None
+    assert (above.kind, above.quantity, above.amount) == (LineKind.ADJUSTMENT, 1, -(4_000 * 5 // 100))
+    assert above.description == (
+        f"Refund for {PERIOD}: 4,000 credits of failed requests, refunded after that period closed"
+    )
+    assert across is not None
+    assert across.amount == -(10_000 * 5 // 100)  # only the 10,000 that were above the included credits
+    assert inside is not None
+    assert inside.amount == 0  # still within the included credits: nothing was billed for them
+    assert rate_period(plan, "acme", PERIOD, 106_000).total - rate_period(
+        plan, "acme", PERIOD, 110_000
+    ).total == (above.amount)
+    with pytest.raises(ValueError, match=r"^90001 credits cannot be refunded of 90000 billed$"):
+        late_usage_line(plan, PERIOD, 90_000, -90_001)
+    assert late_usage_line(plan, PERIOD, 90_000, -90_000) is not None  # every billed credit refunded
 
 
 def test_late_usage_across_tiers_and_rounding_sums_to_the_whole_period() -> None:

@@ -89,18 +89,17 @@ def test_the_same_sql_is_sent_polled_and_read_page_by_page(athena: tuple[Any, St
     header = _row(*CUSTOMER_TOTALS_COLUMNS)
     stubber.add_response(
         "get_query_results",
-        *_page([header, _row("acme", "5", "3", "27", "1", "1", "0", "0", "0")], "t1", None),
+        *_page([header, _row("acme", "5", "3", "27", "1", "1", "0", "0", "0", "4")], "t1", None),
     )
-    stubber.add_response(
-        "get_query_results", *_page([_row("beta", "2", "2", "50", "0", "0", "0", None, "0")], None, "t1")
-    )
+    beta = _row("beta", "2", "2", "50", "0", "0", "0", None, "0", None)
+    stubber.add_response("get_query_results", *_page([beta], None, "t1"))
     sleeps: list[float] = []
     ledger = AthenaLedger(client, "tollgate", "tollgate_ledger", poll_seconds=0.5, sleep=sleeps.append)
 
     found = ledger.customer_totals("2026-10")
 
     assert found == [
-        CustomerLedger("acme", 5, 3, 27, 1, 1, 0, 0, 0),
+        CustomerLedger("acme", 5, 3, 27, 1, 1, 0, 0, 0, failed_credits=4),
         CustomerLedger("beta", 2, 2, 50),
     ]
     assert sleeps == [0.5, 0.5]

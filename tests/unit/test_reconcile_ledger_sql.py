@@ -54,6 +54,9 @@ def record(
         "credits": "-" if credits is None else str(credits),
         "metered": metered if not refused else "-",
         "denyReason": deny,
+        "segment": "-" if refused else "1",
+        "routeCode": "-" if refused else "ABCDEF",
+        "shard": "-" if refused else "0",
     }
 
 

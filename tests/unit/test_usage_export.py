@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from botocore.stub import Stubber
 
 from tests.unit.test_reconcile_ledger_sql import record, write
+from tollgate.dal.counter_item import route_code
 from tollgate.domain.models import RouteUsage, Usage
 from tollgate.errors import InvalidInputError
 from tollgate.ledger.athena import AthenaLedger
@@ -68,6 +70,51 @@ def test_the_ledger_export_counts_each_metered_request_once_per_day_and_route(tm
     ]
 
 
+@dataclass(frozen=True)
+class Refunded:
+    day: int
+    route_code: str
+    credits: int
+
+
+def test_refunded_requests_are_shown_apart_from_the_billed_credits_of_their_day_and_route(
+    tmp_path: Path,
+) -> None:
+    """The ledger keeps a failed request as it was made; its refund (a marker with its day and route code)
+    takes its credits out of the day and route's billed credits, into ``refunded``."""
+    write(
+        tmp_path,
+        [
+            record("r-1", at=at(3), credits=25, route="/v1/generate"),
+            record("r-2", at=at(3), credits=25, route="/v1/generate"),  # failed: refunded
+            record("r-3", at=at(3)),
+            record("r-4", at=at(4), credits=25, route="/v1/generate"),
+        ],
+    )
+    refunds = [Refunded(3, route_code("GET /v1/generate"), 25)]
+
+    rows = daily_usage(DuckDbLedger(tmp_path), NoCounters(), "acme", PERIOD, refunds=refunds)
+
+    assert rows == [
+        DailyRouteUsage("2026-10-03", "GET /v1/generate", requests=2, credits=25, refunded=25),
+        DailyRouteUsage("2026-10-03", "GET /v1/search", requests=1, credits=1),
+        DailyRouteUsage("2026-10-04", "GET /v1/generate", requests=1, credits=25),
+    ]
+
+
+def test_without_a_ledger_a_days_refunds_are_shown_beside_its_counters(tmp_path: Path) -> None:
+    counters = Counters({3: RouteUsage(credits=30, requests=4), 5: RouteUsage(credits=2, requests=2)})
+
+    rows = daily_usage(
+        None, counters, "acme", PERIOD, refunds=[Refunded(3, "ABCDEF", 5), Refunded(3, "XYZXYZ", 1)]
+    )
+
+    assert rows == [  # the counters' day tallies hold what is billed: the refunds are off them already
+        DailyRouteUsage("2026-10-03", "*", requests=4, credits=30, refunded=6),
+        DailyRouteUsage("2026-10-05", "*", requests=2, credits=2),
+    ]
+
+
 def test_http_api_route_keys_are_named_as_the_counters_name_them(tmp_path: Path) -> None:
     write(
         tmp_path,
@@ -96,11 +143,12 @@ def test_every_request_of_the_customer_once_oldest_first_refusals_included(tmp_p
     ]
     text = requests_csv(requests)
     header = rows_of(text)[0]
-    assert (header[:4], header[-3:]) == (
+    assert (header[:4], header[-4:]) == (
         ["requestId", "requestTime", "method", "route"],
-        ["credits", "metered", "denyReason"],
+        ["credits", "metered", "denyReason", "refunded"],
     )
     assert rows_of(text)[2][:2] == ["r-b", str(int(at(9).timestamp() * 1000))]
+    assert [row[-1] for row in rows_of(requests_csv(requests, refunded={"r-b"}))[1:]] == ["false", "true"]
 
 
 def test_the_csv_has_a_header_crlf_lines_and_quotes_a_route_that_needs_it() -> None:
@@ -111,16 +159,16 @@ def test_the_csv_has_a_header_crlf_lines_and_quotes_a_route_that_needs_it() -> N
         ]
     )
 
-    assert text.splitlines(keepends=True)[0] == "date,route,requests,credits\r\n"
-    assert text.splitlines()[1] == '2026-10-01,"GET /v1/search,""quoted""",2,3'
+    assert text.splitlines(keepends=True)[0] == "date,route,requests,credits,refunded\r\n"
+    assert text.splitlines()[1] == '2026-10-01,"GET /v1/search,""quoted""",2,3,0'
     assert rows_of(text)[1:] == [
-        ["2026-10-01", 'GET /v1/search,"quoted"', "2", "3"],
-        ["2026-10-02", "GET /v1/a b", "1", "0"],
+        ["2026-10-01", 'GET /v1/search,"quoted"', "2", "3", "0"],
+        ["2026-10-02", "GET /v1/a b", "1", "0", "0"],
     ]
 
 
 def test_an_empty_period_is_the_header_alone() -> None:
-    assert daily_usage_csv([]) == "date,route,requests,credits\r\n"
+    assert daily_usage_csv([]) == "date,route,requests,credits,refunded\r\n"
     assert rows_of(requests_csv([]))[1:] == []
 
 
@@ -206,4 +254,15 @@ def test_athena_gets_the_same_daily_sql_with_the_periods_days_and_the_customer()
 
 def test_a_request_row_keeps_the_records_text() -> None:
     request = LedgerRequest("r", "1", "GET", "GET /a", "200", "-", "1", "true", "-")
-    assert rows_of(requests_csv([request]))[1] == ["r", "1", "GET", "GET /a", "200", "-", "1", "true", "-"]
+    assert rows_of(requests_csv([request]))[1] == [
+        "r",
+        "1",
+        "GET",
+        "GET /a",
+        "200",
+        "-",
+        "1",
+        "true",
+        "-",
+        "false",
+    ]

@@ -43,7 +43,8 @@ from tollgate.errors import RetryLaterError
 
 LOG = logging.getLogger(__name__)
 
-STREAM_KEY_PREFIXES = ("USAGE#", "WALLET#")  # the items whose changes alert: counters, prepaid wallets
+# the items whose changes alert: counters, prepaid wallets
+STREAM_KEY_PREFIXES = (tk.COUNTER_PK_PREFIX, tk.WALLET_PK_PREFIX)
 CUSTOMER_TTL_SECONDS = 30.0
 MAX_CACHED_CUSTOMERS = 10_000
 
@@ -75,7 +76,7 @@ def changes_of(
         return []
     before = old or {}
     pk = str(new.get(tk.PK, ""))
-    if pk.startswith("USAGE#"):
+    if pk.startswith(tk.COUNTER_PK_PREFIX):
         _, customer_id, period, _shard = pk.split("#", 3)
         return [
             CounterChange(customer_id, period, at, _int(before.get(tk.CREDITS)), _int(new.get(tk.CREDITS)))

@@ -194,6 +194,7 @@ def print_report(report: Reconciliation, console: Console | None = None) -> None
         "customer",
         "counters",
         "ledger",
+        "refunded",
         "invoiced",
         "counters-ledger",
         "counters-invoiced",
@@ -212,6 +213,7 @@ def print_report(report: Reconciliation, console: Console | None = None) -> None
             escape(row.customer_id),
             _number(row.counters),
             _number(row.ledger),
+            f"{row.refunded:,}",
             invoiced,
             _difference(row, Between.COUNTERS_LEDGER),
             _difference(row, Between.COUNTERS_INVOICED),
@@ -222,7 +224,8 @@ def print_report(report: Reconciliation, console: Console | None = None) -> None
     totals = report.totals()
     console.print(
         f"{len(report.rows)} customer(s): counters {totals['counters']:,}, ledger {totals['ledger']:,}, "
-        f"invoiced {totals['invoiced']:,} credits; {len(report.flagged)} flagged, "
+        f"refunded {totals['refunded']:,}, invoiced {totals['invoiced']:,} credits; "
+        f"{len(report.flagged)} flagged, "
         f"{totals['unexplained']:,} credits unexplained",
         markup=False,
         soft_wrap=True,

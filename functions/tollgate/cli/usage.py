@@ -29,6 +29,7 @@ from tollgate.cli.reconcile import (
     WorkgroupOption,
     ledger_queries,
 )
+from tollgate.dal.refunds import RefundLedger
 from tollgate.domain.periods import period_of
 from tollgate.ledger.export import daily_usage, daily_usage_csv, requests_csv
 from tollgate.usage_api.report import UsageReport, build_usage_report
@@ -95,6 +96,9 @@ def print_report(report: UsageReport) -> None:
         ("cap", cap),
         ("estimated charge", f"{report.estimated_charge.formatted} (before discounts and tax)"),
     ]
+    if report.refunded_requests:
+        refunded = f"{report.refunded_credits:,} credits of {report.refunded_requests:,} failed requests"
+        rows.insert(2, ("refunded", refunded))
     if report.prepaid is not None:
         runs_out = report.prepaid.runs_out_at
         rows.append(
@@ -149,19 +153,23 @@ def export(
         Path | None, typer.Option("--output", "-o", help="Write the CSV to FILE (default: standard output).")
     ] = None,
 ) -> None:
-    """A period's usage as CSV: date,route,requests,credits per day and route (from the ledger; without one,
-    per day from the counters, route *), or one row per request of the ledger with --per-request."""
+    """A period's usage as CSV: date,route,requests,credits,refunded per day and route (from the ledger;
+    without one, per day from the counters, route *), or one row per request of the ledger with
+    --per-request (refunded: a failed request refunded)."""
     context = app_context(ctx)
     period = checked_period(period) if period is not None else period_of(context.now())
     store = context.store()
     customer = store.get_customer(customer_id)
+    refunds = RefundLedger(store).list(customer.id, period)
     if per_request:  # only the ledger knows each request
         ledger = ledger_queries(context, ledger_dir, athena, workgroup, database, table_name)
-        text = requests_csv(ledger.customer_requests(period, customer.id))
+        refunded = {refund.request_id for refund in refunds}
+        text = requests_csv(ledger.customer_requests(period, customer.id), refunded)
     else:
         kept = athena or ledger_dir or context.env.get(ENV_LEDGER_DIR)
         found = ledger_queries(context, ledger_dir, athena, workgroup, database, table_name) if kept else None
-        text = daily_usage_csv(daily_usage(found, store, customer.id, period, customer.counter_shards))
+        days = daily_usage(found, store, customer.id, period, customer.counter_shards, refunds)
+        text = daily_usage_csv(days)
     if output is None:
         typer.echo(text, nl=False)
         return

@@ -77,6 +77,10 @@ def read_route_tally(value: Decimal | int | str) -> tuple[int, int]:
     return credits, int(requests)
 
 
+# Refunds of failed requests (tollgate.dal.refunds) take credits off the attributes above and add them here.
+REFUNDED = "refunded"  # credits refunded
+REFUNDED_REQUESTS = "refunded_requests"  # requests refunded (their tallies keep counting them as requests)
+
 SEGMENT_PREFIX = "seg"
 
 

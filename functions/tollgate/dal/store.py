@@ -22,6 +22,8 @@ from tollgate.dal.counter_item import (
     BOUGHT,
     EXPIRED,
     PERIOD_TAG_LENGTH,
+    REFUNDED,
+    REFUNDED_REQUESTS,
     day_of,
     is_route_code,
     period_tag,
@@ -62,7 +64,7 @@ def _add_tally(sums: list[int], value: Any) -> None:
     sums[1] += requests
 
 
-def _top_up_item(top_up: TopUp) -> dict[str, Any]:
+def top_up_item(top_up: TopUp) -> dict[str, Any]:
     """A top-up as stored: its fields, its expiry under ``lot_expires_at`` (``expires_at`` is the table's TTL
     attribute), and, while it has an expiry and is not settled, its entry in the index of expiring lots."""
     item = top_up.model_dump(mode="json")
@@ -454,16 +456,18 @@ class TollgateStore:
         """
         keys = [tk.counter_key(customer_id, period, shard) for shard in range(shards)]
         wallet = tk.wallet_key(customer_id)
-        credits = requests = 0
+        credits = requests = refunded = refunded_requests = 0
         tallies: dict[str, list[int]] = {}
         segments: dict[int, int] = {}
         days: dict[int, list[int]] = {}
-        for found in self._batch_get([*keys, wallet]):
+        for found in self.batch_get([*keys, wallet]):
             # a prepaid customer's requests are counted on the wallet (a plan's billing changes only at a
             # period's start, so a period is on one or the other)
             item = period_view(found, period) if found[tk.PK] == wallet[tk.PK] else found
             credits += int(item.get(tk.CREDITS, 0))
             requests += int(item.get(tk.REQUESTS, 0))
+            refunded += int(item.get(REFUNDED, 0))
+            refunded_requests += int(item.get(REFUNDED_REQUESTS, 0))
             for name, value in item.items():
                 seq = segment_of(name)
                 if seq is not None:
@@ -485,6 +489,7 @@ class TollgateStore:
             routes=dict(sorted(routes.items())),
             segments=dict(sorted(segments.items())),
             days={day: RouteUsage(credits=c, requests=n) for day, (c, n) in sorted(days.items())},
+            refunded=RouteUsage(credits=refunded, requests=refunded_requests),
         )
 
     # -- prepaid credits -----------------------------------------------------------------------------
@@ -494,7 +499,7 @@ class TollgateStore:
         record = {
             "Put": {
                 "TableName": self.table_name,
-                "Item": _top_up_item(top_up),
+                "Item": top_up_item(top_up),
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": tk.PK},
             }
@@ -684,7 +689,8 @@ class TollgateStore:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _batch_get(self, keys: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    def batch_get(self, keys: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
+        """The items of ``keys`` that exist (strongly consistent; 100 keys per request), in no order."""
         resource = self.table.meta.client
         pending: list[dict[str, str]] = list(keys)
         while pending:

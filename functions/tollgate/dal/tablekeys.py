@@ -25,6 +25,7 @@ PLANS_INDEX_PK = "PLANS"
 DUNNING_INDEX_PK = "DUNNING"  # open payment failures, oldest first
 CLOSE_SK_PREFIX = "CLOSE#"
 AUDIT_SK_PREFIX = "AUDIT#"
+REFUND_SK_PREFIX = "REFUND#"  # a refunded request's marker: REFUND#{period}#{request id} (dal.refunds)
 DUNNING_SK_PREFIX = "DUNNING#"
 KEY_GSI1_SK_PREFIX = "KEY#"
 
@@ -57,9 +58,12 @@ def api_key_key(key_hash: str) -> dict[str, str]:
     return {PK: f"KEY#{key_hash}", SK: "KEY"}
 
 
+COUNTER_PK_PREFIX = "USAGE#"
+
+
 def counter_key(customer_id: str, period: str, shard: int) -> dict[str, str]:
     """One usage counter item: its own partition per (customer, period, shard), so shards spread the load."""
-    return {PK: f"USAGE#{customer_id}#{period}#{shard}", SK: COUNTER_SK}
+    return {PK: f"{COUNTER_PK_PREFIX}{customer_id}#{period}#{shard}", SK: COUNTER_SK}
 
 
 def wallet_key(customer_id: str) -> dict[str, str]:

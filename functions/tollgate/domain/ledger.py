@@ -47,6 +47,10 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "credits": "$context.authorizer.credits",  # what the authorizer counted
     "metered": "$context.authorizer.metered",  # "false": served unmetered (FAIL_OPEN)
     "denyReason": "$context.authorizer.reason",  # a refusal's reason ("-" when allowed)
+    # where the authorizer counted the credits, so a refund (tollgate.refunds) takes them back from there:
+    "segment": "$context.authorizer.segment",  # the customer's plan segment
+    "routeCode": "$context.authorizer.routeCode",  # the route tally it added to (counter_item.route_code)
+    "shard": "$context.authorizer.shard",  # the counter's shard ("-": a prepaid customer's wallet)
 }
 
 # HTTP APIs (payload 2.0) have no $context.resourcePath: the route key ("GET /v1/items/{id}", "$default") is
@@ -112,6 +116,9 @@ class LedgerRecord(BaseModel):
     credits: int | None = Field(None, alias="credits", ge=0)
     metered: bool | None = Field(None, alias="metered")
     deny_reason: str | None = Field(None, alias="denyReason")
+    segment: int | None = Field(None, alias="segment", ge=1)
+    route_code: str | None = Field(None, alias="routeCode", pattern=r"^[A-Z2-7]{6}$")
+    shard: int | None = Field(None, alias="shard", ge=0, le=99)
 
     @field_validator("*", mode="before")
     @classmethod

@@ -139,6 +139,12 @@ class Plan(BaseModel):
     top_up_url: Annotated[str, Field(pattern=r"^https://\S+$", max_length=2000)] | None = None
     # prepaid: the packs of credits it sells by id, each optionally expiring (tollgate.domain.prepaid)
     credit_packs: Annotated[tuple[CreditPack, ...], Field(max_length=MAX_CREDIT_PACKS)] = ()
+    # bill only what succeeded: a metered request whose response status is in one of these ("5xx", "4xx" or
+    # a code such as "503") is refunded from the usage ledger (tollgate.domain.refunds; decisions.md, 41).
+    # Off (empty) by default.
+    refund_statuses: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^[45](xx|[0-9][0-9])$")], ...], Field(max_length=20)
+    ] = ()
 
     @field_validator("currency", mode="before")
     @classmethod
@@ -513,3 +519,5 @@ class Usage(BaseModel):
     routes: dict[str, RouteUsage] = Field(default_factory=dict)
     segments: dict[int, int] = Field(default_factory=dict)  # plan segment -> credits counted under it
     days: dict[int, RouteUsage] = Field(default_factory=dict)  # day of the month (UTC) -> what it counted
+    # failed requests refunded (tollgate.domain.refunds): already taken off ``credits`` and the tallies
+    refunded: RouteUsage = RouteUsage()

@@ -51,6 +51,7 @@ class TopUpSource(StrEnum):
         "checkout"  # bought through a Stripe Checkout Session (`tollgate credits buy`), once it is paid
     )
     AUTO = "auto_top_up"  # charged off-session to the saved card when the balance ran low
+    REFUND = "refund"  # a failed request's credits given back (a plan that bills what succeeded)
 
 
 class TopUp(BaseModel):

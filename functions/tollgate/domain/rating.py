@@ -199,27 +199,30 @@ def late_usage_line(
     label: str = "",
     minimum: int = 0,
 ) -> StatementLine | None:
-    """Credits of ``period`` counted after it was rated, billed on a later invoice.
+    """Credits of ``period`` counted after it was rated, billed on a later invoice; negative ``late_credits``:
+    credits of failed requests refunded after it was rated (``tollgate.domain.refunds``), credited.
 
-    The amount is what those credits add to ``period``'s charge (included credits and tiers respected), so
-    the two invoices together bill the period exactly as if every credit had been there at the close.
-    ``included``, ``label`` and ``minimum`` (its commitment in minor units, already billed as a true-up when
-    usage fell short): the plan segment's, when the period had more than one.
+    The amount is what those credits add to (or take off) ``period``'s charge (included credits and tiers
+    respected), so the two invoices together bill the period exactly as if every credit had been there, or
+    every refund made, at the close. ``included``, ``label`` and ``minimum`` (its commitment in minor units,
+    already billed as a true-up when usage fell short): the plan segment's, when the period had more than one.
     """
-    if late_credits < 0:
-        raise ValueError("late credits cannot be negative")
+    if billed_credits + late_credits < 0:
+        raise ValueError(f"{-late_credits} credits cannot be refunded of {billed_credits} billed")
     if late_credits == 0:
         return None
     extra = usage_charge(plan, billed_credits + late_credits, included, minimum) - usage_charge(
         plan, billed_credits, included, minimum
     )
-    return _line(
-        LineKind.ADJUSTMENT,
-        f"Late usage for {period}{label}: {late_credits:,} credits counted after that period closed",
-        period,
-        1,
-        Decimal(extra),
-    )
+    if late_credits > 0:
+        counted = f"{late_credits:,} credits counted after that period closed"
+        description = f"Late usage for {period}{label}: {counted}"
+    else:
+        description = (
+            f"Refund for {period}{label}: {-late_credits:,} credits of failed requests, refunded after that "
+            "period closed"
+        )
+    return _line(LineKind.ADJUSTMENT, description, period, 1, Decimal(extra))
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol
 
+from tollgate.dal.counter_item import route_code
 from tollgate.domain.models import RouteUsage, Usage
 from tollgate.domain.periods import parse_period
 from tollgate.errors import InvalidInputError
@@ -23,7 +25,7 @@ from tollgate.ledger.queries import DailyRouteUsage, LedgerQueries, LedgerReques
 CSV_FORMAT = "csv"
 CSV_MEDIA_TYPE = "text/csv"
 ALL_ROUTES = "*"  # the route of a day's row read from the counters: every route together
-DAILY_COLUMNS = ("date", "route", "requests", "credits")
+DAILY_COLUMNS = ("date", "route", "requests", "credits", "refunded")
 REQUEST_COLUMNS = (
     "requestId",
     "requestTime",
@@ -34,7 +36,19 @@ REQUEST_COLUMNS = (
     "credits",
     "metered",
     "denyReason",
+    "refunded",
 )
+
+
+class Refunded(Protocol):
+    """A refund of a failed request as listed (``tollgate.dal.refunds.StoredRefund``)."""
+
+    @property
+    def day(self) -> int: ...
+    @property
+    def route_code(self) -> str: ...
+    @property
+    def credits(self) -> int: ...
 
 
 class UsageCounters(Protocol):
@@ -72,13 +86,32 @@ def counter_days(period: str, days: Mapping[int, RouteUsage]) -> list[DailyRoute
 
 
 def daily_usage(
-    ledger: LedgerQueries | None, counters: UsageCounters, customer_id: str, period: str, shards: int = 1
+    ledger: LedgerQueries | None,
+    counters: UsageCounters,
+    customer_id: str,
+    period: str,
+    shards: int = 1,
+    refunds: Iterable[Refunded] = (),
 ) -> list[DailyRouteUsage]:
     """The customer's usage of ``period`` per day and route from ``ledger``, or per day from the counters
-    (``shards`` of them) when there is no ledger; sorted by day, then route."""
+    (``shards`` of them) when there is no ledger; sorted by day, then route. ``refunds``: the period's refunds
+    of failed requests (``RefundLedger.list``), shown as ``refunded`` and not in ``credits`` (the counters'
+    tallies have them taken off already; the ledger's requests are as they were made)."""
+    by_day: dict[str, int] = {}
+    by_route: dict[tuple[str, str], int] = {}
+    for refund in refunds:
+        day = f"{period}-{refund.day:02d}"
+        by_day[day] = by_day.get(day, 0) + refund.credits
+        by_route[(day, refund.route_code)] = by_route.get((day, refund.route_code), 0) + refund.credits
     if ledger is None:
-        return counter_days(period, counters.read_usage(customer_id, period, shards).days)
-    return sorted(ledger.daily_route_usage(period, customer_id), key=lambda row: (row.day, row.route))
+        rows = counter_days(period, counters.read_usage(customer_id, period, shards).days)
+        return [replace(row, refunded=by_day.get(row.day, 0)) for row in rows]
+    rows = sorted(ledger.daily_route_usage(period, customer_id), key=lambda row: (row.day, row.route))
+    found = []
+    for row in rows:
+        refunded = by_route.get((row.day, route_code(row.route)), 0)
+        found.append(replace(row, credits=row.credits - refunded, refunded=refunded))
+    return found
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -91,12 +124,15 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def daily_usage_csv(rows: Iterable[DailyRouteUsage]) -> str:
-    """``date,route,requests,credits``, one line per day and route."""
-    return _csv(DAILY_COLUMNS, ((row.day, row.route, row.requests, row.credits) for row in rows))
+    """``date,route,requests,credits,refunded``, one line per day and route."""
+    return _csv(
+        DAILY_COLUMNS, ((row.day, row.route, row.requests, row.credits, row.refunded) for row in rows)
+    )
 
 
-def requests_csv(requests: Iterable[LedgerRequest]) -> str:
-    """One line per request, oldest first: the ledger record's fields as it holds them."""
+def requests_csv(requests: Iterable[LedgerRequest], refunded: Container[str] = ()) -> str:
+    """One line per request, oldest first: the ledger record's fields as it holds them, and whether the
+    request was refunded (its id in ``refunded``: a failed request on a plan that bills what succeeded)."""
     return _csv(
         REQUEST_COLUMNS,
         (
@@ -110,6 +146,7 @@ def requests_csv(requests: Iterable[LedgerRequest]) -> str:
                 r.credits,
                 r.metered,
                 r.deny_reason,
+                "true" if r.request_id in refunded else "false",
             )
             for r in requests
         ),

@@ -46,12 +46,17 @@ RECORD_FIELDS = (
     "credits",
     "metered",
     "denyReason",
+    "segment",
+    "routeCode",
+    "shard",
 )
 PARTITIONS = ("period", "day")
 
 # Per customer of one period: distinct requests, the metered ones (counted: metered = 'true', not refused)
 # and their credits, the ones served unmetered, the refused ones, the refusals whose counter write may have
-# landed (metering_unavailable) and their credits, and requests whose copies disagree.
+# landed (metering_unavailable) and their credits, requests whose copies disagree, and the credits of metered
+# requests that failed (status 400 or more: the most a refund can take back; statuses are 3 digits, so the
+# text compares as the number does).
 # Parameters: the period, then the customer id twice ('' for every customer).
 CUSTOMER_TOTALS_SQL = """\
 WITH requests AS (
@@ -61,6 +66,7 @@ WITH requests AS (
         MIN(metered) AS metered,
         MIN(denyReason) AS deny_reason,
         MIN(credits) AS credits,
+        MIN(status) AS status,
         CASE
             WHEN MIN(customerId) = MAX(customerId)
                 AND MIN(metered) = MAX(metered)
@@ -90,7 +96,13 @@ SELECT
             ELSE 0
         END
     ) AS uncertain_credits,
-    SUM(conflicting) AS conflicting_requests
+    SUM(conflicting) AS conflicting_requests,
+    SUM(
+        CASE
+            WHEN metered = 'true' AND deny_reason = '-' AND status >= '400' THEN CAST(credits AS BIGINT)
+            ELSE 0
+        END
+    ) AS failed_credits
 FROM requests
 GROUP BY customer_id
 ORDER BY customer_id
@@ -106,6 +118,7 @@ CUSTOMER_TOTALS_COLUMNS = (
     "uncertain_requests",
     "uncertain_credits",
     "conflicting_requests",
+    "failed_credits",
 )
 
 
@@ -185,6 +198,7 @@ class CustomerLedger:
     uncertain_requests: int = 0  # refused as metering_unavailable: the counter write may have landed
     uncertain_credits: int = 0
     conflicting_requests: int = 0  # copies of one requestId that disagree
+    failed_credits: int = 0  # of metered requests that failed (status >= 400): what refunds may take back
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CustomerLedger:
@@ -208,7 +222,8 @@ class DailyRouteUsage:
     day: str
     route: str
     requests: int
-    credits: int
+    credits: int  # billed: less what refunds of failed requests took back (``refunded``)
+    refunded: int = 0
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from boto3.dynamodb.conditions import Key
 
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.closes import close_from_item, list_threshold_invoices
+from tollgate.dal.refunds import RefundLedger
 from tollgate.dal.store import TollgateStore
 from tollgate.domain.closes import PeriodClose
-from tollgate.domain.models import Customer
+from tollgate.domain.models import Customer, RouteUsage
 from tollgate.errors import NotFoundError
 from tollgate.ledger.queries import LedgerQueries
 from tollgate.ledger.report import (
@@ -27,6 +28,7 @@ from tollgate.ledger.report import (
     LATE_USAGE_LOOKBACK,
     CustomerFacts,
     Reconciliation,
+    is_prepaid,
     reconcile,
 )
 
@@ -54,10 +56,17 @@ def customer_facts(store: TollgateStore, customer: Customer, period: str) -> Cus
     close = records[0] if records and records[0].period == period else None
     later = tuple(record for record in records if record.period > period)
     thresholds = () if close is not None else tuple(list_threshold_invoices(store.table, customer.id, period))
+    refunded = usage.refunded
+    if close is not None and is_prepaid(close) and usage.requests == 0:
+        # the wallet may have dropped the period's counters (refunded included): the markers still say
+        markers = RefundLedger(store).list(customer.id, period)
+        refunded = RouteUsage(credits=sum(marker.credits for marker in markers), requests=len(markers))
     return CustomerFacts(
         customer_id=customer.id,
         counter_credits=usage.credits,
         counter_requests=usage.requests,
+        refunded_credits=refunded.credits,
+        refunded_requests=refunded.requests,
         close=close,
         later_closes=later,
         threshold_invoices=thresholds,

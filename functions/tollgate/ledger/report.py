@@ -26,14 +26,19 @@ The rules, in order (``Reason``; each difference is explained by one of them, or
    Anything else is flagged: counters above the ledger afterwards (``counters_without_ledger``: a ledger
    record lost, or a request counted that API Gateway never logged), and the ledger above the counters at any
    time (``ledger_without_counters``: a counter write lost; the counter is written before the request is
-   served, so the ledger can never be ahead legitimately).
+   served, so the ledger can never be ahead legitimately). Refunds of failed requests
+   (``tollgate.domain.refunds``) take credits off the counters, not requests: the counters plus what was
+   refunded are compared with the ledger, and the refunds are shown as ``refunded``, explained up to the
+   credits of the ledger's failed requests (status 400 or more) and flagged beyond
+   (``refunded_without_failure``).
 2. counters vs invoiced. No close record: explained as ``period_open`` before the period's end and
    ``not_closed`` after it (the close watchdog alarms on a close that does not finish); credits invoiced early
    by threshold invoices are shown. With a record: counters above invoiced are late usage, explained
    (``late_usage_pending``) while a close that will bill it is still to come (fewer than
    ``LATE_USAGE_LOOKBACK`` later close records: each close re-reads that many earlier ones), flagged
-   (``late_usage_unbilled``) once no close can reach the period any more; invoiced above counters is flagged
-   (``invoiced_more_than_counted``).
+   (``late_usage_unbilled``) once no close can reach the period any more; invoiced above counters is
+   explained by refunds made after the close, up to the credits refunded, while a close that will credit them
+   is still to come (``refund_pending``), and flagged otherwise (``invoiced_more_than_counted``).
 3. A prepaid customer's wallet drops a period's counters once a close ``LATE_USAGE_LOOKBACK + 1`` periods
    later ran (a note; counters shown as unavailable): then the ledger is compared with invoiced directly, and
    any difference is flagged (``ledger_not_invoiced``).
@@ -68,6 +73,8 @@ class Reason(StrEnum):
     PERIOD_OPEN = "period_open"
     NOT_CLOSED = "not_closed"
     LATE_USAGE_PENDING = "late_usage_pending"
+    REFUNDED = "refunded"
+    REFUND_PENDING = "refund_pending"
     # flagged
     COUNTERS_WITHOUT_LEDGER = "counters_without_ledger"
     LEDGER_WITHOUT_COUNTERS = "ledger_without_counters"
@@ -76,6 +83,7 @@ class Reason(StrEnum):
     LEDGER_NOT_INVOICED = "ledger_not_invoiced"
     UNKNOWN_CUSTOMER = "unknown_customer"
     CONFLICTING_RECORDS = "conflicting_records"
+    REFUNDED_WITHOUT_FAILURE = "refunded_without_failure"
 
 
 EXPLAINED = frozenset(
@@ -85,6 +93,8 @@ EXPLAINED = frozenset(
         Reason.PERIOD_OPEN,
         Reason.NOT_CLOSED,
         Reason.LATE_USAGE_PENDING,
+        Reason.REFUNDED,
+        Reason.REFUND_PENDING,
     }
 )
 
@@ -130,6 +140,8 @@ class CustomerFacts:
     known: bool = True  # a customer in the table (False: only the ledger names it)
     counter_credits: int = 0
     counter_requests: int = 0
+    refunded_credits: int = 0  # failed requests' credits refunded (tollgate.domain.refunds): off the counters
+    refunded_requests: int = 0
     ledger: CustomerLedger | None = None  # None: no record in the ledger
     close: PeriodClose | None = None  # the period's close record
     later_closes: tuple[PeriodClose, ...] = ()  # close records of later periods, oldest first
@@ -146,6 +158,7 @@ class Row:
     unmetered_requests: int
     refused_requests: int
     invoiced: int | None  # None: the period has no close record
+    refunded: int  # credits of failed requests refunded (off the counters; the ledger keeps the requests)
     invoiced_early: int | None  # credits the period's threshold invoices billed, when not closed yet
     late_billed: Mapping[str, int]  # later period -> late credits of this period its close billed
     prepaid: bool
@@ -180,6 +193,7 @@ class Row:
             "ledger": self.ledger,
             "ledgerRequests": self.ledger_requests,
             "invoiced": self.invoiced,
+            "refunded": self.refunded,
             "invoicedEarly": self.invoiced_early,
             "lateBilled": dict(self.late_billed),
             "prepaid": self.prepaid,
@@ -219,6 +233,7 @@ class Reconciliation:
             "counters": sum(row.counters or 0 for row in self.rows),
             "ledger": sum(row.ledger for row in self.rows),
             "invoiced": sum(row.invoiced or 0 for row in self.rows),
+            "refunded": sum(row.refunded for row in self.rows),
             "unexplained": self.unexplained,
         }
 
@@ -261,16 +276,36 @@ def invoiced_credits(period: str, record: PeriodClose, later: Iterable[PeriodClo
     return drawn + sum(found.adjusted_periods.get(period, 0) for found in later)
 
 
+def _refunds(facts: CustomerFacts, ledger: CustomerLedger) -> list[Difference]:
+    """The counters hold less than the ledger by what refunds took off them: explained up to the credits of
+    the ledger's failed requests, flagged beyond (a refund with no failed request behind it)."""
+    if not facts.refunded_credits:
+        return []
+    between = Between.COUNTERS_LEDGER
+    backed = min(facts.refunded_credits, ledger.failed_credits)
+    found: list[Difference] = []
+    if backed:
+        detail = f"{facts.refunded_requests:,} failed request(s) refunded (the plan bills what succeeded)"
+        found.append(Difference(between, Reason.REFUNDED, -backed, 0, detail))
+    if facts.refunded_credits > backed:
+        detail = "refunded credits the ledger's failed requests do not account for"
+        found.append(
+            Difference(between, Reason.REFUNDED_WITHOUT_FAILURE, backed - facts.refunded_credits, 0, detail)
+        )
+    return found
+
+
 def _counters_vs_ledger(facts: CustomerFacts, ledger: CustomerLedger, in_flight: bool) -> list[Difference]:
-    credits = facts.counter_credits - ledger.metered_credits
+    found = _refunds(facts, ledger)
+    # what the counters held before the refunds (a refund takes credits off; the requests stay counted)
+    credits = facts.counter_credits + facts.refunded_credits - ledger.metered_credits
     requests = facts.counter_requests - ledger.metered_requests
     if credits == 0 and requests == 0:
-        return []
+        return found
     between = Between.COUNTERS_LEDGER
     if credits < 0 or requests < 0:
         detail = "the ledger records counted requests the counters do not have (a counter write lost?)"
-        return [Difference(between, Reason.LEDGER_WITHOUT_COUNTERS, credits, requests, detail)]
-    found: list[Difference] = []
+        return [*found, Difference(between, Reason.LEDGER_WITHOUT_COUNTERS, credits, requests, detail)]
     unknown_credits = min(credits, ledger.uncertain_credits)
     unknown_requests = min(requests, ledger.uncertain_requests)
     if unknown_credits or unknown_requests:
@@ -309,10 +344,16 @@ def _counters_vs_invoiced(
     credits = facts.counter_credits - invoiced
     if credits == 0:
         return []
+    later = len(facts.later_closes)
     if credits < 0:
+        if -credits <= facts.refunded_credits and later < LATE_USAGE_LOOKBACK:
+            detail = (
+                f"failed requests refunded after the close: the close of {periods_after(period, later + 1)} "
+                "credits them"
+            )
+            return [Difference(between, Reason.REFUND_PENDING, credits, 0, detail)]
         detail = "the close records billed more credits than were counted"
         return [Difference(between, Reason.INVOICED_MORE_THAN_COUNTED, credits, 0, detail)]
-    later = len(facts.later_closes)
     if later < LATE_USAGE_LOOKBACK:
         detail = (
             f"late usage counted after the close: the close of {periods_after(period, later + 1)} bills it"
@@ -344,7 +385,7 @@ def reconcile_customer(
     late_billed = {
         found.period: found.adjusted_periods[period]
         for found in later
-        if found.adjusted_periods.get(period, 0) > 0
+        if found.adjusted_periods.get(period, 0) != 0  # negative: refunds credited on that invoice
     }
     differences: list[Difference] = []
     notes: list[str] = []
@@ -377,14 +418,15 @@ def reconcile_customer(
         counters = counter_requests = None
         notes.append("counters dropped from the prepaid wallet (older than the late-usage lookback)")
         assert invoiced is not None  # forgotten implies a close record
-        if ledger.metered_credits != invoiced:
+        differences += _refunds(facts, ledger)  # refunds as their markers say (the wallet's counters went)
+        if ledger.metered_credits - facts.refunded_credits != invoiced:
             differences.append(
                 Difference(
                     Between.LEDGER_INVOICED,
                     Reason.LEDGER_NOT_INVOICED,
-                    ledger.metered_credits - invoiced,
+                    ledger.metered_credits - facts.refunded_credits - invoiced,
                     0,
-                    "the ledger and the close records disagree",
+                    "the ledger (less refunds) and the close records disagree",
                 )
             )
     else:
@@ -403,8 +445,8 @@ def reconcile_customer(
         )
     if late_billed:
         notes.append(
-            "late usage billed later: "
-            + ", ".join(f"{credits:,} on {found}'s invoice" for found, credits in late_billed.items())
+            "late usage billed (or refunds credited) later: "
+            + ", ".join(f"{credits:+,} on {found}'s invoice" for found, credits in late_billed.items())
         )
     if record is not None and record.status not in ("finalized", "no_charge"):
         notes.append(f"the close is not finished ({record.status})")
@@ -419,6 +461,7 @@ def reconcile_customer(
         unmetered_requests=ledger.unmetered_requests,
         refused_requests=ledger.refused_requests,
         invoiced=invoiced,
+        refunded=facts.refunded_credits,
         invoiced_early=_invoiced_early(facts) if record is None else None,
         late_billed=late_billed,
         prepaid=prepaid,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
+from tollgate.dal.counter_item import route_code
 from tollgate.domain.keyformat import hash_key, is_well_formed
 from tollgate.domain.periods import period_and_day_of_epoch_ms
 from tollgate.errors import CreditLimitReachedError, InsufficientCreditsError, MeteringUnavailableError
@@ -36,7 +37,7 @@ class UsageCounter(Protocol):
         route: str,
         credits: int,
         limit: int | None,
-        segment: int = 1,
+        segment: int,
         *,
         day: int,
     ) -> int | None:
@@ -51,8 +52,8 @@ class UsageCounter(Protocol):
         period: str,
         route: str,
         credits: int,
-        segment: int = 1,
-        limit: int | None = None,
+        segment: int,
+        limit: int | None,
         *,
         day: int,
     ) -> int | None:
@@ -109,7 +110,13 @@ def authorize(
         "period": period,
         "credits": cost,
         "metered": True,
+        # where the credits were counted, for a refund to take them back from the same tallies
+        # (tollgate.refunds): the plan segment, the route's tally code and, on a counter, its shard
+        "segment": grant.segment,
+        "routeCode": route_code(request.route),
     }
+    if not grant.prepaid:
+        context["shard"] = shard
     used = left = None
     try:
         if grant.prepaid:

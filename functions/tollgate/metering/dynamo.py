@@ -37,8 +37,15 @@ from tollgate.metering.settings import DEFAULT_KEY_CACHE_MAX_ENTRIES, DEFAULT_NE
 # 5 minutes of its clock: tollgate.metering.events), so the segment before it is no longer read.
 SWITCH_MEMORY_MS = 15 * 60 * 1000
 MAX_NAMED_ROUTES = 10_000  # routes an instance remembers having registered (an API has far fewer)
+# Errors that mean the write was not applied: throttles, and a transaction in progress on the item (a top-up,
+# a refund, an expiry on the wallet or the counter): tried once more.
 NOT_APPLIED_CODES = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",
+    }
 )
 
 

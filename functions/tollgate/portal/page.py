@@ -180,6 +180,15 @@ def _cards(report: UsageReport) -> str:
             "Estimated bill", report.estimated_charge.formatted, "so far, before discounts and tax", "bill"
         ),
     ]
+    if report.refunded_requests:
+        cards.append(
+            _card(
+                "Refunded",
+                f"{report.refunded_credits:,} credits",
+                f"of {report.refunded_requests:,} failed requests, not billed",
+                "refunded",
+            )
+        )
     if report.included_credits:
         cards.append(
             _card(

@@ -22,6 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.types import (
     OpenAPIResponseContentSchema,
 )
 
+from tollgate.dal.refunds import RefundLedger
 from tollgate.domain.periods import period_of
 from tollgate.errors import InvalidInputError, NotFoundError, http_status
 from tollgate.ledger.export import (
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from tollgate.usage_api.handler import Deps
 
 _CSV: dict[str, OpenAPIResponseContentSchema | OpenAPIResponseContentModel] = {
-    CSV_MEDIA_TYPE: {"schema": {"type": "string", "example": "date,route,requests,credits\r\n"}}
+    CSV_MEDIA_TYPE: {"schema": {"type": "string", "example": "date,route,requests,credits,refunded\r\n"}}
 }
 # the usage API's error body (tollgate.usage_api.handler.ErrorBody, a component of the same document)
 _ERROR: dict[str, OpenAPIResponseContentSchema | OpenAPIResponseContentModel] = {
@@ -53,7 +54,8 @@ def export_answer(deps: Deps, customer_id: str, period: str | None, export_forma
     try:
         checked_export(period, export_format)
         customer = deps.store.get_customer(customer_id)
-        rows = daily_usage(deps.ledger, deps.store, customer.id, period, customer.counter_shards)
+        refunds = RefundLedger(deps.store).list(customer.id, period)
+        rows = daily_usage(deps.ledger, deps.store, customer.id, period, customer.counter_shards, refunds)
     except (InvalidInputError, NotFoundError) as error:
         raise ServiceError(http_status(error), str(error)) from error
     except LedgerQueryError as error:  # the ledger is there but could not be read: the provider's to fix

@@ -163,6 +163,12 @@ class UsageReport(_Model):
     plan_version: int
     credits_used: int
     requests: int
+    refunded_credits: int = Field(
+        default=0,
+        description="credits of failed requests refunded this period (a plan that bills only what "
+        "succeeded): not in credits_used; the requests stay in requests",
+    )
+    refunded_requests: int = Field(default=0, description="the failed requests refunded this period")
     included_credits: int
     included_remaining: int
     credit_limit: int | None = Field(description="the plan's hard cap per period; null: no cap")
@@ -261,6 +267,8 @@ def build_usage_report(
         plan_version=plan.version,
         credits_used=usage.credits,
         requests=usage.requests,
+        refunded_credits=usage.refunded.credits,
+        refunded_requests=usage.refunded.requests,
         included_credits=statement.included_credits,
         included_remaining=max(0, statement.included_credits - usage.credits),
         credit_limit=plan.credit_limit,

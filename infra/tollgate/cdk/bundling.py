@@ -42,11 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from tollgate.cdk.constants import (
+    HANDLER_ALERT_WEBHOOKS,
+    HANDLER_ALERTS,
     HANDLER_AUTHORIZER,
     HANDLER_CLOSE_STARTER,
     HANDLER_CLOSE_WATCHDOG,
     HANDLER_CLOSE_WORKER,
+    HANDLER_CREDIT_EXPIRY,
     HANDLER_DUNNING_SWEEPER,
+    HANDLER_LEDGER_RECONCILER,
+    HANDLER_REFUNDS,
     HANDLER_USAGE_API,
     HANDLER_WEBHOOK,
     LAMBDA_CACHE_ENV_VAR,
@@ -78,7 +83,7 @@ __all__ = [
     "unzipped_size",
 ]
 
-# The functions the Tollgate stack deploys: short name -> handler.
+# The functions the Tollgate stack deploys (with a ledger: Tollgate(ledger=True)): short name -> handler.
 DEPLOYED_HANDLERS: Mapping[str, str] = {
     "authorizer": HANDLER_AUTHORIZER,
     "close-starter": HANDLER_CLOSE_STARTER,
@@ -87,6 +92,11 @@ DEPLOYED_HANDLERS: Mapping[str, str] = {
     "dunning-sweeper": HANDLER_DUNNING_SWEEPER,
     "usage-api": HANDLER_USAGE_API,
     "close-watchdog": HANDLER_CLOSE_WATCHDOG,
+    "alerts": HANDLER_ALERTS,
+    "alert-webhooks": HANDLER_ALERT_WEBHOOKS,
+    "credit-expiry": HANDLER_CREDIT_EXPIRY,
+    "ledger-reconciler": HANDLER_LEDGER_RECONCILER,
+    "refunds": HANDLER_REFUNDS,
 }
 RECIPE_FORMAT = 1
 RECIPE_FILE = "recipe.json"
@@ -508,9 +518,9 @@ def _resolve(function: str) -> str:
 
 
 def _print_sizes(rows: Sequence[tuple[str, str, int, int, int]]) -> None:
-    print(f"{'function':<16} {'handler module':<36} {'dists':>5} {'files':>6} {'unzipped':>10}")
+    print(f"{'function':<18} {'handler module':<36} {'dists':>5} {'files':>6} {'unzipped':>10}")
     for name, module, dists, files, size in rows:
-        print(f"{name:<16} {module:<36} {dists:>5} {files:>6} {size / 1e6:>7.2f} MB")
+        print(f"{name:<18} {module:<36} {dists:>5} {files:>6} {size / 1e6:>7.2f} MB")
 
 
 def _sizes(functions: Sequence[str]) -> int:

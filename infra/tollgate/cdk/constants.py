@@ -24,6 +24,7 @@ from tollgate.expiry import observability as _expiry_observability
 from tollgate.metering import decisions as _metering_decisions
 from tollgate.metering import observability as _metering_observability
 from tollgate.metering import settings as _metering_settings
+from tollgate.refunds import observability as _refunds_observability
 from tollgate.usage_api import observability as _usage_observability
 from tollgate.usage_api import settings as _usage_settings
 
@@ -69,6 +70,7 @@ HANDLER_ALERT_WEBHOOKS = "tollgate.alerts.webhooks.handler"
 HANDLER_CLOSE_WATCHDOG = "tollgate.billing.close.watchdog.handler"
 HANDLER_CREDIT_EXPIRY = "tollgate.expiry.handler.handler"
 HANDLER_LEDGER_RECONCILER = "tollgate.billing.close.reconciler.handler"
+HANDLER_REFUNDS = "tollgate.refunds.handler.handler"
 
 # --- environment variables read by the handlers (names and defaults: each function's settings module) ----
 ENV_TABLE_NAME = _settings.TABLE_NAME
@@ -107,6 +109,12 @@ FLAGGED_CUSTOMERS_METRIC = _close_observability.FLAGGED_CUSTOMERS
 RECONCILIATION_FAILURES_METRIC = _close_observability.RECONCILIATION_FAILURES
 # One per line Firehose writes to the ledger's delivery error log (a metric filter, tollgate.cdk.monitoring).
 LEDGER_DELIVERY_ERRORS_METRIC = "LedgerDeliveryErrors"
+# The refund function's, once per ledger object (tollgate.refunds.observability).
+REFUNDED_REQUESTS_METRIC = _refunds_observability.REFUNDED_REQUESTS
+REFUNDED_CREDITS_METRIC = _refunds_observability.REFUNDED_CREDITS
+DUPLICATE_REFUNDS_METRIC = _refunds_observability.DUPLICATE_REFUNDS
+REFUNDS_SKIPPED_METRIC = _refunds_observability.REFUNDS_SKIPPED
+MALFORMED_LEDGER_RECORDS_METRIC = _refunds_observability.MALFORMED_RECORDS
 METERING_FAILURES_METRIC = _metering_observability.METERING_FAILURES
 UNMETERED_REQUESTS_METRIC = _metering_observability.UNMETERED_REQUESTS
 # One metric per refusal reason: Denied_missing_api_key, Denied_credit_limit_reached, ...
@@ -120,6 +128,7 @@ SERVICE_WEBHOOKS = _webhook_observability.SERVICE
 SERVICE_USAGE_API = _usage_observability.SERVICE
 SERVICE_ALERTS = _alerts_observability.SERVICE
 SERVICE_CREDIT_EXPIRY = _expiry_observability.SERVICE
+SERVICE_REFUNDS = _refunds_observability.SERVICE
 
 # --- deploy-time defaults (Tollgate(...) keyword arguments) ------------------------------------------------
 DEFAULT_CLOSE_GRACE_HOURS = 6  # late requests of the month just ended land before the close starts
@@ -167,6 +176,10 @@ ID_LEDGER_RECONCILER = "LedgerReconciler"
 ID_LEDGER_RECONCILER_FUNCTION = "Function"
 ID_LEDGER_RECONCILER_FAILURES = "LedgerReconcilerFailureQueue"
 ID_LEDGER_DELIVERY_ERRORS_FILTER = "LedgerDeliveryErrorsFilter"
+ID_LEDGER_REFUNDS = "LedgerRefunds"
+ID_REFUND_FUNCTION = "RefundFunction"
+ID_REFUND_QUEUE = "RefundQueue"
+ID_REFUND_DLQ = "RefundDeadLetterQueue"
 
 # Alarm construct ids (also their logical-id prefixes) and what each watches.
 ALARM_AUTHORIZER_ERRORS = "AuthorizerErrorsAlarm"
@@ -223,19 +236,27 @@ ALARM_IDS: tuple[str, ...] = (
     ALARM_CREDIT_EXPIRY_ERRORS,
 )
 
-# Alarms made only with a ledger (Tollgate(ledger=True)): its delivery, and the reconciliation of each close.
+# Alarms made only with a ledger (Tollgate(ledger=True)): its delivery, the reconciliation of each close, and
+# the refunds of failed requests.
 ALARM_LEDGER_DELIVERY_ERRORS = "LedgerDeliveryErrorsAlarm"
 ALARM_LEDGER_DELIVERY_PREFIX = "LedgerDelivery"  # + the stream's construct id + "Alarm": one per stream
 ALARM_UNEXPLAINED_CREDITS = "UnexplainedCreditsAlarm"
 ALARM_RECONCILIATION_FAILURES = "ReconciliationFailuresAlarm"
 ALARM_LEDGER_RECONCILER_ERRORS = "LedgerReconcilerErrorsAlarm"
 ALARM_LEDGER_RECONCILER_FAILURES = "LedgerReconcilerFailureQueueAlarm"
+# the refunds of failed requests (LedgerRefunds): its function, its dead-letter queue, what it could not do
+ALARM_REFUND_ERRORS = "RefundErrorsAlarm"
+ALARM_REFUND_DLQ_DEPTH = "RefundDeadLetterQueueAlarm"
+ALARM_REFUNDS_SKIPPED = "RefundsSkippedAlarm"
 LEDGER_ALARM_IDS: tuple[str, ...] = (
     ALARM_LEDGER_DELIVERY_ERRORS,
     ALARM_UNEXPLAINED_CREDITS,
     ALARM_RECONCILIATION_FAILURES,
     ALARM_LEDGER_RECONCILER_ERRORS,
     ALARM_LEDGER_RECONCILER_FAILURES,
+    ALARM_REFUND_ERRORS,
+    ALARM_REFUND_DLQ_DEPTH,
+    ALARM_REFUNDS_SKIPPED,
 )
 
 

@@ -9,6 +9,13 @@ from constructs import Construct
 from tollgate.cdk.constants import GSI1_NAME, GSI1_PK, GSI1_SK, ID_TABLE, TABLE_PK, TABLE_SK, TTL_ATTRIBUTE
 
 
+def only_partitions(*prefixes: str) -> dict[str, dict[str, list[str]]]:
+    """An IAM condition: the request touches only partitions whose key starts with one of ``prefixes``
+    (``dynamodb:LeadingKeys``; a ``TransactWriteItems`` is authorized action by action, each on its own
+    key)."""
+    return {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{prefix}*" for prefix in prefixes]}}
+
+
 class TollgateData(Construct):
     """The table. It holds the billing record, so it is retained, protected and continuously backed up.
 

@@ -31,7 +31,7 @@ from tollgate.cdk.constants import (
     SCHEDULED_RESERVED_CONCURRENCY,
     SERVICE_CREDIT_EXPIRY,
 )
-from tollgate.cdk.data import TollgateData
+from tollgate.cdk.data import TollgateData, only_partitions
 from tollgate.cdk.functions import TollgateFunction
 from tollgate.dal import tablekeys
 
@@ -39,10 +39,6 @@ CREDIT_EXPIRY_SCHEDULE = "cron(0 * * * ? *)"  # every hour, on the hour (UTC)
 CREDIT_EXPIRY_TIMEOUT_MINUTES = 5  # the sweep stops taking customers 10 s before it, the next run goes on
 WALLET_PK_PREFIX = tablekeys.WALLET_PK_PREFIX
 CUSTOMER_PK_PREFIX = tablekeys.CUSTOMER_PK_PREFIX  # the customers' top-ups
-
-
-def _only_partitions(*prefixes: str) -> dict[str, dict[str, list[str]]]:
-    return {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{prefix}*" for prefix in prefixes]}}
 
 
 class CreditExpiry(Construct):
@@ -77,19 +73,19 @@ class CreditExpiry(Construct):
                     sid="ReadWallets",
                     actions=["dynamodb:GetItem"],
                     resources=[table.table_arn],
-                    conditions=_only_partitions(WALLET_PK_PREFIX),
+                    conditions=only_partitions(WALLET_PK_PREFIX),
                 ),
                 iam.PolicyStatement(
                     sid="ReadLots",  # a customer's top-ups (sk begins_with TOPUP#)
                     actions=["dynamodb:Query"],
                     resources=[table.table_arn],
-                    conditions=_only_partitions(CUSTOMER_PK_PREFIX),
+                    conditions=only_partitions(CUSTOMER_PK_PREFIX),
                 ),
                 iam.PolicyStatement(
                     sid="SettleLots",  # one TransactWriteItems: the wallet and the lot's record
                     actions=["dynamodb:UpdateItem"],
                     resources=[table.table_arn],
-                    conditions=_only_partitions(WALLET_PK_PREFIX, CUSTOMER_PK_PREFIX),
+                    conditions=only_partitions(WALLET_PK_PREFIX, CUSTOMER_PK_PREFIX),
                 ),
             ],
         )

@@ -14,6 +14,8 @@ start with ``amazon-apigateway-`` for API Gateway to deliver to it. The record i
 - Glue: a database and a table over ``ledger/`` (OpenX JSON SerDe, every column a string as in the record)
   with partition projection on ``period`` and ``day``: no crawler, no ``MSCK REPAIR``.
 - Athena: a workgroup whose configuration is enforced (results encrypted in the bucket's results prefix).
+- S3 event notifications (:meth:`notify_deliveries`): a queue told of every object delivered under
+  ``ledger/`` (the refunds of failed requests, ``tollgate.cdk.refunds``).
 
 HTTP APIs can log only to CloudWatch Logs: :meth:`http_stream` makes a second stream (CloudWatch Logs
 subscriptions arrive gzip-compressed in their own envelope, which a stream fed raw by a REST stage cannot
@@ -34,6 +36,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from tollgate.cdk.nag import acknowledge
@@ -80,6 +83,10 @@ LEDGER_GLUE_ACTIONS = ("glue:GetDatabase", "glue:GetTable")
 LEDGER_BUCKET_ACTIONS = ("s3:GetBucketLocation", "s3:ListBucket")
 LEDGER_READ_ACTIONS = ("s3:GetObject",)
 LEDGER_RESULTS_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+# S3 event notifications of delivered ledger objects (UsageLedger.notify_deliveries): every kind of creation
+# (Firehose writes with PutObject, or a multipart upload for a large object).
+OBJECT_CREATED_EVENT = "s3:ObjectCreated:*"
+NOTIFY_ACTIONS = ("sqs:SendMessage",)
 DEFAULT_TRANSITIONS = (
     # Athena reads both classes directly (not Glacier Flexible Retrieval or Deep Archive).
     s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=cdk.Duration.days(30)),
@@ -198,6 +205,7 @@ class UsageLedger(Construct):
         self.stream = self._delivery_stream("Stream", self.stream_name, cloudwatch_logs_source=False)
         self._http_stream: firehose.CfnDeliveryStream | None = None
         self._http_subscription_role: iam.Role | None = None
+        self.delivery_queue: sqs.IQueue | None = None  # told of every ledger object (notify_deliveries)
 
         self.database_name = (
             "tollgate_ledger_" + cdk.Names.unique_id(self).lower()[-12:]
@@ -337,6 +345,48 @@ class UsageLedger(Construct):
                 "Firehose and Athena name each object themselves (partitions, times, query ids), so object "
                 "ARNs can only be granted by prefix; the grant is limited to the ledger's own prefixes.",
             )
+
+    def notify_deliveries(self, queue: sqs.IQueue) -> None:
+        """Have S3 tell ``queue`` of every object created under ``ledger/`` (what Firehose delivers; never
+        ``ledger-errors/`` nor ``athena-results/``), as S3 event notifications.
+
+        The notification is the bucket's own ``NotificationConfiguration``, not CDK's
+        ``add_event_notification``: that one is a custom resource with a Lambda function of its own that may
+        ``s3:PutBucketNotification`` on every bucket. S3 checks that it may send to the queue when the
+        configuration is set, so the bucket waits for the queue's policy; and since that policy is made
+        before the bucket, it names the account (``aws:SourceAccount``), not the bucket's ARN (which would be
+        a dependency cycle). A bucket holds one notification configuration: one queue per ledger.
+        """
+        if self.delivery_queue is not None:
+            raise ValueError("the ledger already notifies a queue of its deliveries")
+        stack = cdk.Stack.of(self)
+        granted = queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LedgerDeliveries",
+                principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+                actions=list(NOTIFY_ACTIONS),
+                resources=[queue.queue_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        if granted.policy_dependable is None:
+            raise ValueError("the ledger's deliveries need a queue whose resource policy this app manages")
+        bucket = cast(s3.CfnBucket, self.bucket.node.default_child)
+        bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            queue_configurations=[
+                s3.CfnBucket.QueueConfigurationProperty(
+                    event=OBJECT_CREATED_EVENT,
+                    queue=queue.queue_arn,
+                    filter=s3.CfnBucket.NotificationFilterProperty(
+                        s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                            rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value=LEDGER_PREFIX)]
+                        )
+                    ),
+                )
+            ]
+        )
+        bucket.node.add_dependency(granted.policy_dependable)
+        self.delivery_queue = queue
 
     def on_stream(self, observer: Callable[[firehose.CfnDeliveryStream], None]) -> None:
         """Call ``observer`` with every stream of the ledger: those made already, and each one made later (the

@@ -415,9 +415,9 @@ class MeteredApi(Construct):
         Tollgate's usage function (``Tollgate.usage_function``); returns ``GET /usage``'s route.
 
         Metered like any route: give them a cost of 0 credits in your plans (``"GET /usage": 0``,
-        ``"GET /usage/export": 0``, ``"ANY /usage/budget": 0``, ``"ANY /usage/alerts": 0``, ``"ANY
-        /usage/alerts/webhook": 0``), so a customer at their cap or budget can still see and raise it, export
-        it, and set up their alerts.
+        ``"GET /usage/export": 0``, ``"GET /usage/page": 0``, ``"ANY /usage/budget": 0``, ``"ANY
+        /usage/alerts": 0``, ``"ANY /usage/alerts/webhook": 0``), so a customer at their cap or budget can
+        still see and raise it, export it, open their usage page, and set up their alerts.
         """
         usage = self.add_function_route("GET", path, usage_function)
         base = path.rstrip("/")

@@ -27,7 +27,10 @@ With a request ledger (``MonitoredLedger``, ``Tollgate(ledger=True)``):
   stream);
 - the reconciliation of a closed period finds credits no rule explains (``UnexplainedCredits``; it keeps its
   state until the next reconciliation, like ``CloseProblems``), or could not run (``ReconciliationFailures``),
-  or its function fails (errors, failure queue).
+  or its function fails (errors, failure queue);
+- the refund function fails (errors), a ledger object's message lands in the refund dead-letter queue (its
+  failed requests were not refunded), or a failed request of a refunding plan could not be refunded
+  (``RefundsSkipped``: the refund function's log names it and says why).
 
 Custom metrics are alarmed through Metrics Insights (``SELECT SUM(m) FROM Tollgate``), so an alarm does not
 depend on the ``service`` dimension Powertools adds. Subscribe to the topic (``AlarmTopicArn`` output).
@@ -71,6 +74,9 @@ from tollgate.cdk.constants import (
     ALARM_LEDGER_RECONCILER_FAILURES,
     ALARM_METERING_FAILURES,
     ALARM_RECONCILIATION_FAILURES,
+    ALARM_REFUND_DLQ_DEPTH,
+    ALARM_REFUND_ERRORS,
+    ALARM_REFUNDS_SKIPPED,
     ALARM_SCHEDULE_DLQ_DEPTH,
     ALARM_STRIPE_FAILURES,
     ALARM_TABLE_THROTTLES,
@@ -88,17 +94,23 @@ from tollgate.cdk.constants import (
     CUSTOMERS_RECONCILED_METRIC,
     DENIED_METRIC_PREFIX,
     DENIED_METRICS,
+    DUPLICATE_REFUNDS_METRIC,
     FLAGGED_CUSTOMERS_METRIC,
     ID_ALARM_TOPIC,
     ID_DASHBOARD,
     ID_LEDGER_DELIVERY_ERRORS_FILTER,
     INVOICES_FINALIZED_METRIC,
     LEDGER_DELIVERY_ERRORS_METRIC,
+    MALFORMED_LEDGER_RECORDS_METRIC,
     METERING_FAILURES_METRIC,
     METRICS_NAMESPACE,
     RECONCILIATION_FAILURES_METRIC,
+    REFUNDED_CREDITS_METRIC,
+    REFUNDED_REQUESTS_METRIC,
+    REFUNDS_SKIPPED_METRIC,
     SERVICE_AUTHORIZER,
     SERVICE_PERIOD_CLOSE,
+    SERVICE_REFUNDS,
     STRIPE_FAILURES_METRIC,
     STRIPE_RATE_LIMITED_METRIC,
     TOTAL_MISMATCH_METRIC,
@@ -107,6 +119,7 @@ from tollgate.cdk.constants import (
     ledger_delivery_alarm_id,
 )
 from tollgate.cdk.ledger import UsageLedger
+from tollgate.cdk.refunds import REFUND_MAX_RECEIVE_COUNT
 
 ONE_MINUTE = cdk.Duration.minutes(1)
 FIVE_MINUTES = cdk.Duration.minutes(5)
@@ -174,11 +187,14 @@ class MonitoredQueues:
 
 @dataclass(frozen=True)
 class MonitoredLedger:
-    """The request ledger, and the function that reconciles each closed period against it."""
+    """The request ledger, the function that reconciles each closed period against it, and the function that
+    refunds failed requests from it."""
 
     ledger: UsageLedger
     reconciler: lambda_.IFunction | None = None
     reconciler_failures: sqs.IQueue | None = None
+    refunds: lambda_.IFunction | None = None
+    refund_dead_letter_queue: sqs.IQueue | None = None
     stream_alarms: dict[str, cloudwatch.Alarm] = field(default_factory=dict)  # stream id -> its alarm
 
 
@@ -418,6 +434,31 @@ class Monitoring(Construct):
         ledger.on_stream(lambda stream: self._monitor_stream(monitored, stream))
         if monitored.reconciler is not None and monitored.reconciler_failures is not None:
             self._monitor_reconciler(monitored.reconciler, monitored.reconciler_failures)
+        if monitored.refunds is not None and monitored.refund_dead_letter_queue is not None:
+            self._monitor_refunds(monitored.refunds, monitored.refund_dead_letter_queue)
+
+    def _monitor_refunds(self, refunds: lambda_.IFunction, dead_letter_queue: sqs.IQueue) -> None:
+        self._alarm(
+            ALARM_REFUND_ERRORS,
+            refunds.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            "The refund function failed (crashed or timed out): the ledger objects of its batch are received "
+            f"again after the queue's visibility timeout, and after {REFUND_MAX_RECEIVE_COUNT} receives wait "
+            "in the refund DLQ. Their failed requests stay billed meanwhile.",
+        )
+        self._alarm(
+            ALARM_REFUND_DLQ_DEPTH,
+            self._depth(dead_letter_queue),
+            f"A delivered ledger object failed {REFUND_MAX_RECEIVE_COUNT} times and sits in the refund DLQ: "
+            "its failed requests were not refunded and stay billed. Fix the cause (the function's log), then "
+            "redrive the DLQ into the refund queue: a request is refunded once however often it is read.",
+        )
+        self._alarm(
+            ALARM_REFUNDS_SKIPPED,
+            insights_metric(REFUNDS_SKIPPED_METRIC),
+            "A failed request of a plan that refunds it could not be refunded (RefundsSkipped: no such plan "
+            "version, a record that does not say where its credits were counted, or a counter that does not "
+            "hold them). It is not retried: the refund function's log names each request and why.",
+        )
 
     def _monitor_reconciler(self, reconciler: lambda_.IFunction, failures: sqs.IQueue) -> None:
         self._alarm(
@@ -475,7 +516,10 @@ class Monitoring(Construct):
             self.dashboard.add_widgets(cloudwatch.AlarmWidget(alarm=alarm, width=HALF, height=HEIGHT))
 
     def _ledger_row(
-        self, monitored: MonitoredLedger, emitted_daily: Sequence[cloudwatch.IMetric]
+        self,
+        monitored: MonitoredLedger,
+        emitted_daily: Sequence[cloudwatch.IMetric],
+        refunds: Sequence[cloudwatch.IMetric],
     ) -> list[cloudwatch.IWidget]:
         self._ledger_graph = cloudwatch.GraphWidget(
             title="Request ledger delivery: oldest record not in S3 (s), delivery errors",
@@ -489,16 +533,24 @@ class Monitoring(Construct):
                     label="delivery errors",
                 )
             ],
-            width=HALF,
+            width=THIRD if monitored.refunds is not None else HALF,
             height=HEIGHT,
         )
         reconciliation = cloudwatch.GraphWidget(
             title="Ledger reconciliation (once a month, per day): customers, flagged, unexplained credits",
             left=list(emitted_daily),
-            width=HALF,
+            width=THIRD if monitored.refunds is not None else HALF,
             height=HEIGHT,
         )
-        return [self._ledger_graph, reconciliation]
+        if monitored.refunds is None:
+            return [self._ledger_graph, reconciliation]
+        refunded = cloudwatch.GraphWidget(
+            title="Refunds of failed requests (per hour): refunded, credits, duplicates, skipped, malformed",
+            left=list(refunds),
+            width=THIRD,
+            height=HEIGHT,
+        )
+        return [self._ledger_graph, reconciliation, refunded]
 
     # --- the dashboard -----------------------------------------------------------------------------------
     def _dashboard(
@@ -565,6 +617,8 @@ class Monitoring(Construct):
         monitored = self._ledger
         if monitored is not None and monitored.reconciler is not None:
             every_function["ledger reconciler"] = monitored.reconciler
+        if monitored is not None and monitored.refunds is not None:
+            every_function["refunds"] = monitored.refunds
         every_queue = {
             "close DLQ": queues.close_dead_letter_queue,
             "schedule DLQ": queues.schedule_dead_letter_queue,
@@ -576,6 +630,8 @@ class Monitoring(Construct):
         }
         if monitored is not None and monitored.reconciler_failures is not None:
             every_queue["ledger reconciler failures"] = monitored.reconciler_failures
+        if monitored is not None and monitored.refund_dead_letter_queue is not None:
+            every_queue["refund DLQ"] = monitored.refund_dead_letter_queue
         rows: Sequence[Sequence[cloudwatch.IWidget]] = [
             [
                 cloudwatch.TextWidget(
@@ -678,6 +734,16 @@ class Monitoring(Construct):
                                 CUSTOMERS_RECONCILED_METRIC,
                                 FLAGGED_CUSTOMERS_METRIC,
                                 UNEXPLAINED_CREDITS_METRIC,
+                            )
+                        ],
+                        [
+                            emitted(name, SERVICE_REFUNDS, ONE_HOUR)
+                            for name in (
+                                REFUNDED_REQUESTS_METRIC,
+                                REFUNDED_CREDITS_METRIC,
+                                DUPLICATE_REFUNDS_METRIC,
+                                REFUNDS_SKIPPED_METRIC,
+                                MALFORMED_LEDGER_RECORDS_METRIC,
                             )
                         ],
                     )

@@ -18,8 +18,9 @@ Parts (each a construct of its own, reachable as an attribute):
 - ``credit_expiry``: the hourly sweep that expires the unused credits of prepaid lots past their expiry;
 - ``monitoring``: the alarms and their SNS topic (``alarm_topic``), and a CloudWatch dashboard;
 - ``ledger`` (with ``ledger=True``): the per-request usage ledger (S3, Firehose, Glue, Athena), for
-  ``MeteredApi(..., ledger=tollgate.ledger)``; and ``reconciler``, which reconciles each closed period
-  against it (started by the close watchdog).
+  ``MeteredApi(..., ledger=tollgate.ledger)``; ``reconciler``, which reconciles each closed period
+  against it (started by the close watchdog); and ``refunds``, which refunds the failed requests of plans
+  with ``refund_statuses`` from each object the ledger delivers (queue, dead-letter queue, function).
 
 Its CloudFormation outputs (``TableName``, ``StripeApiKeySecretArn``, ...: ``tollgate.outputs``) are what the
 ``tollgate --stack NAME`` CLI reads, so a stack holds at most one ``Tollgate`` (or pass ``outputs=False``).
@@ -46,6 +47,7 @@ from tollgate.cdk.constants import (
     ID_CREDIT_EXPIRY,
     ID_DATA,
     ID_LEDGER_RECONCILER,
+    ID_LEDGER_REFUNDS,
     ID_METERING,
     ID_MONITORING,
     ID_USAGE_API,
@@ -67,6 +69,7 @@ from tollgate.cdk.ledger import UsageLedger
 from tollgate.cdk.metering import Metering
 from tollgate.cdk.monitoring import MonitoredFunctions, MonitoredLedger, MonitoredQueues, Monitoring
 from tollgate.cdk.reconciler import LedgerReconciler
+from tollgate.cdk.refunds import LedgerRefunds
 from tollgate.cdk.usage import UsageApi
 
 
@@ -92,8 +95,9 @@ class Tollgate(Construct):
     :param outputs: add the stack outputs the ``tollgate`` CLI reads (default True;
         one ``Tollgate`` per stack).
     :param ledger: add the per-request usage ledger (``self.ledger``, a :class:`UsageLedger` with default
-        settings; default False). Hand it to ``MeteredApi(..., ledger=tollgate.ledger)``; for other
-        settings make a ``UsageLedger`` of your own instead.
+        settings; default False), its reconciler (``self.reconciler``) and the refunds of failed requests
+        (``self.refunds``). Hand it to ``MeteredApi(..., ledger=tollgate.ledger)``; for other settings make
+        a ``UsageLedger`` of your own instead.
     """
 
     def __init__(
@@ -138,6 +142,7 @@ class Tollgate(Construct):
         # made before the monitoring, which alarms on its delivery
         self.ledger = UsageLedger(self, "Ledger", outputs=outputs) if ledger else None
         self.reconciler: LedgerReconciler | None = None
+        self.refunds: LedgerRefunds | None = None
         if self.ledger is not None:
             self.usage_api.read_ledger(self.ledger)  # GET /usage/export reads it (else: the counters' days)
             # the watchdog starts it once a period's close is complete
@@ -148,6 +153,8 @@ class Tollgate(Construct):
                 ledger=self.ledger,
                 watchdog=billing.close_watchdog,
             )
+            # bill only what succeeded: S3 notifies it of each object the ledger delivers
+            self.refunds = LedgerRefunds(self, ID_LEDGER_REFUNDS, data=self.data, ledger=self.ledger)
         self.credit_expiry = CreditExpiry(
             self,
             ID_CREDIT_EXPIRY,
@@ -185,12 +192,14 @@ class Tollgate(Construct):
             self._add_outputs()
 
     def _monitored_ledger(self) -> MonitoredLedger | None:
-        if self.ledger is None or self.reconciler is None:
+        if self.ledger is None or self.reconciler is None or self.refunds is None:
             return None
         return MonitoredLedger(
             self.ledger,
             reconciler=self.reconciler.function,
             reconciler_failures=self.reconciler.failure_queue,
+            refunds=self.refunds.function,
+            refund_dead_letter_queue=self.refunds.dead_letter_queue,
         )
 
     @property

@@ -17,9 +17,11 @@ Stripe already has:
 
 Late usage: credits counted for an earlier period after its close are billed on this period's statement as
 adjustment lines, and the earlier record's ``billed_credits`` is raised in the same transaction that stores
-this record, so they are billed exactly once (see ``tollgate.dal.closes.put_close``). What a close cannot bill
-yet (usage lines worth under half a minor unit, late usage in another currency than its invoice) it carries
-on its record, and the next close takes that over in the same transaction (``tollgate.domain.carry_over``).
+this record, so they are billed exactly once (see ``tollgate.dal.closes.put_close``). Credits of failed
+requests refunded after the close (``tollgate.domain.refunds``) are the same with a minus sign: a credit line,
+and the earlier record's ``billed_credits`` lowered in that transaction. What a close cannot bill yet (usage
+lines worth under half a minor unit, late usage in another currency than its invoice) it carries on its
+record, and the next close takes that over in the same transaction (``tollgate.domain.carry_over``).
 
 Threshold invoices (``tollgate.domain.progressive``) are records of the same state machine, one per part of
 the period's usage invoiced early, each with its own Idempotency-Keys and metadata
@@ -32,6 +34,7 @@ The steps raise; ``tollgate.billing.close.service`` drives them and records fail
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -148,15 +151,18 @@ def plan_parts(ctx: CloseContext, customer: Customer, period: str, usage: Usage)
 def late_usage(
     ctx: CloseContext, customer: Customer, before: PeriodClose, currency: str
 ) -> tuple[list[StatementLine], BilledRaise] | None:
-    """The adjustment lines for credits of ``before``'s period counted after it was rated, each on the plan
-    segment they were counted under, and how that record's billed credits rise; None when there are none.
+    """The adjustment lines for credits of ``before``'s period counted after it was rated, or refunded after
+    it (``tollgate.domain.refunds``: a credit line), each on the plan segment they were counted under, and how
+    that record's billed credits change; None when there are none.
 
     What of it this close cannot bill is in the raise's ``carry`` (``tollgate.domain.carry_over``): the value
     of late credits too small to bill, and, when ``before`` was billed in another currency than ``currency``
     (this close's invoice), its lines, carried until an invoice in that currency."""
     usage = ctx.ledger.read_usage(customer.id, before.period, customer.counter_shards)
-    if usage.credits <= before.billed_credits:
-        return None
+    if usage.credits == before.billed_credits and (
+        not before.billed_segments or _nonzero(usage.segments) == _nonzero(before.billed_segments)
+    ):
+        return None  # nothing counted or refunded since (segment by segment, when they were recorded)
     statement = before.statement
     parts = plan_parts(ctx, customer, before.period, usage)
     if statement.segments:
@@ -177,10 +183,12 @@ def late_usage(
         included = {whole.segment: statement.included_credits}
     lines: list[StatementLine] = []
     small, small_credits = Decimal(0), 0  # what the late credits change in the value too small to bill
+    changed = False
     for part in parts:
-        late = part.credits - billed.get(part.segment, 0)
-        if late <= 0:
+        late = part.credits - billed.get(part.segment, 0)  # negative: refunded since
+        if late == 0:
             continue
+        changed = True
         label = f" on {part.plan.name}" if len(parts) > 1 else ""
         segment_included = included.get(part.segment, 0)
         seconds = int((part.ends - part.starts).total_seconds())
@@ -193,6 +201,8 @@ def late_usage(
         value_after, credits_after = small_usage(part.plan, part.credits, segment_included, minimum)
         small += value_after - value_before
         small_credits += credits_after - credits_before
+    if not changed:
+        return None
     carry = Carry(currency=statement.currency, amount=small, credits=small_credits, since=before.period)
     if statement.currency != currency and lines:
         LOG.warning(
@@ -208,6 +218,10 @@ def late_usage(
     segments = {part.segment: part.credits for part in parts}
     raised = BilledRaise(before.billed_credits, usage.credits, segments, None if carry.empty else carry)
     return lines, raised
+
+
+def _nonzero(credits: Mapping[int, int]) -> dict[int, int]:
+    return {segment: n for segment, n in credits.items() if n}
 
 
 def free_credits(ctx: CloseContext, customer_id: str) -> list[FreeCredits]:
@@ -333,8 +347,7 @@ def rate_threshold(ctx: CloseContext, parts: list[PeriodClose]) -> PeriodClose |
         part=len(parts) + 1,
         status=CloseStatus.RATED,
         statement=statement,
-        billed_credits=usage.credits,
-        billed_segments={share.segment: share.credits for share in plan_shares},
+        billed_credits=usage.credits,  # what it covered (shown; the close rates the whole period again)
         created_at=ctx.now,
         updated_at=ctx.now,
     )

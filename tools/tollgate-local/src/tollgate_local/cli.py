@@ -78,9 +78,16 @@ def up(
             on_alert=lambda event: console.print(
                 f"alert: {event['detail-type']}: {event['detail']['alertId']}", markup=False
             ),
+            on_refund=lambda refund: console.print(
+                f"refund: {refund.customer_id} request {refund.request_id} ended in HTTP {refund.status}: "
+                f"{refund.credits:,} credit(s) back",
+                markup=False,
+                soft_wrap=True,
+            ),
         ) as stack,
     ):
         keys: dict[str, str] = {}
+        refunding: set[str] = set()  # customers whose plan refunds failed requests
         if seed:
             store, plans = TollgateStore(stack.table), demo_plans(scaled_traffic(1.0))
             for plan in plans.values():
@@ -88,6 +95,7 @@ def up(
             stripe_client = stripe_client_from(StripeSettings.from_env())
             issued = create_customers(store, stripe_client, plans, now=datetime.now(UTC))
             keys = {customer_id: key.key for customer_id, key in issued.items()}
+            refunding = {customer_id for customer_id, plan in plans.items() if plan.refund_statuses}
         stripe = stack.stripe_base or "real Stripe test mode"
         console.print(
             f"[bold]Tollgate local[/bold]: gateway {stack.gateway_url}, DynamoDB {stack.dynamodb_url}, "
@@ -96,7 +104,8 @@ def up(
         kept = "kept" if ledger_dir is not None else "removed when it stops"
         console.print(
             f"Usage ledger (one JSON line per request, {kept}): "
-            f"{stack.ledger_dir}/period=YYYY-MM/day=YYYY-MM-DD/",
+            f"{stack.ledger_dir}/period=YYYY-MM/day=YYYY-MM-DD/; delivered every second to the refunds of "
+            "failed requests (Firehose's 300 s buffer in AWS)",
             soft_wrap=True,
             markup=False,
         )
@@ -115,6 +124,12 @@ def up(
         for customer_id, key in keys.items():
             console.print(f"\n{customer_id}'s key (shown once): {key}", soft_wrap=True)
             console.print(f"  curl -s -H 'x-api-key: {key}' {stack.gateway_url}/v1/search", soft_wrap=True)
+            if customer_id in refunding:  # the sample backend fails on request; the delivery refunds it
+                console.print(
+                    f"  curl -s -H 'x-api-key: {key}' '{stack.gateway_url}/v1/search?fail=503'"
+                    "   (refunded within a second: its plan bills only what succeeded)",
+                    soft_wrap=True,
+                )
         console.print(f"\nStops by itself in {minutes:g} minutes; Ctrl-C stops it now.")
         with contextlib.suppress(KeyboardInterrupt):
             time.sleep(minutes * 60)

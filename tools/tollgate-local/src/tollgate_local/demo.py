@@ -1,10 +1,11 @@
 """``make demo``: the whole billing cycle, offline, in under a minute.
 
-Three plans (pay-as-you-go with a cap, pay-as-you-go, hybrid with a base fee and included credits), three
-customers, their keys, a few thousand real HTTP requests through the local gateway, one customer upgraded
-mid-month (its usage split exactly at the change, base fees and included credits prorated), live usage, a
-revoked key and an over-cap request refused, the period close, and each customer's invoice, checked against
-what the requests should cost.
+Four plans (pay-as-you-go with a cap, pay-as-you-go, hybrid with a base fee and included credits, and
+pay-as-you-go that bills only what succeeded), four customers, their keys, a few thousand real HTTP requests
+through the local gateway, one customer upgraded mid-month (its usage split exactly at the change, base fees
+and included credits prorated), live usage, a revoked key and an over-cap request refused, failed requests
+refunded off the delivered ledger, the period close, and each customer's invoice, checked against what the
+requests should cost.
 """
 
 from __future__ import annotations
@@ -52,18 +53,31 @@ TRAFFIC: dict[str, dict[tuple[str, str], int]] = {
     "acme": {("GET", "/v1/search"): 600, ("POST", "/v1/generate"): 120},
     "globex": {("GET", "/v1/search"): 800, ("POST", "/v1/generate"): 300, ("GET", "/v1/items/7"): 100},
     "initech": {("GET", "/v1/search"): 300, ("POST", "/v1/generate"): 120},  # before its upgrade, and after
+    "vandelay": {("GET", "/v1/search"): 150, ("POST", "/v1/generate"): 30},  # and FAILING's, later
 }
 SCREENSHOT_DIR = Path("build") / "demo"  # make demo's screenshots, under the checkout's build/
 UPGRADED = "initech"  # moves from its pay-as-you-go plan to globex's hybrid plan mid-month
 WELCOMED = "globex"  # gets a sign-up bonus of free credits and a launch coupon
 BONUS = FreeCredits("sign-up", "sign-up bonus", 200)  # credits
 COUPON = {"id": "LAUNCH20", "name": "Launch offer", "percent_off": 20, "duration": "once"}
+REFUNDED = "vandelay"  # its plan bills only what succeeded: requests that end in a 5xx are refunded
+# Requests of REFUNDED's at scale 1 that the sample backend fails on request (?fail=STATUS), by (method, path,
+# status): the 5xx are refunded once the ledger is delivered, the 429s are billed (the plan refunds 5xx only).
+FAILING: dict[tuple[str, str, int], int] = {
+    ("GET", "/v1/search", 503): 40,
+    ("POST", "/v1/generate", 500): 8,
+    ("GET", "/v1/search", 429): 10,
+}
 
 
 def scaled_traffic(scale: float) -> dict[str, dict[tuple[str, str], int]]:
     return {
         cid: {call: max(1, round(n * scale)) for call, n in calls.items()} for cid, calls in TRAFFIC.items()
     }
+
+
+def scaled_failures(scale: float) -> dict[tuple[str, str, int], int]:
+    return {call: max(1, round(n * scale)) for call, n in FAILING.items()}
 
 
 def credits_of(plan: Plan, calls: dict[tuple[str, str], int]) -> int:
@@ -79,9 +93,28 @@ def billable_credits(plan: Plan, calls: dict[tuple[str, str], int]) -> int:
     return credits if plan.credit_limit is None else min(credits, plan.credit_limit)
 
 
+def refunded_credits(plan: Plan, failures: dict[tuple[str, str, int], int]) -> int:
+    """The credits of the failed requests ``plan`` refunds (its ``refund_statuses``), from its route table."""
+    from tollgate.domain.refunds import status_matches
+
+    return sum(
+        (plan.cost_of(f"{method} {template_of(path)}") or 0) * n
+        for (method, path, status), n in failures.items()
+        if status_matches(status, plan.refund_statuses)
+    )
+
+
+def failed_calls(failures: dict[tuple[str, str, int], int]) -> dict[tuple[str, str], int]:
+    """The failed requests by route, whatever their status: what the authorizer counted of them."""
+    calls: Counter[tuple[str, str]] = Counter()
+    for (method, path, _), n in failures.items():
+        calls[(method, path)] += n
+    return dict(calls)
+
+
 def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan]:
     """Acme: pay as you go, capped exactly where its traffic ends. Globex: hybrid, past its included
-    credits."""
+    credits. Vandelay: pay as you go, its 5xx refunded."""
     payg = Plan(
         id="starter",
         name="Starter (pay as you go)",
@@ -107,7 +140,14 @@ def demo_plans(traffic: dict[str, dict[tuple[str, str], int]]) -> dict[str, Plan
     basic = Plan(
         id="basic", name="Basic (pay as you go)", price_per_credit=Decimal("0.003"), route_costs=ROUTE_COSTS
     )
-    return {"acme": payg, "globex": hybrid, UPGRADED: basic}
+    reliable = Plan(
+        id="reliable",
+        name="Reliable (pay as you go, 5xx refunded)",
+        price_per_credit=Decimal("0.0025"),
+        route_costs=ROUTE_COSTS,
+        refund_statuses=("5xx",),
+    )
+    return {"acme": payg, "globex": hybrid, UPGRADED: basic, REFUNDED: reliable}
 
 
 @dataclass(frozen=True)
@@ -172,6 +212,7 @@ def run(
     business_time = period_start(period) + timedelta(days=14, hours=9)  # requests are stamped mid-period
     shift = [business_time.timestamp() - time.time()]  # the gateway's clock: the demo moves it on once
     traffic = scaled_traffic(scale)
+    failures = scaled_failures(scale)
     plans = demo_plans(traffic)
 
     with local_stack(clock=lambda: time.time() + shift[0], dynamodb_url=dynamodb_url) as stack:
@@ -197,9 +238,12 @@ def run(
         console.rule("2. Customers and their API keys")
         issued = create_customers(store, stripe, plans, now=business_time - timedelta(days=14))
         keys = {cid: key.key for cid, key in issued.items()}
+        width = max(map(len, issued))
         for customer_id, key in issued.items():
             plan_id = plans[customer_id].id
-            console.print(f"  {customer_id:7} on {plan_id:8} key {key.record.display_prefix}… (shown once)")
+            console.print(
+                f"  {customer_id:{width}} on {plan_id:8} key {key.record.display_prefix}… (shown once)"
+            )
         welcome(store, stripe, period, now=business_time - timedelta(days=14))
         console.print(
             f"  {WELCOMED} gets {BONUS.credits:,} free credits ({BONUS.description}) and coupon "
@@ -260,7 +304,10 @@ def run(
             console.print(f"  {event['detail-type']}: {detail['alertId']}", markup=False)
             console.print(f"    at {detail['threshold']}", markup=False)
 
-        console.rule(f"8. Closing period {period}")
+        console.rule(f"8. Bill only what succeeded: {REFUNDED}'s plan refunds requests that end in a 5xx")
+        refund_story(store, stack, keys[REFUNDED], failures, period, plans[REFUNDED], console=console)
+
+        console.rule(f"9. Closing period {period}")
         expected = {
             cid: rate_period(plan, cid, period, billable_credits(plan, traffic[cid])).total
             for cid, plan in plans.items()
@@ -279,23 +326,86 @@ def run(
             UPGRADED,
             period,
         ).total
+        refunding = plans[REFUNDED]  # billed: what succeeded, and what failed but is not refunded
+        failed = credits_of(refunding, failed_calls(failures))  # what the authorizer counted of the failures
+        billed = (
+            billable_credits(refunding, traffic[REFUNDED]) + failed - refunded_credits(refunding, failures)
+        )
+        expected[REFUNDED] = rate_period(refunding, REFUNDED, period, billed).total
         invoices = close_and_check(store, stripe, period, plans, expected, console)
 
-        console.rule("9. Prepaid credits: refused at zero, bought through Checkout, topped up automatically")
+        console.rule("10. Prepaid credits: refused at zero, bought through Checkout, topped up automatically")
         prepaid_story(store, stripe, stack, now=business_time, console=console)
 
-        console.rule("10. Progressive billing: usage invoiced as soon as $5.00 of it is unbilled")
+        console.rule("11. Progressive billing: usage invoiced as soon as $5.00 of it is unbilled")
         shift[0] = 0.0  # this story happens now, in the current period
         threshold_story(store, stripe, stack, now=datetime.now(UTC), console=console)
 
-        console.rule(f"11. Reconciliation of {period}: counters = request ledger = invoices")
+        console.rule(f"12. Reconciliation of {period}: counters = request ledger = invoices")
         if not reconcile_story(store, stack, period, console=console):
             console.print("[bold red]The reconciliation flagged a difference: see the table.[/bold red]")
 
-        console.rule(f"12. {WELCOMED}'s usage page: a signed link, no API key")
+        console.rule(f"13. {WELCOMED}'s usage page: a signed link, no API key")
         usage_page_story(stack, period, screenshot_dir, console=console)
     console.print(f"[bold]Done in {time.monotonic() - started:.1f} s.[/bold] Every service stopped.")
     return invoices
+
+
+def refund_story(
+    store: TollgateStore,
+    stack: Any,
+    key: str,
+    failures: dict[tuple[str, str, int], int],
+    period: str,
+    plan: Plan,
+    *,
+    console: Console,
+) -> None:
+    """Requests the sample backend fails (``?fail=503``): the authorizer counted them, the gateway logged
+    what the caller got; the ledger's delivery (Firehose's 300 s buffer in AWS, 1 s here: ``flush()`` waits
+    for it) refunds those the plan refunds, once per request: delivered again, nothing more."""
+    from tollgate.dal.refunds import RefundLedger
+
+    client, statuses = Client(stack.gateway_url), Counter[int]()
+    try:
+        for (method, path, status), n in failures.items():
+            for _ in range(n):
+                statuses[client.call(method, f"{path}?fail={status}", key)[0]] += 1
+    finally:
+        client.close()
+    answered = ", ".join(f"{n:,} x HTTP {s}" for s, n in sorted(statuses.items()))
+    refunds_what = ", ".join(plan.refund_statuses)
+    console.print(
+        f"  {REFUNDED} on {plan.id} (refunds {refunds_what}): {sum(statuses.values()):,} requests the "
+        f"backend failed on request ({answered}); the authorizer counted each",
+        soft_wrap=True,
+    )
+    stack.deliveries.flush()  # the ledger delivered now, rather than on the delivery's next tick
+    markers = RefundLedger(store).list(REFUNDED, period)
+    names = store.route_names()
+    refunds: Counter[tuple[str, int]] = Counter()
+    credits: Counter[tuple[str, int]] = Counter()
+    for marker in markers:
+        route = " | ".join(names.get(marker.route_code, [marker.route_code]))
+        refunds[(route, marker.status)] += 1
+        credits[(route, marker.status)] += marker.credits
+    table = Table("route", "status", "requests refunded", "credits refunded")
+    for route, status in sorted(refunds):
+        table.add_row(route, str(status), f"{refunds[(route, status)]:,}", f"{credits[(route, status)]:,}")
+    console.print(table)
+    usage = store.read_usage(REFUNDED, period)
+    console.print(
+        f"  ledger delivered: {usage.refunded.requests:,} failed requests refunded, "
+        f"{usage.refunded.credits:,} credits; {REFUNDED}'s counters now hold {usage.credits:,} credits for "
+        f"its {usage.requests:,} requests (a failure outside {refunds_what} stays billed)",
+        soft_wrap=True,
+    )
+    again = stack.deliveries.redeliver()  # Firehose and the queue deliver at least once: the same records
+    console.print(
+        f"  the ledger delivered again: {len(again.refunded):,} more refunded, {again.duplicates:,} "
+        "already refunded (once per request id)",
+        soft_wrap=True,
+    )
 
 
 PREPAID = Plan(
@@ -517,7 +627,7 @@ def template_of(path: str) -> str:
 
 
 def plans_table(plans: list[Plan]) -> Table:
-    table = Table("plan", "price / credit", "base fee", "included", "cap", "routes")
+    table = Table("plan", "price / credit", "base fee", "included", "cap", "refunds", "routes")
     for plan in plans:
         table.add_row(
             plan.name,
@@ -525,6 +635,7 @@ def plans_table(plans: list[Plan]) -> Table:
             str(plan.base_fee),
             f"{plan.included_credits:,}",
             f"{plan.credit_limit:,}" if plan.credit_limit else "-",
+            ", ".join(plan.refund_statuses) or "-",
             "\n".join(f"{route} = {cost}" for route, cost in plan.route_costs.items()),
         )
     return table

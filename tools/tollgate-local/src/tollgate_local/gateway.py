@@ -107,6 +107,9 @@ _CONTEXT_KEYS = {
     "credits": "credits",
     "metered": "metered",
     "denyReason": "reason",
+    "segment": "segment",
+    "routeCode": "routeCode",
+    "shard": "shard",
 }
 
 

@@ -6,6 +6,8 @@
   path: only the base address and the key differ).
 - API Gateway: :mod:`tollgate_local.gateway` in front of the real authorizer and backend handlers, writing
   each request's usage ledger record into ``ledger_dir`` (the deployed stage's access log to Firehose).
+- Firehose, S3's notification and the refund function: :mod:`tollgate_local.deliveries`, delivering the new
+  ledger records every second to the refunds of failed requests (``Plan.refund_statuses``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class LocalStack:
     dynamodb_pid: int | None = None  # DynamoDB Local's process
     alerts: Any = None  # the LocalEventBus: usage alerts published (tollgate_local.streams)
     stream: Any = None  # the StreamConsumer running the alert function on the table's stream
+    # the LedgerDelivery refunding failed requests off the ledger (tollgate_local.deliveries): flush() it
+    deliveries: Any = None
     # the usage ledger: {ledger_dir}/period=YYYY-MM/day=YYYY-MM-DD/*.jsonl (tollgate.domain.ledger)
     ledger_dir: Path | None = None
     # what the usage page's signed links (GET /portal?token=...) are signed with: made anew for each stack
@@ -139,13 +143,17 @@ def local_stack(
     dynamodb_url: str | None = None,
     on_alert: Callable[[dict[str, Any]], None] | None = None,
     ledger_dir: Path | str | None = None,
+    on_refund: Callable[[Any], None] | None = None,
+    delivery_interval: float = 1.0,
 ) -> Iterator[LocalStack]:
     """Start everything; yield the addresses; stop everything (also on error or Ctrl-C). ``dynamodb_port`` 0
     is a random free port. Without Java 17+ or ``npm ci``: ``DynamoDBLocalError``, before anything starts.
     ``dynamodb_url``: a DynamoDB already running (the tests' DynamoDB Local), used and left running.
     ``on_alert``: called with each usage alert event as it is published (``tollgate_local.streams``).
     ``ledger_dir``: where the gateway writes the usage ledger (kept); by default a temporary directory,
-    removed when the stack stops."""
+    removed when the stack stops. ``on_refund``: called with each refund of a failed request
+    (``tollgate.domain.refunds.Refund``) as the ledger's delivery makes it, every ``delivery_interval``
+    seconds (Firehose's buffer, 300 s in AWS) or at ``stack.deliveries.flush()``."""
     import boto3
 
     from tollgate.alerts import handler as alert_handler
@@ -158,6 +166,8 @@ def local_stack(
     from tollgate.metering.observability import logger as authorizer_logger
     from tollgate.metering.observability import metrics as authorizer_metrics
     from tollgate.metering.settings import MeteringSettings
+    from tollgate.refunds.observability import logger as refunds_logger
+    from tollgate_local.deliveries import LedgerDelivery
     from tollgate_local.dynamodb_local import DynamoDBLocal
     from tollgate_local.gateway import LocalGateway, LocalLedger
     from tollgate_local.streams import LocalEventBus, StreamConsumer
@@ -185,8 +195,17 @@ def local_stack(
             authorizer_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             alerts_level = alerts_logger.log_level
             alerts_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+            refunds_level = refunds_logger.log_level
+            refunds_logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
             portal_link_secret = secrets.token_urlsafe(32)
             routes = sample_routes(LOCAL_TABLE, portal_link_secret, clock, ledger_root)
+            deliveries = LedgerDelivery(  # what is in ledger_root before the gateway starts is not delivered
+                ledger_root,
+                TollgateStore(LOCAL_TABLE),
+                interval=delivery_interval,
+                clock=lambda: datetime.fromtimestamp(clock(), UTC),
+                on_refund=on_refund,
+            )
             gateway = LocalGateway(routes, metering, clock=clock, ledger=LocalLedger(ledger_root)).serve(
                 gateway_port
             )
@@ -206,6 +225,7 @@ def local_stack(
             consumer = StreamConsumer(
                 boto3.client("dynamodb"), boto3.client("dynamodbstreams"), LOCAL_TABLE, alert_function
             ).start()
+            deliveries.start()
             try:
                 yield LocalStack(
                     dynamodb_url=env["AWS_ENDPOINT_URL"],
@@ -216,14 +236,17 @@ def local_stack(
                     dynamodb_pid=None if dynamodb is None else dynamodb.pid,
                     alerts=bus,
                     stream=consumer,
+                    deliveries=deliveries,
                     ledger_dir=ledger_root,
                     portal_link_secret=portal_link_secret,
                 )
             finally:
                 consumer.stop()
+                deliveries.stop()
                 gateway.stop()
                 authorizer_logger.setLevel(level)
                 alerts_logger.setLevel(alerts_level)
+                refunds_logger.setLevel(refunds_level)
                 # metrics are off locally (POWERTOOLS_METRICS_DISABLED): what the authorizer added and never
                 # flushed must not be flushed later by another handler of this process
                 authorizer_metrics.clear_metrics()

@@ -1,0 +1,1 @@
+"""Bill only what succeeded: failed requests refunded from the usage ledger (``tollgate.domain.refunds``)."""
