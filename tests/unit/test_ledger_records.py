@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import pytest
 from hypothesis import given
@@ -201,3 +202,52 @@ def test_the_ledger_takes_concurrent_writes_whole_lines(tmp_path: Path) -> None:
     assert len(lines) == 1600
     assert len({LedgerRecord.parse(line).request_id for line in lines}) == 1600
     assert {file.parent.name for file in tmp_path.rglob("*.jsonl")} == {"day=2025-11-30", "day=2025-12-01"}
+
+
+def test_the_gateway_runs_each_function_one_invocation_at_a_time() -> None:
+    """Lambda runs one invocation per execution environment; the threaded gateway must not overlap a function
+    with itself (Powertools' metric set is per process), though different functions may run at once."""
+    inside: dict[str, int] = {"authorizer": 0, "search": 0}
+    most: dict[str, int] = {"authorizer": 0, "search": 0}
+    lock = threading.Lock()
+    both = threading.Event()
+
+    def enter(name: str) -> None:
+        with lock:
+            inside[name] += 1
+            most[name] = max(most[name], inside[name])
+            if all(inside.values()):
+                both.set()
+
+    def leave(name: str) -> None:
+        both.wait(0.005)  # linger, so overlapping calls would be seen
+        with lock:
+            inside[name] -= 1
+
+    def authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        enter("authorizer")
+        leave("authorizer")
+        return allow_all(event, context)
+
+    def search(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        enter("search")
+        leave("search")
+        return {"statusCode": 200, "body": "{}"}
+
+    routes = [Route("GET", "/search", search), Route("GET", "/find", search)]  # one function, two routes
+    gateway = LocalGateway(routes, authorizer)
+    with gateway.serve() as running:
+
+        def client(path: str) -> None:
+            for _ in range(15):
+                with urlopen(running.url + path, timeout=10) as answer:  # noqa: S310 - the local gateway
+                    assert answer.status == 200
+
+        threads = [threading.Thread(target=client, args=(path,)) for path in ["/search", "/find"] * 3]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert most == {"authorizer": 1, "search": 1}
+    assert both.is_set()  # the authorizer and the backend did run at the same time

@@ -113,6 +113,23 @@ _CONTEXT_KEYS = {
 }
 
 
+class ExecutionEnvironment:
+    """A function as one Lambda execution environment runs it: one invocation at a time.
+
+    The gateway serves each request on its own thread, but Powertools' Logger and Metrics keep one state per
+    process, as Lambda gives each environment its own: two invocations at once would share a metric set (one
+    flush can empty it under the other: the authorizer would fail after counting) and log each other's keys.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with self._lock:
+            return self.handler(event, context)
+
+
 class LocalGateway:
     def __init__(
         self,
@@ -122,7 +139,9 @@ class LocalGateway:
         ledger: LocalLedger | None = None,
     ) -> None:
         self.routes = routes
-        self.authorizer = authorizer
+        # one environment per function, however many routes it serves
+        self._backends = {route.backend: ExecutionEnvironment(route.backend) for route in routes}
+        self.authorizer = ExecutionEnvironment(authorizer)
         self.clock = clock  # seconds since the epoch: the request time API Gateway would stamp
         self.ledger = ledger
 
@@ -185,7 +204,7 @@ class LocalGateway:
     def _call(self, route: Route, proxy_event: dict[str, Any], record: dict[str, object]) -> GatewayAnswer:
         called = time.monotonic()
         try:
-            answer = route.backend(proxy_event, LocalLambdaContext(function_name="backend"))
+            answer = self._backends[route.backend](proxy_event, LocalLambdaContext(function_name="backend"))
         except Exception:  # the function failed: API Gateway answers 502 for a Lambda proxy integration
             record["integrationLatency"] = _ms_since(called)
             return GatewayAnswer(
