@@ -25,14 +25,18 @@ Each run:
    its function in mutmut's first, instrumented run, fastest first, stopping at the first failure;
    hypothesis is derandomized (a fixed seed) and ``PYTHONHASHSEED`` is 0, so a run is repeatable;
 4. reads mutmut's results (``mutants/src/**/*.py.meta``) and prints ``mutation score: N%`` per module and in
-   total, the equivalent mutants it subtracted, and every survivor with its diff.
+   total, the equivalent mutants it subtracted, and every survivor with its diff;
+5. records the verdicts in ``tests/mutation/results.json``, committed with the code and tests they were
+   measured on: a fresh clone's ``--report`` prints them, and its ``--resume`` tests only the mutants of the
+   functions changed since (mutmut keeps a verdict while its function's source is unchanged).
 
 Equivalent mutants (changes no test can see because behaviour does not change) are listed, each with the
 changed line and a one-line reason, in ``tests/mutation/equivalent.toml``; an entry whose mutant no longer
 makes that change (the code moved on) is reported as stale and not subtracted.
 
     .venv/bin/python tools/mutate.py                   # the whole run (make mutate)
-    .venv/bin/python tools/mutate.py --report          # the report of the last run again
+    .venv/bin/python tools/mutate.py --report          # the report of the last run (or the recorded one)
+    .venv/bin/python tools/mutate.py --record          # record an interrupted run's verdicts so far
     .venv/bin/python tools/mutate.py --resume          # keep results of unchanged functions
     .venv/bin/python tools/mutate.py --rerun-survivors # retest the last run's survivors (after new tests)
     .venv/bin/python tools/mutate.py --mutants 'tollgate.billing.close.steps.*'    # only these, again
@@ -62,6 +66,9 @@ MUTMUT_VERSION = "3.8.1"  # the version this runner reads the results of (mutant
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / "build" / "mutation"
 EQUIVALENTS = ROOT / "tests" / "mutation" / "equivalent.toml"
+RESULTS = (
+    ROOT / "tests" / "mutation" / "results.json"
+)  # the last run's verdicts, committed (see record_results)
 
 # The money path and the hot path, as paths inside the stage.
 TARGETS = [
@@ -182,10 +189,103 @@ def stage(*, keep_results: bool, without: list[str], skip: list[str]) -> None:
     _copy_tree(ROOT / "infra" / "tollgate", STAGE / "infra" / "tollgate")
     shutil.copy(STAGE_CONFTEST, STAGE / "conftest.py")
     (STAGE / "pyproject.toml").write_text(stage_pyproject(skip))
+    if keep_results:
+        seed_from_record(skip)
     # mutmut copies these into mutants/ but never deletes there
     for copied in ("tests", "tools", "docs", "infra"):
         if (STAGE / "mutants" / copied).exists():
             shutil.rmtree(STAGE / "mutants" / copied)
+
+
+def _mutant_order(name: str) -> tuple[str, int]:
+    function, _, number = name.rpartition("__mutmut_")
+    return function, int(number)
+
+
+def record_results() -> None:
+    """Write the stage's verdicts to ``tests/mutation/results.json``, to commit with the code and tests they
+    were measured on (as Stryker's incremental report is): a fresh clone's ``--report`` shows them, and its
+    ``--resume`` tests only the mutants of functions changed since (mutmut keeps a verdict while its
+    function's source hash is unchanged). A full run (no ``--resume``) tests everything again."""
+    modules: dict[str, dict[str, object]] = {}
+    for target in TARGETS:
+        meta = STAGE / "mutants" / (target + ".meta")
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text())
+        module = module_of(target)
+        verdicts = {
+            name.removeprefix(module + "."): code
+            for name, code in sorted(
+                data["exit_code_by_key"].items(), key=lambda item: _mutant_order(item[0])
+            )
+            if code is not None
+        }
+        modules[module] = {
+            "functions": dict(sorted(data["hash_by_function_name"].items())),
+            "verdicts": verdicts,
+        }
+    left_out = (STAGE / LEFT_OUT).read_text().splitlines() if (STAGE / LEFT_OUT).exists() else []
+    record = {
+        "mutmut": MUTMUT_VERSION,
+        "left_out": left_out,
+        "skipped": skipped_modules(),
+        "modules": modules,
+    }
+    RESULTS.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"verdicts recorded in {RESULTS.relative_to(ROOT)}")
+
+
+def seed_from_record(skip: list[str]) -> list[str]:
+    """Give each target without results in the stage (a fresh clone) the recorded verdicts; mutmut re-mutates
+    the file and keeps each verdict whose function is unchanged. Returns the modules seeded."""
+    if not RESULTS.exists():
+        return []
+    record = json.loads(RESULTS.read_text())
+    if record.get("mutmut") != MUTMUT_VERSION:
+        print(f"{RESULTS.relative_to(ROOT)} is from mutmut {record.get('mutmut')}: not used")
+        return []
+    seeded = []
+    for target in TARGETS:
+        module = module_of(target)
+        entry = record["modules"].get(module)
+        meta = STAGE / "mutants" / (target + ".meta")
+        if entry is None or module in skip or meta.exists():
+            continue
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        (STAGE / "mutants" / target).unlink(missing_ok=True)  # mutmut mutates it again, merging by hash
+        verdicts = {f"{module}.{name}": code for name, code in entry["verdicts"].items()}
+        data = {
+            "exit_code_by_key": verdicts,
+            "hash_by_function_name": entry["functions"],
+            "type_check_error_by_key": {},
+            "durations_by_key": {},
+            "estimated_durations_by_key": {},
+        }
+        meta.write_text(json.dumps(data))
+        seeded.append(module)
+    if seeded and not (STAGE / LEFT_OUT).exists():
+        (STAGE / LEFT_OUT).write_text("".join(f"{name}\n" for name in record.get("left_out", [])))
+    return seeded
+
+
+def mutate_stage() -> None:
+    """Write the stage's mutated files (what the report's diffs read) without running anything, merging the
+    seeded verdicts as ``mutmut run`` would."""
+    previous = os.getcwd()
+    os.chdir(STAGE)  # mutmut reads its configuration from the working directory, on import too
+    try:
+        from mutmut.__main__ import create_mutants_for_file
+        from mutmut.configuration import reset_config
+
+        reset_config()
+        for target in TARGETS:
+            output = Path("mutants") / target
+            if module_of(target) not in skipped_modules() and not output.exists():
+                output.parent.mkdir(parents=True, exist_ok=True)
+                create_mutants_for_file(Path(target), output)
+    finally:
+        os.chdir(previous)
 
 
 def environment() -> dict[str, str]:
@@ -388,7 +488,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-children", type=int, default=2, help="parallel mutant workers (default 2)")
     parser.add_argument("--fail-under", type=float, default=0.0, help="exit 1 below this total score (%%)")
-    parser.add_argument("--report", action="store_true", help="only print the report of the last run")
+    parser.add_argument(
+        "--report", action="store_true", help="only print the report of the last run (else the recorded one)"
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="record the stage's verdicts (e.g. of an interrupted run)"
+    )
     parser.add_argument("--resume", action="store_true", help="keep results of unchanged functions")
     parser.add_argument("--rerun-survivors", action="store_true", help="retest the last run's survivors")
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs")
@@ -404,7 +509,12 @@ def main() -> int:
     args = parser.parse_args()
 
     started = time.monotonic()
-    if not args.report:
+    if args.record:
+        record_results()
+    elif args.report and not any((STAGE / "mutants" / (target + ".meta")).exists() for target in TARGETS):
+        stage(keep_results=True, without=[], skip=[])  # a fresh clone: the recorded verdicts
+        mutate_stage()
+    if not (args.report or args.record):
         try:
             installed = importlib.metadata.version("mutmut")
         except importlib.metadata.PackageNotFoundError:
@@ -425,6 +535,7 @@ def main() -> int:
             (STAGE / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         leave_out_baseline_failures()
         code = mutmut("run", "--max-children", str(args.max_children), *names, workers=args.max_children)
+        record_results()
         if code != 0:
             print(f"mutmut run exited with {code}")
             return code
