@@ -551,6 +551,8 @@ def test_a_prepaid_refunds_lot_is_named_by_its_request_id_or_a_digest_of_an_id_a
     assert all(re.fullmatch(REFERENCE_PATTERN, reference) for reference in http)
     assert http[0] != http[1]  # two requests, two lots
     assert http[0] == refund_lot_reference("JgTmmiV0IAMEMrw=")  # the same request, the same lot: once
+    # the first 40 hex digits of the id's SHA-256, as data-model.md says: a provider finds the lot from the id
+    assert http[0] == "refund:1b5d4657d55139d196feb283f27e4090550b3c5b"
 
 
 def test_copies_of_a_record_in_one_object_are_one_refund_and_counted_as_duplicates() -> None:
