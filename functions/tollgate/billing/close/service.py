@@ -84,7 +84,6 @@ def run_threshold(
     period: str,
     *,
     now: datetime,
-    customer: Customer | None = None,
 ) -> list[CloseOutcome]:
     """Invoice the period's threshold invoices that are not done yet, then store and invoice the next one if
     the usage not invoiced yet has reached the plan's ``invoice_threshold``; the outcomes of the ones this run
@@ -92,19 +91,22 @@ def run_threshold(
     parallel: each threshold invoice is stored once (``tollgate.dal.closes.put_threshold_invoice``)."""
     if now >= period_end(period):
         return []
-    ctx = steps.CloseContext(ledger, stripe_gateway, customer_id, period, now, customer)
-    outcomes = finish_threshold_invoices(ctx)
+    ctx = steps.CloseContext(ledger, stripe_gateway, customer_id, period, now)
     parts = ledger.threshold_invoices(customer_id, period)
-    rated = steps.next_threshold_invoice(ctx, parts)
+    outcomes = finish_threshold_invoices(ctx, parts)
+    rated = steps.next_threshold_invoice(ctx, parts)  # finishing changes no part's amount
     if rated is not None:
         outcomes.append(_run_part(replace(ctx, part=rated.record.part), rated))
     return outcomes
 
 
-def finish_threshold_invoices(ctx: steps.CloseContext) -> list[CloseOutcome]:
-    """Drive each of the period's threshold invoices that is not done to done (a run that crashed midway)."""
+def finish_threshold_invoices(
+    ctx: steps.CloseContext, parts: list[PeriodClose] | None = None
+) -> list[CloseOutcome]:
+    """Drive each of the period's threshold invoices (``parts``, else read) that is not done to done (a run
+    that crashed midway)."""
     outcomes = []
-    for part in ctx.ledger.threshold_invoices(ctx.customer_id, ctx.period):
+    for part in parts if parts is not None else ctx.ledger.threshold_invoices(ctx.customer_id, ctx.period):
         if part.status not in DONE:
             rated = steps.Rated(part, stored_now=False)
             outcomes.append(_run_part(replace(ctx, part=part.part), rated))

@@ -336,7 +336,8 @@ def rate_threshold(ctx: CloseContext, parts: list[PeriodClose]) -> PeriodClose |
     if threshold is None:
         return None
     free = free_credits(ctx, customer.id)
-    rated = rate_parts(plan_shares, customer.id, ctx.period, (), free, customer.trial_ends)
+    # no trial_ends: a trial waives the base fee and the minimum, and a threshold invoice bills neither
+    rated = rate_parts(plan_shares, customer.id, ctx.period, (), free)
     statement = threshold_statement(rated, parts, threshold, ctx.now)
     if statement is None:
         return None
