@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import re
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -399,6 +401,7 @@ def test_the_transaction_is_the_marker_then_the_counters_deduction() -> None:
     marker, deduction = marker_failed.calls[0]
     assert marker["Put"]["Item"][tk.SK] == "REFUND#2026-11#req-1"
     assert marker["Put"]["Item"][tk.PK] == tk.customer_pk("acme")
+    assert marker["Put"]["Item"]["kind"] == "refund"  # what an operator filters on (data-model.md)
     assert deduction["Update"]["Key"] == tk.counter_key("acme", "2026-11", 2)
     wallet = ScriptedStore(None)
     apply(wallet, a_refund(shard=None))
@@ -538,6 +541,39 @@ def test_out_of_time_keeps_what_was_refunded_and_the_next_delivery_does_the_rest
     assert again.duplicates == 8  # found already refunded before any transaction
     assert sorted(r.request_id for r in refunds.applied) == [f"r{n:03d}" for n in range(20)]
     assert refunds.calls == 20  # each request's transaction ran once over both deliveries
+
+
+class InFlight(Refunds):
+    """Counts the transactions in flight at once. Each waits for ``together`` of them to have started (so that
+    as many as may overlap do) and then holds on for a moment (so that more would be seen)."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.started = threading.Barrier(together, timeout=5)
+        self.now = self.most = 0
+
+    def apply(self, refund: Refund, *, at: datetime) -> bool:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        self.started.wait()
+        time.sleep(0.02)
+        with self.lock:
+            self.now -= 1
+        return super().apply(refund, at=at)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_no_more_refunds_are_in_flight_at_once_than_workers(workers: int) -> None:
+    """The table takes the function's writes ``workers`` at a time: one worker, one transaction at a time."""
+    records = [record(requestId=f"r{n:03d}", status=503) for n in range(12)]
+    refunds = InFlight(together=workers)
+
+    run = refund_failed(records, Plans(REFUNDING), refunds, now=AT, workers=workers)
+
+    assert len(run.refunded) == 12
+    assert refunds.most == workers
 
 
 def test_a_prepaid_refunds_lot_is_named_by_its_request_id_or_a_digest_of_an_id_a_reference_cannot_hold() -> (
