@@ -22,12 +22,19 @@ from pydantic import ValidationError
 from tests.conftest import make_plan
 from tollgate.dal import tablekeys as tk
 from tollgate.dal.counter_item import route_code
-from tollgate.dal.refunds import ATTEMPTS, RefundLedger, RefundNotCountedError, refund_lot_reference
+from tollgate.dal.refunds import (
+    ATTEMPTS,
+    MARKER_DAYS,
+    RefundLedger,
+    RefundNotCountedError,
+    refund_lot_reference,
+)
 from tollgate.domain.ledger import LedgerRecord, record_line
 from tollgate.domain.models import Plan
 from tollgate.domain.prepaid import REFERENCE_PATTERN
 from tollgate.domain.refunds import Refund, Skip, refund_of, refundable, status_matches
 from tollgate.errors import TransactionConflictError
+from tollgate.ledger.report import LATE_USAGE_LOOKBACK
 from tollgate.metering.dynamo import DynamoUsageCounter
 from tollgate.refunds.service import (
     NOT_COUNTED,
@@ -402,6 +409,11 @@ def test_the_transaction_is_the_marker_then_the_counters_deduction() -> None:
     assert marker["Put"]["Item"][tk.SK] == "REFUND#2026-11#req-1"
     assert marker["Put"]["Item"][tk.PK] == tk.customer_pk("acme")
     assert marker["Put"]["Item"]["kind"] == "refund"  # what an operator filters on (data-model.md)
+    # the marker is what makes a redelivered record a duplicate: DynamoDB's TTL deletes it only long after
+    # the last close that could bill its period (the late-usage lookback) and SQS's 14 days of redelivery
+    kept = marker["Put"]["Item"][tk.TTL_ATTRIBUTE] - AT.timestamp()
+    assert kept == MARKER_DAYS * 86_400
+    assert kept > (LATE_USAGE_LOOKBACK + 1) * 31 * 86_400
     assert deduction["Update"]["Key"] == tk.counter_key("acme", "2026-11", 2)
     wallet = ScriptedStore(None)
     apply(wallet, a_refund(shard=None))

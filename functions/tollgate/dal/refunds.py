@@ -147,7 +147,6 @@ class RefundLedger:
             **refund_key(refund.customer_id, refund.period, refund.request_id),
             "kind": "refund",
             "request_id": refund.request_id,
-            "customer_id": refund.customer_id,
             "period": refund.period,
             "day": refund.day,
             "credits": refund.credits,
