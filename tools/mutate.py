@@ -16,9 +16,10 @@ repository is changed.
 
 Each run:
 
-1. stages ``build/mutation/`` afresh (``--resume`` keeps mutmut's results for unchanged functions, and
-   ``--resume`` and ``--rerun-survivors`` collect the test-to-function map again, so a test added since the
-   last run reaches the mutants of the functions it covers);
+1. stages ``build/mutation/`` afresh (``--resume`` keeps the killed mutants of unchanged functions and tests
+   the rest: new or changed functions, mutants not checked yet, and survivors; it and ``--rerun-survivors``
+   collect the test-to-function map again, so a test added since the last run reaches the mutants of the
+   functions it covers);
 2. runs the selected tests once on the unmutated code: a test that already fails cannot kill a mutant
    (mutmut would refuse to start), so it is left out, and named in the report;
 3. ``mutmut run`` with ``--max-children`` workers (default 2): each mutant runs only the tests that executed
@@ -37,7 +38,7 @@ makes that change (the code moved on) is reported as stale and not subtracted.
     .venv/bin/python tools/mutate.py                   # the whole run (make mutate)
     .venv/bin/python tools/mutate.py --report          # the report of the last run (or the recorded one)
     .venv/bin/python tools/mutate.py --record          # record an interrupted run's verdicts so far
-    .venv/bin/python tools/mutate.py --resume          # keep results of unchanged functions
+    .venv/bin/python tools/mutate.py --resume          # test only what is not killed yet
     .venv/bin/python tools/mutate.py --rerun-survivors # retest the last run's survivors (after new tests)
     .venv/bin/python tools/mutate.py --mutants 'tollgate.billing.close.steps.*'    # only these, again
     .venv/bin/python tools/mutate.py --skip-module tollgate.metering.dynamo  # not mutated while it changes
@@ -269,6 +270,29 @@ def seed_from_record(skip: list[str]) -> list[str]:
     return seeded
 
 
+def retest_survivors() -> int:
+    """Mark the stage's survivors (not the reviewed equivalents) as not checked, so that ``--resume`` tests
+    them again with today's tests; returns how many. A killed mutant stays killed while its function is
+    unchanged: tests are added, not taken away."""
+    from mutmut.stats import status_by_exit_code
+
+    entries = tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", []) if EQUIVALENTS.exists() else []
+    equivalent = {entry.get("mutant") for entry in entries}
+    again = 0
+    for target in TARGETS:
+        meta = STAGE / "mutants" / (target + ".meta")
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        for name, code in codes.items():
+            if code is not None and status_by_exit_code[code] not in KILLED and name not in equivalent:
+                codes[name] = None
+                again += 1
+        meta.write_text(json.dumps(data))
+    return again
+
+
 def mutate_stage() -> None:
     """Write the stage's mutated files (what the report's diffs read) without running anything, merging the
     seeded verdicts as ``mutmut run`` would."""
@@ -494,7 +518,11 @@ def main() -> int:
     parser.add_argument(
         "--record", action="store_true", help="record the stage's verdicts (e.g. of an interrupted run)"
     )
-    parser.add_argument("--resume", action="store_true", help="keep results of unchanged functions")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="test what is not killed yet: new, changed, unchecked, survivors",
+    )
     parser.add_argument("--rerun-survivors", action="store_true", help="retest the last run's survivors")
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without their diffs")
     parser.add_argument("--mutants", nargs="+", default=[], help="(re)test only these mutants (globs)")
@@ -533,6 +561,8 @@ def main() -> int:
         stage(keep_results=keep, without=args.without, skip=skip)
         if keep:  # the tests may have changed since the map was made: a new test must reach old mutants
             (STAGE / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        if args.resume and not names:
+            print(f"resume: {retest_survivors()} survivors of the last run are tested again")
         leave_out_baseline_failures()
         code = mutmut("run", "--max-children", str(args.max_children), *names, workers=args.max_children)
         record_results()
