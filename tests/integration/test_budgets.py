@@ -275,6 +275,23 @@ def test_a_prepaid_customer_is_told_budget_from_balance(store: TollgateStore, au
     assert answers[-1]["payUrl"] == "https://api.example.test/buy"
 
 
+def test_a_balance_that_exactly_covers_the_request_is_not_called_insufficient(
+    store: TollgateStore, authorizer: Authorizer
+) -> None:
+    """The budget refuses the request; the balance left (1 credit) would have paid for it: the customer is
+    told of the budget, not sent to buy credits."""
+    prepaid = make_plan(id="credits", name="Credits", billing="prepaid", price_per_credit=Decimal("0.01"))
+    key = customer(store, prepaid)
+    add_credits(store, "acme", credits=61, reference="pi_1", now=NOW)
+    set_budget(store, "acme", Decimal("0.60"), now=NOW)
+
+    answers = [call(authorizer, key) for _ in range(61)]
+
+    assert store.read_balance("acme").credits == 1
+    assert [a["allowed"] for a in answers] == [True] * 60 + [False]
+    assert answers[-1]["reason"] == "budget_reached"
+
+
 def test_an_unknown_customer_has_no_budget_to_set(store: TollgateStore) -> None:
     with pytest.raises(NotFoundError):
         set_budget(store, "nobody", Decimal(1), now=NOW)

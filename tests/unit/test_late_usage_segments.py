@@ -48,6 +48,7 @@ class Ledger:
     plans: dict[tuple[str, int], Plan] = field(default_factory=dict)
     customers: dict[str, Customer] = field(default_factory=dict)
     usage: dict[str, Usage] = field(default_factory=dict)
+    plan_reads: int = 0
 
     def count(self, period: str, segments: dict[int, int], credits: int | None = None) -> None:
         total = sum(segments.values()) if credits is None else credits
@@ -60,6 +61,7 @@ class Ledger:
         return self.customers[customer_id]
 
     def get_plan(self, plan_id: str, version: int) -> Plan:
+        self.plan_reads += 1
         return self.plans[(plan_id, version)]  # a KeyError for a plan that was never stored
 
     def read_usage(self, customer_id: str, period: str, shards: int) -> Usage:
@@ -197,10 +199,35 @@ def test_a_single_late_credit_is_billed() -> None:
     assert raised == BilledRaise(6_500, 6_501, {1: 501, 2: 6_000}, None)
 
 
-def test_a_period_with_no_credits_counted_since_its_close_has_no_late_usage() -> None:
+def test_a_period_with_no_credits_counted_since_its_close_has_no_late_usage_and_costs_no_plan_read() -> None:
+    """Each close looks back at three periods for every customer: one with nothing late costs its counter
+    read only, whether or not its record has billed segments (records stored before they existed have not)."""
     ledger, record = upgraded_close()
+    reads = ledger.plan_reads
 
     assert late(ledger, UPGRADED, record) is None
+    assert late(ledger, UPGRADED, record.model_copy(update={"billed_segments": {}})) is None
+    assert ledger.plan_reads == reads
+
+
+def test_a_refund_on_one_segment_and_as_many_late_credits_on_another_are_both_billed() -> None:
+    """The period's total is what was billed, but 100 credits left Starter (refunded) and 100 came to Pro
+    (late): each segment is adjusted on its own plan."""
+    ledger, record = upgraded_close()
+    ledger.count(PERIOD, {1: 400, 2: 6_100})
+
+    found = late(ledger, UPGRADED, record)
+
+    assert found is not None
+    lines, raised = found
+    assert [line.description for line in lines] == [
+        "Refund for 2026-11 on Starter: 100 credits of failed requests, refunded after that period closed",
+        "Late usage for 2026-11 on Pro: 100 credits counted after that period closed",
+    ]
+    # Starter: 400 credits are within its 466 included, so the 34 cents billed come back; Pro: (6,100 -
+    # 5,333) x 0.5 = 383.5 -> 384 cents, of which 334 were billed
+    assert [line.amount for line in lines] == [-34, 50]
+    assert raised == BilledRaise(6_500, 6_500, {1: 400, 2: 6_100}, None)
 
 
 def test_late_credits_already_billed_by_an_earlier_adjustment_are_not_billed_again() -> None:
