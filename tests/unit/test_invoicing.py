@@ -272,6 +272,29 @@ def test_lines_are_sent_in_one_call_with_plain_decimal_unit_amounts() -> None:
     }
 
 
+def test_a_negative_line_is_sent_as_one_whole_amount_and_anything_else_negative_is_refused() -> None:
+    """Stripe's prices cannot be negative: a credit goes as ``amount``, which has no quantity and no
+    fraction of the minor unit. A negative line with either would bill the wrong amount: it is refused."""
+    invoices = FakeInvoices()
+    credit = replace(LINE, description="Refund", unit_amount_decimal=Decimal(-34), quantity=1)
+
+    gateway(invoices).add_lines("in_1", [credit], idempotency_key="k")
+
+    ((_, (_, params, _)),) = invoices.calls
+    assert params["lines"] == [
+        {
+            "amount": -34,
+            "discountable": False,
+            "period": {"start": 1, "end": 2},
+            "description": "Refund",
+            "metadata": {"tollgate_line_kind": "usage"},
+        }
+    ]
+    for wrong in (replace(credit, quantity=2), replace(credit, unit_amount_decimal=Decimal("-34.5"))):
+        with pytest.raises(ValueError, match="a negative line is one whole amount in the minor unit"):
+            gateway(FakeInvoices()).add_lines("in_1", [wrong], idempotency_key="k")
+
+
 def test_finalizing_lets_stripe_collect() -> None:
     invoices = FakeInvoices()
 
