@@ -270,13 +270,18 @@ def seed_from_record(skip: list[str]) -> list[str]:
     return seeded
 
 
+def equivalent_entries() -> list[dict[str, str]]:
+    """The reviewed equivalent mutants of ``tests/mutation/equivalent.toml`` (none without the file)."""
+    return tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", []) if EQUIVALENTS.exists() else []
+
+
 def retest_survivors() -> int:
     """Mark the stage's survivors (not the reviewed equivalents) as not checked, so that ``--resume`` tests
     them again with today's tests; returns how many. A killed mutant stays killed while its function is
     unchanged: tests are added, not taken away."""
     from mutmut.stats import status_by_exit_code
 
-    entries = tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", []) if EQUIVALENTS.exists() else []
+    entries = equivalent_entries()
     equivalent = {entry.get("mutant") for entry in entries}
     again = 0
     for target in TARGETS:
@@ -429,7 +434,7 @@ def added_lines(diff: str) -> list[str]:
 def apply_equivalents(scores: dict[str, ModuleScore]) -> list[str]:
     """Subtract the reviewed equivalent mutants whose change is still the one reviewed; return problems."""
     problems = []
-    entries = tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", []) if EQUIVALENTS.exists() else []
+    entries = equivalent_entries()
     for entry in entries:
         name, change, reason = entry.get("mutant", ""), entry.get("change", ""), entry.get("reason", "")
         module = name.split(".x", 1)[0]
